@@ -1,0 +1,206 @@
+"""Fixtures every package's tests share: a clean environment, free ports, real service processes and a
+small real model artifact written through the contract.
+
+Lives at the repository root so that ``pytest`` from the root gives it to every package's tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+ENV_PREFIXES = ("AUTH_", "INFERENCE_", "UI_", "TRAINER_", "MODELBERTH_")
+REPO_ROOT = Path(__file__).resolve().parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+"""Real public datasets (see its README); tests read them in place, never copy them."""
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's settings; local state goes to a per-test folder."""
+    for key in list(os.environ):
+        if key.startswith(ENV_PREFIXES):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MODELBERTH_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    """A service started with ``modelberth serve NAME`` on a free port, as a real OS process."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def logs(self) -> str:
+        """Everything the process wrote to stdout and stderr so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (graceful: in-flight requests finish), then SIGKILL if it does not exit in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return int(self.process.returncode)
+
+
+def wait_ready(url: str, timeout: float = 60.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    last: str = "no answer"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} was ready")
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f}s ({last})")
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Factory: ``start_service("auth", env={...})`` runs the service on a free port and waits for /readyz.
+
+    Every process started is stopped (by its PID) when the test ends.
+    """
+    started: list[ServiceProcess] = []
+
+    def start(name: str, env: dict[str, str] | None = None, ready_path: str = "/readyz",
+              timeout: float = 60.0) -> ServiceProcess:
+        port = free_port()
+        log_path = tmp_path / f"{name}-{port}.log"
+        full_env = {**os.environ, **(env or {})}
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "modelberth_core.cli", "serve", name, "--port", str(port)],
+                env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+            )
+        service = ServiceProcess(name, f"http://127.0.0.1:{port}", process, log_path)
+        started.append(service)
+        try:
+            wait_ready(service.url + ready_path, timeout, process)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{name} did not become ready: {exc}\n{service.logs()[-4000:]}") from exc
+        return service
+
+    yield start
+    for service in reversed(started):
+        service.stop()
+
+
+def write_tiny_artifact(model_dir: Path, name: str = "iris", rows: int = 60,
+                        now: datetime | None = None) -> Path:
+    """Fit a small real Pipeline on iris and publish it through the contract (like the trainer does).
+
+    Fast (well under a second) and complete enough for inference and UI tests; the trainer's own tests
+    and the contract test cover artifacts the trainer writes.
+    """
+    import joblib
+    import numpy as np
+    import pandas as pd
+    import sklearn
+    from sklearn.compose import ColumnTransformer
+    from sklearn.datasets import load_iris
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from modelberth_core import contract
+
+    iris = load_iris(as_frame=True)
+    frame = iris.frame.sample(n=rows, random_state=0)
+    features = [c.replace(" (cm)", "").replace(" ", "_") for c in iris.feature_names]
+    x = frame[iris.feature_names].set_axis(features, axis=1)
+    y = np.asarray(iris.target_names)[frame["target"].to_numpy()]
+    numeric = Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())])
+    pipeline = Pipeline([
+        ("prep", ColumnTransformer([("num", numeric, features)])),
+        ("model", LogisticRegression(max_iter=500)),
+    ])
+    pipeline.fit(x, y)
+    version = contract.unique_version(model_dir, name, now or datetime.now(UTC))
+    with contract.staging_dir(model_dir, name) as staged:
+        joblib.dump(pipeline, staged / contract.MODEL_FILE)
+        x.assign(**{"row": range(len(x))}).drop(columns="row").head(10).to_csv(
+            staged / contract.EXAMPLES_FILE, index_label="index"
+        )
+        (staged / contract.REPORT_FILE).write_text("<html><body>tiny</body></html>", encoding="utf-8")
+        profile: dict[str, contract.Profile] = {}
+        specs = []
+        for col in features:
+            values = x[col].to_numpy(dtype=float)
+            edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)[1:-1])).tolist()
+            counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+            profile[col] = contract.NumericProfile(edges=edges, frequencies=(counts / counts.sum()).tolist())
+            specs.append(contract.FeatureSpec(name=col, type="numeric", required=True, min=float(values.min()),
+                                              max=float(values.max()), example=float(np.median(values))))
+        accuracy = float((pipeline.predict(x) == y).mean())
+        card = contract.ModelCard(
+            name=name, version=version, created_at=datetime.now(UTC), task="classification",
+            target="species", classes=[str(c) for c in pipeline.classes_], features=specs,
+            metrics=contract.Metrics(primary="f1_macro", greater_is_better=True,
+                                     cv={"f1_macro": accuracy}, test={"f1_macro": accuracy, "accuracy": accuracy}),
+            champion=contract.ChampionInfo(candidate="logistic", estimator="LogisticRegression",
+                                           params={"C": 1.0}),
+            leaderboard=[contract.LeaderboardRow(candidate="logistic", estimator="LogisticRegression",
+                                                 cv_score=accuracy, cv_std=0.0, fit_seconds=0.01, n_configs=1,
+                                                 params={"C": 1.0})],
+            data=contract.DataInfo(source="sklearn:iris", rows=rows, columns=5, sha256="0" * 64,
+                                   train_rows=rows, test_rows=0),
+            versions=contract.Versions(python=sys.version.split()[0], sklearn=sklearn.__version__,
+                                       pandas=pd.__version__, numpy=np.__version__, modelberth="0.1.0"),
+            model_sha256=contract.sha256_file(staged / contract.MODEL_FILE),
+            reference_profile=profile,
+        )
+        return contract.publish(model_dir, staged, card)
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path: Path) -> Path:
+    """A model root holding one tiny iris artifact (``iris/<version>/``) and its ``latest`` pointer."""
+    model_dir = tmp_path / "models"
+    write_tiny_artifact(model_dir)
+    return model_dir
+
+
+@pytest.fixture
+def artifact_factory() -> Callable[..., Path]:
+    """``artifact_factory(model_dir, name="iris", rows=60)`` publishes another tiny version; returns its dir."""
+    return write_tiny_artifact
+
+
+@pytest.fixture
+def port_factory() -> Callable[[], int]:
+    """``port_factory()`` returns a free port on 127.0.0.1."""
+    return free_port

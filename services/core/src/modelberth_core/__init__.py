@@ -1,0 +1,1 @@
+"""modelberth_core."""

@@ -1,0 +1,105 @@
+"""The ``modelberth`` command. Subcommands come from the installed packages' entry points, so each image
+has exactly the commands of the packages it carries, and ``modelberth --help`` imports none of them
+beyond their small ``cli`` modules.
+
+- group ``modelberth.commands``: ``name = "pkg.cli:register"``; ``register(subparsers)`` adds parsers whose
+  ``handler`` default takes the parsed namespace and returns an exit code.
+- group ``modelberth.services``: ``name = "pkg.app:create_app"``; ``modelberth serve NAME`` runs it under
+  uvicorn with one worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+
+EXIT_USAGE = 2
+"""Exit code for bad input (bad flags, unreadable data): nothing was written."""
+
+DEFAULT_PORTS = {"auth": 8001, "inference": 8002, "ui": 8003}
+"""Local defaults; each service keeps its own port so they can run side by side."""
+
+GRACEFUL_SHUTDOWN_SECONDS = 20
+"""How long uvicorn lets in-flight requests finish after SIGTERM (below the pod's grace period)."""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _service_factories() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group="modelberth.services")}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from modelberth_core.logging import configure_logging
+
+    name: str = args.service
+    prefix = name.upper()
+    host = args.host or os.environ.get(f"{prefix}_HOST") or "127.0.0.1"
+    port = args.port or int(os.environ.get(f"{prefix}_PORT") or DEFAULT_PORTS.get(name, 8000))
+    # The factory reads its settings from the environment; flags win over variables.
+    os.environ[f"{prefix}_HOST"], os.environ[f"{prefix}_PORT"] = host, str(port)
+    for key, value in (args.set or []):
+        os.environ[f"{prefix}_{key.upper()}"] = value
+    if getattr(args, "model_dir", None):
+        os.environ["INFERENCE_MODEL_DIR"] = args.model_dir
+    configure_logging(name, os.environ.get(f"{prefix}_LOG_LEVEL", "info"))
+    uvicorn.run(
+        _service_factories()[name],
+        factory=True,
+        host=host,
+        port=port,
+        workers=1,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    return 0
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser: core's own commands plus every installed package's."""
+    parser = argparse.ArgumentParser(prog="modelberth", description="Train, serve and operate tabular models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    services = sorted(_service_factories())
+    if services:
+        serve = sub.add_parser("serve", help="run one service (one uvicorn worker; scale with replicas)")
+        serve.add_argument("service", choices=services)
+        serve.add_argument("--host", help="interface (default 127.0.0.1, or <SERVICE>_HOST)")
+        serve.add_argument("--port", type=int, help="port (default auth 8001, inference 8002, ui 8003)")
+        serve.add_argument("--model-dir", help="inference only: the artifact root (INFERENCE_MODEL_DIR)")
+        serve.add_argument(
+            "--set", action="append", type=_key_value, metavar="KEY=VALUE",
+            help="any other setting, exported as <SERVICE>_KEY",
+        )
+        serve.set_defaults(handler=_serve)
+    for ep in sorted(entry_points(group="modelberth.commands"), key=lambda e: e.name):
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``modelberth`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_USAGE
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

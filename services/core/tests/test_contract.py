@@ -1,0 +1,68 @@
+"""The model card contract: what inference relies on when it loads an artifact."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from modelberth_core import contract
+
+
+def test_tiny_artifact_round_trips_and_latest_points_at_it(tiny_model_dir: Path) -> None:
+    version = contract.resolve_latest(tiny_model_dir, "iris")
+    assert version is not None
+    card = contract.read_card(tiny_model_dir / "iris" / version)
+    assert card.name == "iris"
+    assert card.feature_names == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    assert contract.verify_checksum(tiny_model_dir / "iris" / version, card).name == contract.MODEL_FILE
+    assert contract.list_models(tiny_model_dir) == ["iris"]
+
+
+def test_checksum_mismatch_is_refused(tiny_model_dir: Path) -> None:
+    version_dir = tiny_model_dir / "iris" / str(contract.resolve_latest(tiny_model_dir, "iris"))
+    card = contract.read_card(version_dir)
+    with (version_dir / contract.MODEL_FILE).open("ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(contract.ContractError, match="does not match"):
+        contract.verify_checksum(version_dir, card)
+
+
+def test_unknown_schema_version_is_refused(tiny_model_dir: Path) -> None:
+    version_dir = tiny_model_dir / "iris" / str(contract.resolve_latest(tiny_model_dir, "iris"))
+    raw = json.loads((version_dir / contract.CARD_FILE).read_text())
+    raw["schema_version"] = contract.SCHEMA_VERSION + 1
+    (version_dir / contract.CARD_FILE).write_text(json.dumps(raw))
+    with pytest.raises(contract.ContractError, match="schema_version"):
+        contract.read_card(version_dir)
+
+
+def test_new_version_moves_latest_and_keeps_the_old_one(
+    tiny_model_dir: Path, artifact_factory: Callable[..., Path]
+) -> None:
+    first = contract.resolve_latest(tiny_model_dir, "iris")
+    second_dir = artifact_factory(tiny_model_dir)
+    assert contract.resolve_latest(tiny_model_dir, "iris") == second_dir.name != first
+    assert contract.list_versions(tiny_model_dir, "iris") == sorted([str(first), second_dir.name])
+
+
+def test_latest_falls_back_to_newest_when_pointer_is_missing(tiny_model_dir: Path) -> None:
+    version = contract.resolve_latest(tiny_model_dir, "iris")
+    (tiny_model_dir / "iris" / contract.LATEST_FILE).unlink()
+    assert contract.resolve_latest(tiny_model_dir, "iris") == version
+
+
+def test_failed_staging_leaves_nothing_behind(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), contract.staging_dir(tmp_path, "iris") as staged:
+        (staged / contract.MODEL_FILE).write_bytes(b"x")
+        raise RuntimeError("training failed")
+    assert list((tmp_path / "iris").iterdir()) == []
+    assert contract.resolve_latest(tmp_path, "iris") is None
+
+
+def test_checked_in_json_schema_is_current() -> None:
+    schema_file = Path(__file__).resolve().parents[1] / "model.schema.json"
+    expected = json.dumps(contract.card_json_schema(), indent=2, sort_keys=True) + "\n"
+    assert schema_file.read_text(encoding="utf-8") == expected, "run `make schema` and commit the result"

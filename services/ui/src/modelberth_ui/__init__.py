@@ -1,0 +1,1 @@
+"""modelberth_ui."""

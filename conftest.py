@@ -95,15 +95,19 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     """
     started: list[ServiceProcess] = []
 
-    def start(name: str, env: dict[str, str] | None = None, ready_path: str = "/readyz",
-              timeout: float = 60.0) -> ServiceProcess:
+    def start(
+        name: str, env: dict[str, str] | None = None, ready_path: str = "/readyz", timeout: float = 60.0
+    ) -> ServiceProcess:
         port = free_port()
         log_path = tmp_path / f"{name}-{port}.log"
         full_env = {**os.environ, **(env or {})}
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "modelberth_core.cli", "serve", name, "--port", str(port)],
-                env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
             )
         service = ServiceProcess(name, f"http://127.0.0.1:{port}", process, log_path)
         started.append(service)
@@ -118,8 +122,9 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
         service.stop()
 
 
-def write_tiny_artifact(model_dir: Path, name: str = "iris", rows: int = 60,
-                        now: datetime | None = None) -> Path:
+def write_tiny_artifact(
+    model_dir: Path, name: str = "iris", rows: int = 60, now: datetime | None = None
+) -> Path:
     """Fit a small real Pipeline on iris and publish it through the contract (like the trainer does).
 
     Fast (well under a second) and complete enough for inference and UI tests; the trainer's own tests
@@ -144,17 +149,17 @@ def write_tiny_artifact(model_dir: Path, name: str = "iris", rows: int = 60,
     x = frame[iris.feature_names].set_axis(features, axis=1)
     y = np.asarray(iris.target_names)[frame["target"].to_numpy()]
     numeric = Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())])
-    pipeline = Pipeline([
-        ("prep", ColumnTransformer([("num", numeric, features)])),
-        ("model", LogisticRegression(max_iter=500)),
-    ])
+    pipeline = Pipeline(
+        [
+            ("prep", ColumnTransformer([("num", numeric, features)])),
+            ("model", LogisticRegression(max_iter=500)),
+        ]
+    )
     pipeline.fit(x, y)
     version = contract.unique_version(model_dir, name, now or datetime.now(UTC))
     with contract.staging_dir(model_dir, name) as staged:
         joblib.dump(pipeline, staged / contract.MODEL_FILE)
-        x.assign(**{"row": range(len(x))}).drop(columns="row").head(10).to_csv(
-            staged / contract.EXAMPLES_FILE, index_label="index"
-        )
+        x.head(10).to_csv(staged / contract.EXAMPLES_FILE, index=False)
         (staged / contract.REPORT_FILE).write_text("<html><body>tiny</body></html>", encoding="utf-8")
         profile: dict[str, contract.Profile] = {}
         specs = []
@@ -163,23 +168,55 @@ def write_tiny_artifact(model_dir: Path, name: str = "iris", rows: int = 60,
             edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)[1:-1])).tolist()
             counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
             profile[col] = contract.NumericProfile(edges=edges, frequencies=(counts / counts.sum()).tolist())
-            specs.append(contract.FeatureSpec(name=col, type="numeric", required=True, min=float(values.min()),
-                                              max=float(values.max()), example=float(np.median(values))))
+            specs.append(
+                contract.FeatureSpec(
+                    name=col,
+                    type="numeric",
+                    required=True,
+                    min=float(values.min()),
+                    max=float(values.max()),
+                    example=float(np.median(values)),
+                )
+            )
         accuracy = float((pipeline.predict(x) == y).mean())
         card = contract.ModelCard(
-            name=name, version=version, created_at=datetime.now(UTC), task="classification",
-            target="species", classes=[str(c) for c in pipeline.classes_], features=specs,
-            metrics=contract.Metrics(primary="f1_macro", greater_is_better=True,
-                                     cv={"f1_macro": accuracy}, test={"f1_macro": accuracy, "accuracy": accuracy}),
-            champion=contract.ChampionInfo(candidate="logistic", estimator="LogisticRegression",
-                                           params={"C": 1.0}),
-            leaderboard=[contract.LeaderboardRow(candidate="logistic", estimator="LogisticRegression",
-                                                 cv_score=accuracy, cv_std=0.0, fit_seconds=0.01, n_configs=1,
-                                                 params={"C": 1.0})],
-            data=contract.DataInfo(source="sklearn:iris", rows=rows, columns=5, sha256="0" * 64,
-                                   train_rows=rows, test_rows=0),
-            versions=contract.Versions(python=sys.version.split()[0], sklearn=sklearn.__version__,
-                                       pandas=pd.__version__, numpy=np.__version__, modelberth="0.1.0"),
+            name=name,
+            version=version,
+            created_at=datetime.now(UTC),
+            task="classification",
+            target="species",
+            classes=[str(c) for c in pipeline.classes_],
+            features=specs,
+            metrics=contract.Metrics(
+                primary="f1_macro",
+                greater_is_better=True,
+                cv={"f1_macro": accuracy},
+                test={"f1_macro": accuracy, "accuracy": accuracy},
+            ),
+            champion=contract.ChampionInfo(
+                candidate="logistic", estimator="LogisticRegression", params={"C": 1.0}
+            ),
+            leaderboard=[
+                contract.LeaderboardRow(
+                    candidate="logistic",
+                    estimator="LogisticRegression",
+                    cv_score=accuracy,
+                    cv_std=0.0,
+                    fit_seconds=0.01,
+                    n_configs=1,
+                    params={"C": 1.0},
+                )
+            ],
+            data=contract.DataInfo(
+                source="sklearn:iris", rows=rows, columns=5, sha256="0" * 64, train_rows=rows, test_rows=0
+            ),
+            versions=contract.Versions(
+                python=sys.version.split()[0],
+                sklearn=sklearn.__version__,
+                pandas=pd.__version__,
+                numpy=np.__version__,
+                modelberth="0.1.0",
+            ),
             model_sha256=contract.sha256_file(staged / contract.MODEL_FILE),
             reference_profile=profile,
         )
@@ -196,7 +233,7 @@ def tiny_model_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def artifact_factory() -> Callable[..., Path]:
-    """``artifact_factory(model_dir, name="iris", rows=60)`` publishes another tiny version; returns its dir."""
+    """``artifact_factory(model_dir, name="iris", rows=60)`` publishes a tiny version; returns its dir."""
     return write_tiny_artifact
 
 

@@ -55,9 +55,13 @@ def test_latest_falls_back_to_newest_when_pointer_is_missing(tiny_model_dir: Pat
 
 
 def test_failed_staging_leaves_nothing_behind(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError), contract.staging_dir(tmp_path, "iris") as staged:
-        (staged / contract.MODEL_FILE).write_bytes(b"x")
-        raise RuntimeError("training failed")
+    def train_and_fail() -> None:
+        with contract.staging_dir(tmp_path, "iris") as staged:
+            (staged / contract.MODEL_FILE).write_bytes(b"x")
+            raise RuntimeError("training failed")
+
+    with pytest.raises(RuntimeError, match="training failed"):
+        train_and_fail()
     assert list((tmp_path / "iris").iterdir()) == []
     assert contract.resolve_latest(tmp_path, "iris") is None
 

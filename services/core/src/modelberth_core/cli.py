@@ -43,7 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port or int(os.environ.get(f"{prefix}_PORT") or DEFAULT_PORTS.get(name, 8000))
     # The factory reads its settings from the environment; flags win over variables.
     os.environ[f"{prefix}_HOST"], os.environ[f"{prefix}_PORT"] = host, str(port)
-    for key, value in (args.set or []):
+    for key, value in args.set or []:
         os.environ[f"{prefix}_{key.upper()}"] = value
     if getattr(args, "model_dir", None):
         os.environ["INFERENCE_MODEL_DIR"] = args.model_dir
@@ -71,7 +71,9 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser: core's own commands plus every installed package's."""
-    parser = argparse.ArgumentParser(prog="modelberth", description="Train, serve and operate tabular models.")
+    parser = argparse.ArgumentParser(
+        prog="modelberth", description="Train, serve and operate tabular models."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     services = sorted(_service_factories())
     if services:
@@ -81,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_argument("--port", type=int, help="port (default auth 8001, inference 8002, ui 8003)")
         serve.add_argument("--model-dir", help="inference only: the artifact root (INFERENCE_MODEL_DIR)")
         serve.add_argument(
-            "--set", action="append", type=_key_value, metavar="KEY=VALUE",
+            "--set",
+            action="append",
+            type=_key_value,
+            metavar="KEY=VALUE",
             help="any other setting, exported as <SERVICE>_KEY",
         )
         serve.set_defaults(handler=_serve)

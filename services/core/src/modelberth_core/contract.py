@@ -284,7 +284,9 @@ def verify_checksum(version_dir: Path, card: ModelCard) -> Path:
         raise ContractError(f"{model_path}: model file missing")
     actual = sha256_file(model_path)
     if actual != card.model_sha256:
-        raise ContractError(f"{model_path}: sha256 {actual[:12]}… does not match the card's {card.model_sha256[:12]}…")
+        raise ContractError(
+            f"{model_path}: sha256 {actual[:12]}… does not match the card's {card.model_sha256[:12]}…"
+        )
     return model_path
 
 

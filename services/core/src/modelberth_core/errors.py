@@ -30,8 +30,11 @@ class ServiceError(Exception):
 def validation_details(errors: Any) -> list[dict[str, Any]]:
     """Pydantic errors without ``input``/``ctx``/``url``: where it failed and why, safe to serialise."""
     return [
-        {"loc": [part if isinstance(part, int) else str(part) for part in err.get("loc", ())],
-         "msg": str(err.get("msg", "invalid")), "type": str(err.get("type", "value_error"))}
+        {
+            "loc": [part if isinstance(part, int) else str(part) for part in err.get("loc", ())],
+            "msg": str(err.get("msg", "invalid")),
+            "type": str(err.get("type", "value_error")),
+        }
         for err in errors
     ]
 

@@ -115,7 +115,12 @@ class RequestContextMiddleware:
             self.metrics.duration.labels(route, method).observe(elapsed)
             access_log.info(
                 "request",
-                extra={"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1e3, 2)},
+                extra={
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1e3, 2),
+                },
             )
             request_id_var.reset(token)
 
@@ -123,7 +128,7 @@ class RequestContextMiddleware:
 def _incoming_request_id(scope: Scope) -> str | None:
     for key, value in scope["headers"]:
         if key == b"x-request-id":
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             # Accept a caller's id only if it is short and printable, so it cannot forge log lines.
             if 0 < len(text) <= 64 and text.isprintable():
                 return text

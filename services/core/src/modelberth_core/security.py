@@ -263,7 +263,9 @@ def bearer_token(authorization: str | None) -> str:
     return value.strip()
 
 
-def www_authenticate(error: str = "invalid_token", description: str | None = None, scope: str | None = None) -> str:
+def www_authenticate(
+    error: str = "invalid_token", description: str | None = None, scope: str | None = None
+) -> str:
     """A ``WWW-Authenticate`` value per RFC 6750 §3 (descriptions are our own text, never token content)."""
     parts = [f'error="{error}"']
     if description:

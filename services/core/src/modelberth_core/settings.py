@@ -39,6 +39,9 @@ class ServiceSettings(BaseSettings):
         if self.environment == "dev":
             return self
         for name, value in self:
-            if isinstance(value, SecretStr) and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            if (
+                isinstance(value, SecretStr)
+                and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+            ):
                 raise ValueError(f"{name} holds a placeholder secret; set a real one outside environment=dev")
         return self

@@ -1,0 +1,110 @@
+"""Core HTTP plumbing every service shares: error shape, request metrics, request ids, /metrics."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel, Field, StrictFloat
+
+from modelberth_core.errors import ServiceError, install_error_handlers
+from modelberth_core.metrics import HttpMetrics, RequestContextMiddleware, metrics_router, new_registry
+
+
+class Point(BaseModel):
+    x: StrictFloat = Field(allow_inf_nan=False)
+
+
+def make_app() -> tuple[FastAPI, HttpMetrics]:
+    registry = new_registry()
+    metrics = HttpMetrics("demo", registry)
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.include_router(metrics_router(registry))
+
+    @app.get("/items/{item_id}")
+    def item(item_id: int) -> dict[str, int]:
+        if item_id == 0:
+            raise ServiceError(409, "item 0 is reserved")
+        if item_id == 13:
+            raise RuntimeError("boom")
+        return {"id": item_id}
+
+    @app.post("/points")
+    def point(body: Point) -> dict[str, float]:
+        return {"x": body.x}
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app, metrics
+
+
+def sample(metrics: HttpMetrics, route: str, status: str) -> float:
+    value = metrics.requests.labels(route, "GET", status)._value.get()
+    return float(value)
+
+
+def test_service_error_has_the_one_error_shape() -> None:
+    app, _ = make_app()
+    response = TestClient(app).get("/items/0")
+    assert response.status_code == 409
+    assert response.json() == {"detail": "item 0 is reserved"}
+
+
+def test_validation_error_names_the_field_without_echoing_the_value() -> None:
+    app, _ = make_app()
+    client = TestClient(app)
+    for raw in (b'{"x": NaN}', b'{"x": 1e400}', b'{"x": false}', b'{"x": "1.5"}', b"{}"):
+        response = client.post("/points", content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == 422, raw
+        detail = response.json()["detail"]
+        assert detail and all("input" not in err and "ctx" not in err for err in detail)
+    response = client.post("/points", content=b'{"x": true}', headers={"content-type": "application/json"})
+    assert response.json()["detail"][0]["loc"] == ["body", "x"]
+
+
+def test_unexpected_error_is_a_json_500_without_internals() -> None:
+    app, _ = make_app()
+    response = TestClient(app, raise_server_exceptions=False).get("/items/13")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}
+
+
+def test_request_metrics_use_the_route_template_and_skip_probes() -> None:
+    app, metrics = make_app()
+    client = TestClient(app)
+    assert sample(metrics, "/items/{item_id}", "2xx") == 0
+    for item_id in (1, 2, 3):
+        assert client.get(f"/items/{item_id}").status_code == 200
+    client.get("/healthz")
+    client.get("/no/such/path")
+    assert sample(metrics, "/items/{item_id}", "2xx") == 3
+    assert sample(metrics, "unmatched", "4xx") == 1
+    assert sample(metrics, "/healthz", "2xx") == 0
+    body = client.get("/metrics").text
+    assert 'modelberth_demo_requests_total{method="GET",route="/items/{item_id}",status="2xx"} 3.0' in body
+    assert "process_cpu_seconds_total" in body
+    assert 'route="/metrics"' not in body
+
+
+def test_request_id_is_returned_and_a_callers_id_is_kept_only_if_sane() -> None:
+    app, _ = make_app()
+    client = TestClient(app)
+    generated = client.get("/items/1").headers["x-request-id"]
+    assert len(generated) == 32
+    assert client.get("/items/1", headers={"x-request-id": "abc-123"}).headers["x-request-id"] == "abc-123"
+    forged = client.get("/items/1", headers={"x-request-id": "x" * 200}).headers["x-request-id"]
+    assert forged != "x" * 200
+
+
+def test_two_apps_in_one_process_do_not_share_metrics() -> None:
+    first, first_metrics = make_app()
+    _, second_metrics = make_app()
+    TestClient(first).get("/items/1")
+    assert sample(first_metrics, "/items/{item_id}", "2xx") == 1
+    assert sample(second_metrics, "/items/{item_id}", "2xx") == 0
+    assert not math.isnan(sample(second_metrics, "/items/{item_id}", "2xx"))

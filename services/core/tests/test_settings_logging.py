@@ -1,0 +1,52 @@
+"""Settings refuse placeholder secrets outside dev; logs are one JSON object per line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from modelberth_core.logging import JsonFormatter, request_id_var
+from modelberth_core.settings import ServiceSettings, state_dir
+
+
+class DemoSettings(ServiceSettings):
+    model_config = ServiceSettings.model_config | {"env_prefix": "DEMO_"}
+    api_secret: SecretStr = SecretStr("changeme")
+
+
+def test_placeholder_secret_is_fine_in_dev_and_refused_in_prod(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert DemoSettings().api_secret.get_secret_value() == "changeme"
+    monkeypatch.setenv("DEMO_ENVIRONMENT", "prod")
+    with pytest.raises(ValidationError, match="api_secret holds a placeholder secret"):
+        DemoSettings()
+    monkeypatch.setenv("DEMO_API_SECRET", "a-real-long-random-value")
+    assert DemoSettings().environment == "prod"
+
+
+def test_secret_is_not_shown_in_repr() -> None:
+    assert "changeme" not in repr(DemoSettings())
+
+
+def test_state_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MODELBERTH_STATE_DIR", str(tmp_path))
+    assert state_dir() == tmp_path
+    monkeypatch.delenv("MODELBERTH_STATE_DIR")
+    assert state_dir() == Path(".modelberth")
+
+
+def test_log_line_is_json_with_extra_fields_and_request_id() -> None:
+    record = logging.makeLogRecord({"name": "t", "levelname": "INFO", "msg": "hello %s", "args": ("you",)})
+    record.route = "/v1/models"
+    token = request_id_var.set("rid-1")
+    try:
+        line = json.loads(JsonFormatter("demo").format(record))
+    finally:
+        request_id_var.reset(token)
+    assert line["msg"] == "hello you"
+    assert line["service"] == "demo"
+    assert line["request_id"] == "rid-1"
+    assert line["route"] == "/v1/models"

@@ -1,0 +1,81 @@
+{{/*
+Objects every long-running component has in the same form: ServiceAccount, Service, PodDisruptionBudget.
+Each takes (dict "ctx" $ "component" NAME).
+*/}}
+
+{{- define "modelberth.serviceAccount" -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  {{- include "modelberth.metadata" . | nindent 2 }}
+# No component talks to the Kubernetes API: no token in any pod.
+automountServiceAccountToken: false
+{{- end }}
+
+{{- define "modelberth.service" -}}
+{{- $values := index .ctx.Values .component }}
+apiVersion: v1
+kind: Service
+metadata:
+  {{- include "modelberth.metadata" . | nindent 2 }}
+spec:
+  type: {{ $values.service.type }}
+  selector:
+    {{- include "modelberth.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: http
+      port: {{ $values.service.port }}
+      targetPort: http
+      protocol: TCP
+{{- end }}
+
+{{- define "modelberth.pdb" -}}
+{{- $values := index .ctx.Values .component }}
+{{- if $values.pdb.enabled }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  {{- include "modelberth.metadata" . | nindent 2 }}
+spec:
+  maxUnavailable: {{ $values.pdb.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "modelberth.selectorLabels" . | nindent 6 }}
+{{- end }}
+{{- end }}
+
+{{/* The volumes every service pod has: /tmp and the state dir on emptyDirs (root filesystem is read-only). */}}
+{{- define "modelberth.baseVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+- name: state
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
+
+{{- define "modelberth.baseVolumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: state
+  mountPath: /var/lib/modelberth
+{{- end }}
+
+{{/* Environment every service container gets. .component names the service (its env prefix). */}}
+{{- define "modelberth.baseEnv" -}}
+{{- $prefix := upper .component -}}
+- name: {{ $prefix }}_HOST
+  value: "0.0.0.0"
+- name: {{ $prefix }}_PORT
+  value: {{ (index .ctx.Values .component).service.port | quote }}
+- name: {{ $prefix }}_ENVIRONMENT
+  value: prod
+- name: MODELBERTH_STATE_DIR
+  value: /var/lib/modelberth
+- name: HOME
+  value: /tmp
+- name: TMPDIR
+  value: /tmp
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+{{- end }}

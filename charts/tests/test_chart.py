@@ -1,0 +1,452 @@
+"""The chart with real Helm: lint, schema, render with every value set, Kubernetes schema validation and the
+properties every object must have (restricted PSS, probes, resources, labels, secrets kept out of NOTES)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+
+CHART = Path(__file__).resolve().parents[1] / "modelberth"
+KUBE_VERSION = "1.33.0"
+SERVICES = {"auth": 8001, "inference": 8002, "ui": 8003}
+STANDARD_LABELS = {
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "helm.sh/chart",
+}
+# prometheus-operator CRDs: kubernetes-validate ships only the built-in API schemas.
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+Manifest = dict[str, Any]
+Workloads = Callable[[list[Manifest]], list[tuple[Manifest, Manifest]]]
+
+
+def _values_file(name: str) -> dict[str, Any] | None:
+    path = {"default": None, "production": CHART / "examples" / "values-production.yaml"}.get(
+        name, CHART / "ci" / f"{name}-values.yaml"
+    )
+    return None if path is None else yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_lint_strict_has_no_findings(value_set: str) -> None:
+    report = helm_python.lint(CHART, _values_file(value_set), strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == []
+    findings = [m for m in report["messages"] if m["severity"] >= 2]
+    assert findings == []
+
+
+def test_every_object_is_valid_for_kubernetes(manifests: list[Manifest]) -> None:
+    for doc in manifests:
+        obj = {k: v for k, v in doc.items() if k != "_template"}
+        if doc["kind"] in CRD_KINDS:
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+            continue
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
+def test_every_object_has_standard_labels_and_the_release_namespace(manifests: list[Manifest]) -> None:
+    for doc in manifests:
+        labels = doc["metadata"].get("labels", {})
+        assert set(labels) >= STANDARD_LABELS, (doc["kind"], doc["metadata"]["name"])
+        assert labels["app.kubernetes.io/instance"] == "rel"
+        assert doc["metadata"]["namespace"] == "ml", doc["metadata"]["name"]
+        assert len(doc["metadata"]["name"]) <= 63
+
+
+def _containers(pod: Manifest) -> list[Manifest]:
+    spec = pod["spec"]
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def test_every_container_meets_restricted_pss_with_a_read_only_root(
+    manifests: list[Manifest], workloads: Workloads
+) -> None:
+    pods = workloads(manifests)
+    assert pods
+    for owner, pod in pods:
+        spec = pod["spec"]
+        assert spec["automountServiceAccountToken"] is False, owner["metadata"]["name"]
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True
+        assert psc["runAsUser"] == 10001
+        assert psc["runAsGroup"] == 10001
+        assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+        for host_namespace in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not spec.get(host_namespace)
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for volume in volumes.values():
+            assert "hostPath" not in volume
+        for container in _containers(pod):
+            name = f"{owner['metadata']['name']}/{container['name']}"
+            sc = container["securityContext"]
+            assert sc["runAsNonRoot"] is True, name
+            assert sc["runAsUser"] == 10001, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert not sc["capabilities"].get("add"), name
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc.get("privileged", False) is False, name
+            tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+            assert tmp, f"{name} has no writable /tmp"
+            assert "emptyDir" in volumes[tmp[0]["name"]], name
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]), name
+            assert {"cpu", "memory"} <= set(resources["limits"]), name
+
+
+def test_services_have_probes_graceful_shutdown_and_named_ports(
+    manifests: list[Manifest], workloads: Workloads
+) -> None:
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in manifests
+        if d["kind"] == "Deployment"
+    }
+    assert set(deployments) == set(SERVICES)
+    for component, port in SERVICES.items():
+        pod = deployments[component]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        # uvicorn finishes in-flight requests for up to 20 s after SIGTERM (modelberth_core.cli).
+        assert pod["terminationGracePeriodSeconds"] > sleep + 20
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env[f"{component.upper()}_PORT"] == str(port)
+        assert env[f"{component.upper()}_HOST"] == "0.0.0.0"
+        assert env["MODELBERTH_STATE_DIR"] == "/var/lib/modelberth"
+    inference = deployments["inference"]["spec"]["template"]["spec"]["containers"][0]
+    assert inference["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    services = {
+        s["metadata"]["labels"]["app.kubernetes.io/component"]: s for s in manifests if s["kind"] == "Service"
+    }
+    for component, port in SERVICES.items():
+        assert services[component]["spec"]["ports"] == [
+            {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
+        ]
+        selector = services[component]["spec"]["selector"]
+        assert selector == deployments[component]["spec"]["selector"]["matchLabels"]
+        assert set(selector) == {
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+        }
+
+
+def _env(manifests: list[Manifest], component: str) -> dict[str, str]:
+    (deployment,) = [
+        d
+        for d in manifests
+        if d["kind"] == "Deployment" and d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    return {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_services_are_wired_to_each_other_and_to_the_public_issuer(
+    named_set: Callable[[str], list[Manifest]],
+) -> None:
+    manifests = named_set("default")
+    auth, inference, ui = (_env(manifests, c) for c in ("auth", "inference", "ui"))
+    assert auth["AUTH_ISSUER"] == "http://modelberth.local"
+    assert inference["INFERENCE_AUTH_ISSUER"] == auth["AUTH_ISSUER"]
+    assert inference["INFERENCE_AUTH_AUDIENCE"] == auth["AUTH_AUDIENCE"] == "modelberth"
+    assert (
+        inference["INFERENCE_AUTH_JWKS_URL"] == "http://rel-modelberth-auth.ml.svc:8001/.well-known/jwks.json"
+    )
+    assert inference["INFERENCE_MODEL_DIR"] == "/models"
+    assert ui["UI_AUTH_URL"] == "http://rel-modelberth-auth.ml.svc:8001"
+    assert ui["UI_INFERENCE_URL"] == "http://rel-modelberth-inference.ml.svc:8002"
+    assert ui["GRADIO_TEMP_DIR"] == "/tmp"
+    assert auth["AUTH_KEYSET_FILE"] == "/etc/modelberth/keyset/keys.json"
+    assert auth["AUTH_USERS_FILE"] == "/var/lib/modelberth/users.yaml"
+    tls = named_set("tls")
+    assert _env(tls, "auth")["AUTH_ISSUER"] == "https://modelberth.local"
+    assert _env(named_set("production"), "inference")["INFERENCE_AUTH_ISSUER"] == "https://ml.example.com"
+
+
+def _inference_pod(manifests: list[Manifest]) -> Manifest:
+    (deployment,) = [
+        d
+        for d in manifests
+        if d["kind"] == "Deployment" and d["metadata"]["labels"]["app.kubernetes.io/component"] == "inference"
+    ]
+    return dict(deployment["spec"]["template"]["spec"])
+
+
+def test_the_model_comes_from_the_model_image_copied_or_mounted(
+    named_set: Callable[[str], list[Manifest]],
+) -> None:
+    copied = _inference_pod(named_set("default"))
+    (init,) = copied["initContainers"]
+    assert init["image"] == "ghcr.io/modelberth/modelberth-model-iris:0.1.0"
+    assert init["command"] == ["/bin/copy-model", "/models", "/mnt/models"]
+    assert {"name": "models", "mountPath": "/mnt/models"} in init["volumeMounts"]
+    assert {"name": "models", "emptyDir": {"sizeLimit": "1Gi"}} in copied["volumes"]
+
+    mounted = _inference_pod(named_set("imagevolume"))
+    assert "initContainers" not in mounted
+    assert {
+        "name": "models",
+        "image": {
+            "reference": "ghcr.io/modelberth/modelberth-model-iris:0.1.0",
+            "pullPolicy": "IfNotPresent",
+        },
+    } in mounted["volumes"]
+    env = {e["name"]: e["value"] for e in mounted["containers"][0]["env"]}
+    assert env["INFERENCE_MODEL_DIR"] == "/model-image/models"
+
+    pvc = _inference_pod(named_set("trainer"))
+    claim = next(v for v in pvc["volumes"] if v["name"] == "models")["persistentVolumeClaim"]
+    assert claim == {"claimName": "rel-modelberth-models", "readOnly": True}
+
+
+def test_trainer_job_and_cronjob_publish_into_the_claim_inference_reads(
+    named_set: Callable[[str], list[Manifest]], workloads: Workloads
+) -> None:
+    manifests = named_set("trainer")
+    kinds = {d["kind"] for d in manifests}
+    assert {"Job", "CronJob", "PersistentVolumeClaim"} <= kinds
+    for owner, pod in workloads(manifests):
+        if owner["kind"] not in ("Job", "CronJob"):
+            continue
+        (container,) = pod["spec"]["containers"]
+        assert container["command"] == ["modelberth", "train"]
+        assert container["args"][:4] == ["--dataset", "iris", "--out", "/models"]
+        claim = next(v for v in pod["spec"]["volumes"] if v["name"] == "models")["persistentVolumeClaim"]
+        assert claim == {"claimName": "rel-modelberth-models"}
+    cron = next(d for d in manifests if d["kind"] == "CronJob")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def test_hpa_scales_inference_on_cpu_and_requests_per_second(
+    named_set: Callable[[str], list[Manifest]],
+) -> None:
+    (hpa,) = [d for d in named_set("autoscaling") if d["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "rel-modelberth-inference"
+    types = [m["type"] for m in hpa["spec"]["metrics"]]
+    assert types == ["Resource", "Pods"]
+    (deployment,) = [
+        d
+        for d in named_set("autoscaling")
+        if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("inference")
+    ]
+    assert "replicas" not in deployment["spec"]
+
+
+def test_every_service_has_a_pdb_and_an_own_service_account(manifests: list[Manifest]) -> None:
+    pdbs = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]
+        for d in manifests
+        if d["kind"] == "PodDisruptionBudget"
+    }
+    assert pdbs == set(SERVICES)
+    accounts = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "ServiceAccount"}
+    for account in accounts.values():
+        assert account["automountServiceAccountToken"] is False
+    for doc in manifests:
+        if doc["kind"] == "Deployment":
+            assert doc["spec"]["template"]["spec"]["serviceAccountName"] in accounts
+
+
+def test_generated_keyset_is_a_usable_es256_jwks() -> None:
+    """The keyset Helm builds from sprig's P-256 key signs tokens that its public half verifies."""
+    from joserfc import jwt
+    from joserfc.jwk import ECKey, KeySet
+
+    chart = helm_python.Chart.load(CHART)
+    (secret,) = [
+        doc
+        for doc in yaml.safe_load_all(
+            chart.render(None, name="rel", namespace="ml", is_install=True)[
+                "modelberth/templates/auth/secret-keyset.yaml"
+            ]
+        )
+        if doc
+    ]
+    keyset = json.loads(base64.b64decode(secret["data"]["keys.json"]))
+    (jwk,) = keyset["keys"]
+    assert {jwk[k] for k in ("kty", "crv", "alg", "use")} == {"EC", "P-256", "ES256", "sig"}
+    assert {len(jwk[k]) for k in ("d", "x", "y")} == {43}  # 32 bytes, base64url, no padding
+    private = KeySet.import_key_set(keyset).keys[0]
+    token = jwt.encode({"alg": "ES256", "kid": jwk["kid"]}, {"sub": "t", "iss": "i"}, private)
+    public = ECKey.import_key({k: jwk[k] for k in ("kty", "crv", "x", "y")})
+    assert jwt.decode(token, public, algorithms=["ES256"]).claims["sub"] == "t"
+    # A second render is a second key: the Secret is generated once, then kept through lookup.
+    again = chart.render(None, name="rel", namespace="ml", is_install=True)[
+        "modelberth/templates/auth/secret-keyset.yaml"
+    ]
+    assert secret["data"]["keys.json"] not in again
+
+
+def test_secrets_and_checksums(named_set: Callable[[str], list[Manifest]], workloads: Workloads) -> None:
+    default = named_set("default")
+    secrets = {d["metadata"]["name"] for d in default if d["kind"] == "Secret"}
+    assert secrets == {"rel-modelberth-auth-keyset", "rel-modelberth-bootstrap"}
+    (auth,) = [d for d in default if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-auth")]
+    assert len(auth["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]) == 64
+    existing = named_set("existing-secrets")
+    assert not [d for d in existing if d["kind"] == "Secret"]
+    (auth,) = [d for d in existing if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-auth")]
+    volumes = {
+        v["name"]: v.get("secret", {}).get("secretName") for v in auth["spec"]["template"]["spec"]["volumes"]
+    }
+    assert volumes["keyset"] == "modelberth-keyset"
+    assert volumes["users"] == "modelberth-users"
+    assert volumes["bootstrap"] == "modelberth-bootstrap"
+
+
+def test_notes_tell_how_to_reach_and_test_but_print_no_secret(rendered_text: dict[str, str]) -> None:
+    notes = rendered_text["modelberth/templates/NOTES.txt"]
+    assert "helm test rel" in notes
+    assert "/v1/models/iris/predict" in notes
+    assert "port-forward svc/rel-modelberth-ui 8003" in notes
+    for path, text in rendered_text.items():
+        if "secret" not in path:
+            continue
+        for doc in yaml.safe_load_all(text):
+            for value in (doc or {}).get("data", {}).values():
+                assert value not in notes
+                assert base64.b64decode(value).decode() not in notes or len(base64.b64decode(value)) < 8
+
+
+def test_helm_test_pod_is_a_restricted_hook_that_logs_in_and_predicts(
+    named_set: Callable[[str], list[Manifest]],
+) -> None:
+    hooks = [d for d in named_set("default") if d["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    assert {d["kind"] for d in hooks} == {"Pod", "ConfigMap"}
+    (pod,) = [d for d in hooks if d["kind"] == "Pod"]
+    assert (
+        pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    )
+    (config,) = [d for d in hooks if d["kind"] == "ConfigMap"]
+    script = config["data"]["smoke.py"]
+    for path in ("/auth/login", "/oauth/token", "/examples/0/predict", "/readyz"):
+        assert path in script
+    compile(script, "smoke.py", "exec")
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["AUTH_URL"] == "http://rel-modelberth-auth.ml.svc:8001"
+    assert env["INFERENCE_URL"] == "http://rel-modelberth-inference.ml.svc:8002"
+
+
+def test_monitoring_objects_carry_the_release_label_and_dashboard_label(
+    named_set: Callable[[str], list[Manifest]],
+) -> None:
+    assert not [d for d in named_set("default") if d["kind"] in CRD_KINDS]
+    manifests = named_set("monitoring")
+    monitors = [d for d in manifests if d["kind"] == "ServiceMonitor"]
+    assert {m["metadata"]["labels"]["app.kubernetes.io/component"] for m in monitors} == set(SERVICES)
+    for monitor in monitors:
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert monitor["spec"]["endpoints"][0]["port"] == "http"
+        assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    (rule,) = [d for d in manifests if d["kind"] == "PrometheusRule"]
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    dashboards = [
+        d
+        for d in manifests
+        if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    sources = sorted((CHART / "files" / "dashboards").glob("*.json"))
+    assert len(dashboards) == len(sources) >= 1
+    for dashboard in dashboards:
+        ((key, text),) = dashboard["data"].items()
+        assert json.loads(text) == json.loads(
+            (CHART / "files" / "dashboards" / key).read_text(encoding="utf-8")
+        )
+
+
+_INVALID = [
+    ({"trainer": {"enabled": True}}, "trainer.enabled needs inference.model.source=pvc"),
+    ({"ingress": {"tls": {"enabled": True}}}, "ingress.tls.enabled needs ingress.tls.secretName"),
+    ({"auth": {"enabled": False}}, "inference.enabled needs auth.enabled"),
+    ({"auth": {"bootstrap": {"enabled": False}}}, "auth needs users: set auth.users.existingSecret"),
+    (
+        {"auth": {"bootstrap": {"enabled": False}, "users": {"existingSecret": "u"}}},
+        "tests.enabled needs auth.bootstrap.enabled",
+    ),
+    (
+        {"inference": {"model": {"source": "pvc", "imageVolume": True}}},
+        "imageVolume applies to inference.model.source=image",
+    ),
+    (
+        {"inference": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
+        "minReplicas must not exceed",
+    ),
+    ({"ui": {"terminationGracePeriodSeconds": 10}}, "ui.terminationGracePeriodSeconds must exceed"),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), _INVALID, ids=[m for _, m in _INVALID])
+def test_invalid_combinations_fail_with_a_clear_message(values: dict[str, Any], message: str) -> None:
+    chart = helm_python.Chart.load(CHART)
+    with pytest.raises(helm_python.HelmError, match=message.replace(".", r"\.")):
+        chart.render(values, name="rel", namespace="ml", is_install=True)
+
+
+_SCHEMA_ERRORS = [
+    ({"auth": {"replicaCount": "two"}}, "replicaCount"),
+    ({"inference": {"service": {"port": "8002"}}}, "port"),
+    ({"ingress": {"enabled": "yes"}}, "enabled"),
+    ({"inference": {"model": {"source": "s3"}}}, "source"),
+    ({"ui": {"replicas": 2}}, "replicas"),
+    ({"ingres": {"enabled": False}}, "ingres"),
+    ({"auth": {"securityContext": {"allowPrivilegeEscalation": True}}}, "allowPrivilegeEscalation"),
+    ({"monitoring": {"serviceMonitor": {"interval": 15}}}, "interval"),
+]
+
+
+@pytest.mark.parametrize(("values", "key"), _SCHEMA_ERRORS, ids=[k for _, k in _SCHEMA_ERRORS])
+def test_wrong_types_and_unknown_keys_fail_schema_validation(values: dict[str, Any], key: str) -> None:
+    chart = helm_python.Chart.load(CHART)
+    with pytest.raises(helm_python.HelmValuesError) as caught:
+        chart.validate_schema(values)
+    assert key in str(caught.value)
+    report = helm_python.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] or [m for m in report["messages"] if m["severity"] == 3]
+
+
+def test_every_value_is_documented() -> None:
+    """Each leaf key in values.yaml has a comment line right above it; block headers and the shared
+    security anchors (documented as a block) are exempt."""
+    lines = (CHART / "values.yaml").read_text(encoding="utf-8").splitlines()
+    undocumented = []
+    in_anchor = False
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if line and not line[0].isspace():
+            in_anchor = line.startswith("x-")
+        if in_anchor or not stripped or stripped.startswith(("#", "- ")) or ":" not in stripped:
+            continue
+        if stripped.endswith(":"):
+            continue  # a block header: its children carry the comments
+        if not lines[i - 1].strip().startswith("#"):
+            undocumented.append(f"{i + 1}: {line}")
+    assert undocumented == []
+
+
+def test_production_example_pins_every_image_by_digest(
+    named_set: Callable[[str], list[Manifest]], workloads: Workloads
+) -> None:
+    """Why checkov's CKV_K8S_43 (image digest) is skipped globally: the production values pin digests."""
+    images = [
+        c["image"]
+        for _, pod in workloads(named_set("production"))
+        if "hook" not in str(pod)
+        for c in _containers(pod)
+    ]
+    assert images
+    assert all("@sha256:" in image for image in images), images

@@ -1,0 +1,163 @@
+"""The NetworkPolicies admit exactly the flows of issue 8 and nothing else.
+
+A small evaluator applies Kubernetes' NetworkPolicy semantics (a pod selected by no policy of a direction is
+open in that direction; otherwise a flow needs one matching rule; egress of the source AND ingress of the
+destination must both allow it) to every (source, destination, port) among the release's pods and the pods
+around them (ingress controller, Prometheus, CoreDNS, strangers), and the allowed set is compared to the
+expected one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Manifest = dict[str, Any]
+NAMESPACE = "ml"
+
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    namespace: str
+    labels: dict[str, str] = field(hash=False)
+    ports: tuple[tuple[int, str], ...] = ()
+    ours: bool = False
+
+
+def _release_pod(component: str, port: int | None) -> Pod:
+    labels = {
+        "app.kubernetes.io/name": "modelberth",
+        "app.kubernetes.io/instance": "rel",
+        "app.kubernetes.io/component": component,
+    }
+    return Pod(component, NAMESPACE, labels, ((port, "TCP"),) if port else (), ours=True)
+
+
+PODS = [
+    _release_pod("auth", 8001),
+    _release_pod("inference", 8002),
+    _release_pod("ui", 8003),
+    _release_pod("test", None),
+    _release_pod("trainer", None),
+    Pod(
+        "ingress-controller",
+        "ingress-nginx",
+        {"app.kubernetes.io/name": "ingress-nginx"},
+        ((80, "TCP"), (443, "TCP")),
+    ),
+    Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, ((9090, "TCP"),)),
+    Pod("coredns", "kube-system", {"k8s-app": "kube-dns"}, ((53, "UDP"), (53, "TCP"))),
+    Pod("stranger-same-namespace", NAMESPACE, {"app": "other"}, ((8080, "TCP"),)),
+    Pod("stranger-other-namespace", "default", {"app": "other"}, ((8080, "TCP"),)),
+    # A look-alike of the ingress controller in another namespace must not get in.
+    Pod("fake-controller", "default", {"app.kubernetes.io/name": "ingress-nginx"}, ((80, "TCP"),)),
+]
+
+
+def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"evaluator handles matchLabels only: {selector}"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def _peer_matches(peer: dict[str, Any], policy_ns: str, pod: Pod) -> bool:
+    assert "ipBlock" not in peer
+    ns_ok = (
+        _matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": pod.namespace})
+        if "namespaceSelector" in peer
+        else pod.namespace == policy_ns
+    )
+    pod_ok = _matches(peer["podSelector"], pod.labels) if "podSelector" in peer else True
+    return ns_ok and pod_ok
+
+
+def _port_matches(ports: list[dict[str, Any]] | None, port: int, protocol: str) -> bool:
+    if not ports:
+        return True
+    return any(p["port"] == port and p.get("protocol", "TCP") == protocol for p in ports)
+
+
+def _allowed(
+    policies: list[Manifest], direction: str, subject: Pod, other: Pod, port: int, protocol: str
+) -> bool:
+    selecting = [
+        p
+        for p in policies
+        if p["metadata"]["namespace"] == subject.namespace
+        and _matches(p["spec"]["podSelector"], subject.labels)
+        and direction in p["spec"]["policyTypes"]
+    ]
+    if not selecting:
+        return True
+    key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    for policy in selecting:
+        for rule in policy["spec"].get(key, []):
+            peers = rule.get(peers_key)
+            peer_ok = not peers or any(
+                _peer_matches(peer, policy["metadata"]["namespace"], other) for peer in peers
+            )
+            if peer_ok and _port_matches(rule.get("ports"), port, protocol):
+                return True
+    return False
+
+
+def allowed_flows(policies: list[Manifest]) -> set[tuple[str, str, int, str]]:
+    """Every (source, destination, port, protocol) the policies admit, where at least one end is ours."""
+    flows = set()
+    for src in PODS:
+        for dst in PODS:
+            if src == dst or not (src.ours or dst.ours):
+                continue
+            for port, protocol in dst.ports:
+                if _allowed(policies, "Egress", src, dst, port, protocol) and _allowed(
+                    policies, "Ingress", dst, src, port, protocol
+                ):
+                    flows.add((src.name, dst.name, port, protocol))
+    return flows
+
+
+DNS = {(src, "coredns", 53, proto) for src in ("inference", "ui", "test") for proto in ("UDP", "TCP")}
+EXPECTED = {
+    ("ingress-controller", "auth", 8001, "TCP"),
+    ("ingress-controller", "inference", 8002, "TCP"),
+    ("ingress-controller", "ui", 8003, "TCP"),
+    ("ui", "auth", 8001, "TCP"),
+    ("ui", "inference", 8002, "TCP"),
+    ("inference", "auth", 8001, "TCP"),
+    ("test", "auth", 8001, "TCP"),
+    ("test", "inference", 8002, "TCP"),
+    ("test", "ui", 8003, "TCP"),
+    *DNS,
+}
+SCRAPES = {
+    ("prometheus", "auth", 8001, "TCP"),
+    ("prometheus", "inference", 8002, "TCP"),
+    ("prometheus", "ui", 8003, "TCP"),
+}
+
+
+def _policies(manifests: list[Manifest]) -> list[Manifest]:
+    return [d for d in manifests if d["kind"] == "NetworkPolicy"]
+
+
+def test_default_values_admit_exactly_the_service_flows(named_set: Callable[[str], list[Manifest]]) -> None:
+    assert allowed_flows(_policies(named_set("default"))) == EXPECTED
+
+
+def test_monitoring_namespace_may_scrape_the_http_ports(named_set: Callable[[str], list[Manifest]]) -> None:
+    assert allowed_flows(_policies(named_set("monitoring"))) == EXPECTED | SCRAPES
+
+
+def test_trainer_pods_get_no_network_at_all(named_set: Callable[[str], list[Manifest]]) -> None:
+    flows = allowed_flows(_policies(named_set("trainer")))
+    assert flows == EXPECTED
+    assert not {f for f in flows if "trainer" in f[:2]}
+
+
+def test_without_policies_everything_is_open() -> None:
+    """The evaluator itself: no policy means every flow, so the assertions above have teeth."""
+    flows = allowed_flows([])
+    assert ("stranger-other-namespace", "auth", 8001, "TCP") in flows
+    assert ("auth", "stranger-other-namespace", 8080, "TCP") in flows
+    assert flows > EXPECTED

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import time
@@ -26,7 +27,15 @@ from joserfc.jwt import JWTClaimsRegistry
 log = logging.getLogger("modelberth.security")
 
 DEFAULT_ALGORITHMS = ("ES256",)
-"""The allow-list; ``none`` and symmetric algorithms can never verify."""
+"""The default allow-list; ``none`` and symmetric algorithms can never verify."""
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "Ed25519", "EdDSA"}
+)
+"""The only algorithms an allow-list may name (an HS* key would be the public key, known to everyone)."""
+ASYMMETRIC_KEY_TYPES = frozenset({"EC", "RSA", "OKP"})
+"""Key types a JWKS may contribute; anything else is dropped before import."""
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
+"""RFC 9068 ``typ`` of an access token, so an ID token or other JWT from the same key is not accepted."""
 SCOPES = ("predict", "models:read", "models:admin")
 """Every scope a token can carry."""
 MAX_TOKEN_BYTES = 8192
@@ -87,7 +96,9 @@ class JwksKeySource:
     """Public keys fetched from a JWKS URL and cached.
 
     Refetched when a token names an unknown ``kid``, at most once per ``min_refresh_seconds`` so a flood of
-    forged kids cannot hammer the auth service. If auth is down the cached keys keep verifying.
+    forged kids cannot hammer the auth service, and in the background of a request once the keys are older
+    than ``max_age_seconds`` so a key removed from auth's keyset stops verifying here too. If auth is down
+    the cached keys keep verifying.
     """
 
     def __init__(
@@ -97,13 +108,17 @@ class JwksKeySource:
         client: httpx.AsyncClient | None = None,
         timeout_seconds: float = 5.0,
         min_refresh_seconds: float = 30.0,
+        max_age_seconds: float = 300.0,
     ) -> None:
         self.url = url
         self._client = client or httpx.AsyncClient(timeout=timeout_seconds)
         self._owns_client = client is None
         self.min_refresh_seconds = min_refresh_seconds
+        self.max_age_seconds = max_age_seconds
         self._keys: KeySet | None = None
+        self._loaded_at = float("-inf")
         self._last_attempt = float("-inf")
+        self._last_refresh = float("-inf")
         self._lock = asyncio.Lock()
 
     @property
@@ -116,33 +131,55 @@ class JwksKeySource:
         self._last_attempt = time.monotonic()
         response = await self._client.get(self.url)
         response.raise_for_status()
-        keys = KeySet.import_key_set(response.json())
+        try:
+            keys = KeySet.import_key_set(_asymmetric_only(response.json()))
+        except (KeyError, TypeError, AttributeError, JoseError) as exc:
+            raise ValueError(f"not a usable JWKS: {type(exc).__name__}") from exc
         self._keys = keys
+        self._loaded_at = time.monotonic()
         log.info("jwks loaded", extra={"keys": len(keys.keys), "jwks_url": self.url})
         return keys
 
+    async def _try_fetch(self) -> bool:
+        try:
+            await self.fetch()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("jwks fetch failed; keeping cached keys", extra={"error": type(exc).__name__})
+            return False
+        return True
+
     async def key_set(self) -> KeySet:
-        """The cached keys, fetching them first if there are none yet."""
-        if self._keys is None:
+        """The cached keys, fetching them first if there are none yet (or refreshing stale ones)."""
+        keys = self._keys
+        if keys is None:
             async with self._lock:
                 if self._keys is None:
-                    try:
-                        return await self.fetch()
-                    except (httpx.HTTPError, ValueError, JoseError) as exc:
-                        raise TokenError("signing keys are not available yet") from exc
-        return self._keys
+                    # While auth is down, retry at most once a second instead of once per request.
+                    if time.monotonic() - self._last_attempt < min(1.0, self.min_refresh_seconds):
+                        raise TokenError("signing keys are not available yet")
+                    if not await self._try_fetch():
+                        raise TokenError("signing keys are not available yet")
+                assert self._keys is not None
+                return self._keys
+        now = time.monotonic()
+        stale = now - self._loaded_at > self.max_age_seconds
+        if stale and not self._lock.locked() and now - self._last_attempt >= self.min_refresh_seconds:
+            async with self._lock:
+                await self._try_fetch()
+            return self._keys or keys
+        return keys
 
     async def refresh(self) -> bool:
-        """Refetch unless one was tried within ``min_refresh_seconds``; keep the old keys on failure."""
+        """Refetch unless a refresh was tried within ``min_refresh_seconds``; keep the old keys on failure.
+
+        The limit counts refreshes only, so a key rotated in just after a routine fetch is still found.
+        """
         async with self._lock:
-            if time.monotonic() - self._last_attempt < self.min_refresh_seconds:
+            now = time.monotonic()
+            if now - self._last_refresh < self.min_refresh_seconds:
                 return False
-            try:
-                await self.fetch()
-            except (httpx.HTTPError, ValueError, JoseError) as exc:
-                log.warning("jwks refresh failed; keeping cached keys", extra={"error": type(exc).__name__})
-                return False
-            return True
+            self._last_refresh = now
+            return await self._try_fetch()
 
     async def aclose(self) -> None:
         """Close the HTTP client if this source created it."""
@@ -150,11 +187,19 @@ class JwksKeySource:
             await self._client.aclose()
 
 
+def _asymmetric_only(document: Any) -> Any:
+    """The JWKS without symmetric (``oct``) or unknown key types: a published key is public by definition."""
+    if isinstance(document, dict) and isinstance(document.get("keys"), list):
+        keys = [k for k in document["keys"] if isinstance(k, dict) and k.get("kty") in ASYMMETRIC_KEY_TYPES]
+        return {**document, "keys": keys}
+    return document
+
+
 def _unverified_header(token: str) -> dict[str, Any]:
     try:
         head = token.split(".", 1)[0]
         decoded = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # binascii, unicode and JSON errors are ValueErrors
         raise TokenError("malformed token") from exc
     if not isinstance(decoded, dict):
         raise TokenError("malformed token")
@@ -162,10 +207,12 @@ def _unverified_header(token: str) -> dict[str, Any]:
 
 
 class TokenVerifier:
-    """Verify bearer tokens: algorithm allow-list, signature, then iss/aud/exp (nbf, iat when present).
+    """Verify bearer tokens: algorithm allow-list, ``typ``, signature, then iss/aud/exp/sub (nbf, iat when
+    present).
 
-    A token that verified once is remembered until it expires (bounded cache), so a busy client pays the
-    signature check once, not on every request.
+    A token that verified once is remembered until it expires (bounded cache keyed by its SHA-256), so a
+    busy client pays the signature check once, not on every request; a cached token still stops verifying
+    as soon as its key leaves the key set.
     """
 
     def __init__(
@@ -177,16 +224,20 @@ class TokenVerifier:
         algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
         leeway_seconds: int = 30,
         cache_size: int = 10_000,
+        token_type: str | None = ACCESS_TOKEN_TYPE,
     ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.algorithms = list(algorithms)
-        if not self.algorithms or any(a.lower() == "none" or a.startswith("HS") for a in self.algorithms):
+        if not self.algorithms or not set(self.algorithms) <= ASYMMETRIC_ALGORITHMS:
             raise ValueError("the algorithm allow-list must name asymmetric algorithms only")
+        if not issuer or not audience:
+            raise ValueError("issuer and audience must be set")
         self.leeway_seconds = leeway_seconds
         self.cache_size = cache_size
-        self._cache: dict[str, Principal] = {}
+        self.token_type = token_type
+        self._cache: dict[bytes, tuple[Principal, str]] = {}
 
     def _claims_registry(self) -> JWTClaimsRegistry:
         return JWTClaimsRegistry(
@@ -199,24 +250,33 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """Return the token's principal, or raise :class:`TokenError` saying why it is refused."""
-        cached = self._cache.get(token)
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
+            raise TokenError("malformed token")
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        cached = self._cache.get(digest)
         now = int(time.time())
         if cached is not None:
-            if cached.expires_at + self.leeway_seconds > now:
-                return cached
-            del self._cache[token]
-        principal = await self._verify_uncached(token)
+            principal, kid = cached
+            if principal.expires_at + self.leeway_seconds > now and _has_kid(await self.keys.key_set(), kid):
+                return principal
+            del self._cache[digest]
+        principal, kid = await self._verify_uncached(token)
         if len(self._cache) >= self.cache_size:
             self._cache.clear()  # simple and bounded; a refill costs one verification per live token
-        self._cache[token] = principal
+        self._cache[digest] = (principal, kid)
         return principal
 
-    async def _verify_uncached(self, token: str) -> Principal:
-        if not token or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+    async def _verify_uncached(self, token: str) -> tuple[Principal, str]:
+        if token.count(".") != 2:
             raise TokenError("malformed token")
         header = _unverified_header(token)
-        if header.get("alg") not in self.algorithms:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
             raise TokenError("token algorithm not allowed")
+        if self.token_type is not None:
+            typ = header.get("typ")
+            if not isinstance(typ, str) or typ.lower().removeprefix("application/") != self.token_type:
+                raise TokenError(f"token type must be {self.token_type}")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise TokenError("token has no key id")
@@ -230,7 +290,7 @@ class TokenVerifier:
             decoded = jwt.decode(token, keys, algorithms=self.algorithms)
         except JoseError as exc:
             raise TokenError("token signature is invalid") from exc
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError) as exc:
             raise TokenError("malformed token") from exc
         claims = decoded.claims
         try:
@@ -240,13 +300,15 @@ class TokenVerifier:
         scope = claims.get("scope", "")
         if not isinstance(scope, str):
             raise TokenError("token scope must be a space-separated string")
-        return Principal(
+        jti = claims.get("jti")
+        principal = Principal(
             subject=str(claims["sub"]),
             scopes=frozenset(scope.split()),
             expires_at=int(claims["exp"]),
-            token_id=claims.get("jti"),
+            token_id=jti if isinstance(jti, str) else None,
             claims=claims,
         )
+        return principal, kid
 
 
 def _has_kid(keys: KeySet, kid: str) -> bool:

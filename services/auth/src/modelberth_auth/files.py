@@ -1,0 +1,80 @@
+"""Small, safe file writes for state the CLI and the service share: atomic, private, serialised."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PRIVATE_MODE = 0o600
+"""Keys, password hashes and refresh-token hashes are readable by their owner only."""
+
+
+def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_MODE) -> None:
+    """Write ``data`` to a temp file in the same folder, fsync, chmod and rename it over ``path``.
+
+    Readers (the running service) see the old file or the new one, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def create_exclusive(path: Path, data: bytes, mode: int = PRIVATE_MODE) -> bool:
+    """Create ``path`` with ``data`` only if it does not exist yet; False when it already did."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    atomic_write(tmp, data, mode)
+    try:
+        os.link(tmp, path)  # fails if path exists: never overwrite an existing file
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` so concurrent read-modify-writes do not lose updates."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """What identifies one version of a file: inode, size and modification time."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileStamp | None:
+        """The stamp of ``path`` now, or None if it does not exist."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        return cls(st.st_ino, st.st_size, st.st_mtime_ns)

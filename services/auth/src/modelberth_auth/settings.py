@@ -1,0 +1,81 @@
+"""Auth service settings, read from ``AUTH_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from modelberth_core.settings import ServiceSettings, state_dir
+
+
+class Settings(ServiceSettings):
+    """Settings of the auth service (``AUTH_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore", frozen=True)
+
+    port: int = Field(default=8001, ge=1, le=65535)
+    """TCP port to listen on."""
+    issuer: str = Field(default="http://127.0.0.1:8001", min_length=1)
+    """The ``iss`` claim of every token and the base of the discovery document's URLs."""
+    audience: str = Field(default="modelberth", min_length=1)
+    """The ``aud`` claim of every token."""
+    keyset_file: Path | None = None
+    """JWKS with private keys (newest last signs, all verify); default ``<state_dir>/keys.json``."""
+    users_file: Path | None = None
+    """Users and clients (YAML, or JSON by extension); default ``<state_dir>/users.yaml``."""
+    refresh_store_file: Path | None = None
+    """Hashed refresh tokens (JSON); default ``<state_dir>/refresh_tokens.json``."""
+    generate_keyset: bool | None = None
+    """Create a keyset when the file is absent; default: only in ``environment=dev`` (never overwrites)."""
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    """Access token lifetime in seconds."""
+    refresh_token_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    """Refresh token lifetime in seconds (a rotated token keeps the family's original expiry)."""
+    max_refresh_tokens_per_subject: int = Field(default=50, ge=1, le=10_000)
+    """Live refresh-token families per subject; the oldest is dropped beyond this."""
+    login_max_failures: int = Field(default=5, ge=1, le=1000)
+    """Failed logins per username or per client address before 429."""
+    login_window_seconds: int = Field(default=900, ge=1, le=86_400)
+    """Sliding window, in seconds, in which failed logins are counted."""
+    reload_interval_seconds: float = Field(default=1.0, ge=0.0, le=3600.0)
+    """At most this often, in seconds, the users and keyset files are checked for changes."""
+    max_body_bytes: int = Field(default=65_536, ge=1024, le=10 * 1024 * 1024)
+    """Larger request bodies get 413."""
+
+    @model_validator(mode="after")
+    def _default_paths(self) -> Settings:
+        base = state_dir()
+        defaults = {
+            "keyset_file": base / "keys.json",
+            "users_file": base / "users.yaml",
+            "refresh_store_file": base / "refresh_tokens.json",
+        }
+        for name, path in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, path)
+        return self
+
+    @property
+    def keyset_path(self) -> Path:
+        """The keyset file (resolved default)."""
+        assert self.keyset_file is not None
+        return self.keyset_file
+
+    @property
+    def users_path(self) -> Path:
+        """The users/clients file (resolved default)."""
+        assert self.users_file is not None
+        return self.users_file
+
+    @property
+    def refresh_store_path(self) -> Path:
+        """The refresh-token store (resolved default)."""
+        assert self.refresh_store_file is not None
+        return self.refresh_store_file
+
+    @property
+    def may_generate_keyset(self) -> bool:
+        """Whether a missing keyset file is created at startup."""
+        return self.environment == "dev" if self.generate_keyset is None else self.generate_keyset

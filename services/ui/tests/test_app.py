@@ -1,0 +1,70 @@
+"""Smoke tests of the app factory: the UI builds, the probes answer and the metrics are served."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from modelberth_core.contract import ModelCard
+from modelberth_ui.app import create_app
+from modelberth_ui.settings import Settings
+
+
+@pytest.fixture
+def app_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``app_factory(fake)`` -> the UI app talking to ``fake`` through MockTransport."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+
+    async def build(fake: Any) -> Any:
+        # Inside a running loop, like uvicorn calls the factory: gradio then binds its locks to that
+        # loop instead of creating (and leaking) one of its own.
+        return create_app(Settings(temp_dir=tmp_path / "ui"), client=fake.client())
+
+    def make(fake: Any) -> Any:
+        return asyncio.run(build(fake))
+
+    return make
+
+
+def test_the_ui_builds_and_the_probes_answer(
+    app_factory: Any, fake_factory: Any, mixed_card: ModelCard
+) -> None:
+    fake = fake_factory(mixed_card)
+    app = app_factory(fake)
+    with TestClient(app) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["dependencies"] == {"auth": "ready", "inference": "ready"}
+        fake.ready = False
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503
+        assert not_ready.json()["detail"] == "waiting for auth: HTTP 503, inference: HTTP 503"
+        page = client.get("/")
+        assert page.status_code == 200
+        # Offline: the page names no font or script host.
+        for host in ("fonts.googleapis.com", "fonts.gstatic.com", "cdn.jsdelivr.net", "unpkg.com"):
+            assert host not in page.text
+        metrics = client.get("/metrics").text
+    assert 'modelberth_ui_requests_total{method="GET",route="/",status="2xx"} 1.0' in metrics
+    assert "modelberth_ui_request_duration_seconds_bucket" in metrics
+    # Counters with labels appear once something happened; probes are not counted as requests.
+    assert "modelberth_ui_logins_total{" not in metrics
+    assert 'route="/healthz"' not in metrics
+
+
+def test_settings_come_from_ui_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UI_AUTH_URL", "http://auth:8001")
+    monkeypatch.setenv("UI_INFERENCE_URL", "http://inference:8002")
+    monkeypatch.setenv("UI_MAX_UPLOAD_BYTES", "1024")
+    settings = Settings()
+    assert (settings.auth_url, settings.inference_url, settings.max_upload_bytes) == (
+        "http://auth:8001",
+        "http://inference:8002",
+        1024,
+    )
+    assert settings.port == 8003

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
+from modelberth_core import stack
+
 EXIT_USAGE = 2
 """Exit code for bad input (bad flags, unreadable data): nothing was written."""
 
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="any other setting, exported as <SERVICE>_KEY",
         )
         serve.set_defaults(handler=_serve)
+    stack.register(sub)
     for ep in sorted(entry_points(group="modelberth.commands"), key=lambda e: e.name):
         ep.load()(sub)
     return parser

@@ -26,6 +26,16 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 """Real public datasets (see its README); tests read them in place, never copy them."""
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--artifact-dir``: aim the trainer's model tests at an artifact built elsewhere (CI builds one)."""
+    parser.addoption(
+        "--artifact-dir",
+        default=None,
+        help="a model version dir (or a model root holding iris/latest) for trainer/tests/model; "
+        "default: train one in a session fixture",
+    )
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's settings; local state goes to a per-test folder."""

@@ -1,0 +1,108 @@
+"""The inference app factory: ``uvicorn --factory modelberth_inference.app:create_app``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from joserfc.errors import JoseError
+
+from modelberth_core.metrics import HttpMetrics, RequestContextMiddleware, metrics_router, new_registry
+from modelberth_core.security import JwksKeySource, KeySource, TokenVerifier
+from modelberth_inference import __version__
+from modelberth_inference.errors import install_inference_error_handlers
+from modelberth_inference.monitoring import DriftCollector, InferenceMetrics, PredictionLog
+from modelberth_inference.registry import ModelRegistry
+from modelberth_inference.routes import health, models, predict, v2
+from modelberth_inference.settings import Settings
+
+log = logging.getLogger("modelberth.inference")
+
+JWKS_RETRY_MAX_SECONDS = 5.0
+"""Longest pause between JWKS fetch attempts while auth is not up yet."""
+
+
+async def _fetch_keys_until_loaded(keys: JwksKeySource) -> None:
+    delay = 0.2
+    while not keys.loaded:
+        try:
+            await keys.fetch()
+        except (httpx.HTTPError, ValueError, JoseError) as exc:
+            log.warning(
+                "jwks not available yet; retrying", extra={"error": type(exc).__name__, "url": keys.url}
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, JWKS_RETRY_MAX_SECONDS)
+
+
+async def _initial_load(registry: ModelRegistry) -> None:
+    try:
+        await registry.refresh()
+    except Exception:  # an unreadable model dir must not kill the server; /readyz reports it
+        log.exception("initial model load failed")
+        registry.scanned = True
+
+
+def create_app(settings: Settings | None = None, *, keys: KeySource | None = None) -> FastAPI:
+    """Build the app; ``keys`` replaces the JWKS fetched from ``auth_jwks_url`` (tests pass static keys)."""
+    settings = settings or Settings()
+    metrics_registry = new_registry()
+    http_metrics = HttpMetrics("inference", metrics_registry)
+    metrics = InferenceMetrics(metrics_registry)
+    registry = ModelRegistry(settings, metrics)
+    metrics_registry.register(DriftCollector(registry.drift_trackers))
+    key_source: KeySource = keys if keys is not None else JwksKeySource(settings.auth_jwks_url)
+    verifier = TokenVerifier(key_source, issuer=settings.auth_issuer, audience=settings.auth_audience)
+    prediction_log = (
+        PredictionLog(
+            settings.prediction_log, settings.prediction_log_sample_rate, settings.redacted_fields()
+        )
+        if settings.prediction_log
+        else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Load in the background so /healthz answers at once; /readyz turns 200 when loading is done.
+        tasks = [asyncio.create_task(_initial_load(registry))]
+        if isinstance(key_source, JwksKeySource):
+            tasks.append(asyncio.create_task(_fetch_keys_until_loaded(key_source)))
+        if settings.poll_seconds > 0:
+            tasks.append(asyncio.create_task(registry.poll(settings.poll_seconds)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if isinstance(key_source, JwksKeySource):
+                await key_source.aclose()
+            if prediction_log is not None:
+                prediction_log.close()
+
+    app = FastAPI(
+        title="modelberth inference",
+        version=__version__,
+        description="Validated predictions (V1 JSON, Open Inference Protocol V2) behind bearer tokens.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.metrics = metrics
+    app.state.metrics_registry = metrics_registry
+    app.state.verifier = verifier
+    app.state.prediction_log = prediction_log
+    install_inference_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
+    app.include_router(predict.hot_router)  # first: route matching walks the list in order
+    app.include_router(v2.hot_router)
+    app.include_router(health.router)
+    app.include_router(metrics_router(metrics_registry))
+    app.include_router(models.router)
+    app.include_router(predict.router)
+    app.include_router(v2.router)
+    return app

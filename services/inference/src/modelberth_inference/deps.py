@@ -1,0 +1,120 @@
+"""Request-scoped helpers: settings, the model registry, token checks and bounded body reading."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from starlette.requests import ClientDisconnect
+
+from modelberth_core.errors import ServiceError
+from modelberth_core.security import (
+    JwksKeySource,
+    Principal,
+    TokenError,
+    TokenVerifier,
+    bearer_token,
+    www_authenticate,
+)
+from modelberth_inference.registry import ModelRegistry, Served
+from modelberth_inference.settings import Settings
+from modelberth_inference.validation import BodyError, parse_json
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    """The app's model registry."""
+    registry: ModelRegistry = request.app.state.registry
+    return registry
+
+
+async def authorize(request: Request, scope: str) -> Principal:
+    """Verify the bearer token (cached after its first check) and require ``scope``: 401/403/503 otherwise."""
+    verifier: TokenVerifier = request.app.state.verifier
+    try:
+        token = bearer_token(request.headers.get("authorization"))
+        principal = await verifier.verify(token)
+    except TokenError as exc:
+        keys = verifier.keys
+        if isinstance(keys, JwksKeySource) and not keys.loaded:
+            raise ServiceError(
+                503, "token signing keys are not available yet", {"Retry-After": "5"}
+            ) from None
+        raise ServiceError(
+            401,
+            exc.description,
+            {"WWW-Authenticate": www_authenticate("invalid_token", exc.description)},
+        ) from None
+    if not principal.has_scope(scope):
+        raise ServiceError(
+            403,
+            f"insufficient_scope: this call needs the {scope} scope",
+            {"WWW-Authenticate": www_authenticate("insufficient_scope", scope=scope)},
+        )
+    return principal
+
+
+def _require(scope: str) -> Any:
+    async def dependency(request: Request) -> Principal:
+        return await authorize(request, scope)
+
+    return dependency
+
+
+def served_model(request: Request, name: str) -> Served:
+    """The model serving under ``name``, or 404 (503 while it is configured but not loaded yet)."""
+    registry = get_registry(request)
+    served = registry.get(name)
+    if served is None:
+        if name in registry.configured():
+            raise ServiceError(503, f"model {name!r} is not loaded yet", {"Retry-After": "5"})
+        raise ServiceError(404, f"model {name!r} not found")
+    return served
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (never buffered past it)."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise ServiceError(400, "invalid Content-Length header") from None
+        if declared > limit:
+            raise ServiceError(413, f"request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ServiceError(413, f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body parsed as JSON (400 if it is not JSON, 413 if too large)."""
+    body = await read_body(request, limit)
+    try:
+        return parse_json(body)
+    except BodyError as exc:
+        raise ServiceError(exc.status_code, exc.message) from None
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+PredictPrincipal = Annotated[Principal, Depends(_require("predict"))]
+ReadPrincipal = Annotated[Principal, Depends(_require("models:read"))]
+AdminPrincipal = Annotated[Principal, Depends(_require("models:admin"))]

@@ -1,0 +1,267 @@
+"""Loading one model version (checked, in a fixed order) and predicting on validated columns.
+
+No FastAPI here: this module turns a version directory into a :class:`LoadedModel` and numpy columns into
+predictions. joblib files are pickles, so a file is loaded only from inside the configured model root and
+only after the card's schema version, the scikit-learn version and the file's SHA-256 all check out.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import sklearn
+
+from modelberth_core import contract
+from modelberth_core.contract import ContractError, FeatureSpec, ModelCard
+from modelberth_inference.fastpath import FastPredict, build_fast_path, same_output
+from modelberth_inference.validation import Columns, InputError, Validator
+
+log = logging.getLogger("modelberth.inference.model")
+
+
+class LoadError(Exception):
+    """A version could not be loaded; the message says which check failed (never the pickle's content)."""
+
+
+@dataclass(slots=True)
+class Prediction:
+    """Outputs for a block of rows: labels (or values) and, for classifiers, class probabilities."""
+
+    predictions: list[Any]
+    proba: npt.NDArray[np.float64] | None
+    label_index: npt.NDArray[np.intp] | None = None
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    """One model version in memory, with everything precomputed that the hot path needs."""
+
+    card: ModelCard
+    pipeline: Any
+    path: Path
+    validator: Validator
+    examples: list[dict[str, Any]]
+    load_seconds: float
+    loaded_at: float = field(default_factory=time.time)
+    classes: list[str] = field(default_factory=list)
+    has_proba: bool = False
+    positive_index: int = 1
+    threshold: float | None = None
+    method: str = "predict"
+    fast: FastPredict | None = None
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self.card.name
+
+    @property
+    def version(self) -> str:
+        """The loaded version."""
+        return self.card.version
+
+    def frame(self, data: dict[str, npt.NDArray[Any]]) -> pd.DataFrame:
+        """The DataFrame the pipeline was fitted on: built once per batch, column-wise, in card order."""
+        return pd.DataFrame({name: data[name] for name in self.validator.names}, copy=False)
+
+    def raw_output(self, data: dict[str, npt.NDArray[Any]]) -> Any:
+        """``pipeline.predict_proba`` (or ``predict``) of the rows, via the verified fast path if any."""
+        # Inputs were validated (finite, typed) by our own validator, so sklearn's repeated checks are waste.
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            if self.fast is not None:
+                return self.fast(data)
+            return getattr(self.pipeline, self.method)(self.frame(data))
+
+    def predict(self, data: dict[str, npt.NDArray[Any]]) -> Prediction:
+        """Predict a block of validated rows in one vectorised call."""
+        raw = self.raw_output(data)
+        if self.card.task == "regression":
+            values = np.asarray(raw, dtype=np.float64)
+            return Prediction(values.tolist(), None)
+        if self.method == "predict":
+            labels = np.asarray(raw).astype(str)
+            index = np.searchsorted(np.asarray(self.classes), labels)
+            return Prediction(labels.tolist(), None, index)
+        proba = np.asarray(raw, dtype=np.float64)
+        if self.threshold is not None:
+            pos = self.positive_index
+            index = np.where(proba[:, pos] >= self.threshold, pos, 1 - pos)
+        else:
+            index = np.argmax(proba, axis=1)
+        labels_array = np.asarray(self.classes, dtype=object)[index]
+        return Prediction(labels_array.tolist(), proba, index)
+
+
+def _contained(root: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _check_schema_version(version_dir: Path) -> None:
+    path = version_dir / contract.CARD_FILE
+    try:
+        raw = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise LoadError(f"{path}: cannot read the model card ({type(exc).__name__})") from exc
+    found = raw.get("schema_version") if isinstance(raw, dict) else None
+    if found != contract.SCHEMA_VERSION:
+        raise LoadError(
+            f"{path}: schema_version {found!r} is not supported (expected {contract.SCHEMA_VERSION})"
+        )
+
+
+def load_model(model_dir: Path, name: str, version: str, *, max_text_length: int) -> LoadedModel:
+    """Check and load ``<model_dir>/<name>/<version>``: schema version, sklearn version, sha256, then joblib.
+
+    A warm-up prediction on the examples (or the card's example values) proves the pipeline runs and that
+    its classes match the card before the version is allowed to serve.
+    """
+    start = time.perf_counter()
+    version_dir = model_dir / name / version
+    if not _contained(model_dir, version_dir) or not version_dir.is_dir():
+        raise LoadError(f"{name}/{version}: no such version under the model directory")
+    _check_schema_version(version_dir)
+    try:
+        card = contract.read_card(version_dir)
+    except ContractError as exc:
+        raise LoadError(str(exc)) from exc
+    if card.name != name or card.version != version:
+        raise LoadError(f"{version_dir}: the card names {card.name}/{card.version}")
+    if card.versions.sklearn != sklearn.__version__:
+        raise LoadError(
+            f"{name}/{version}: built with scikit-learn {card.versions.sklearn}, "
+            f"this server runs {sklearn.__version__}"
+        )
+    try:
+        model_path = contract.verify_checksum(version_dir, card)
+    except ContractError as exc:
+        raise LoadError(str(exc)) from exc
+    if not _contained(model_dir, model_path):
+        raise LoadError(f"{model_path}: resolves outside the model directory")
+    try:
+        pipeline = joblib.load(model_path)
+    except Exception as exc:  # a pickle can raise anything; the card and checksum said it was ours
+        raise LoadError(f"{model_path}: joblib.load failed ({type(exc).__name__}: {exc})") from exc
+    model = LoadedModel(
+        card=card,
+        pipeline=pipeline,
+        path=version_dir,
+        validator=Validator(card.features, max_text_length),
+        examples=read_examples(version_dir, card.features),
+        load_seconds=0.0,
+    )
+    _prepare(model)
+    _warm_up(model)
+    model.load_seconds = time.perf_counter() - start
+    return model
+
+
+def _prepare(model: LoadedModel) -> None:
+    card = model.card
+    if card.task == "regression":
+        model.method = "predict"
+        return
+    model.classes = list(card.classes or [])
+    fitted = getattr(model.pipeline, "classes_", None)
+    if fitted is not None and [str(c) for c in fitted] != model.classes:
+        raise LoadError(f"{card.name}/{card.version}: the pipeline's classes differ from the card's")
+    model.has_proba = hasattr(model.pipeline, "predict_proba")
+    model.method = "predict_proba" if model.has_proba else "predict"
+    if card.is_binary and card.threshold is not None and model.has_proba:
+        positive = card.positive_label or model.classes[1]
+        model.positive_index = model.classes.index(positive)
+        model.threshold = card.threshold.value
+
+
+def _warm_up(model: LoadedModel) -> None:
+    rows = [*model.examples, _example_row(model.card.features)]
+    try:
+        columns = model.validator.from_instances(rows)
+    except InputError as exc:
+        raise LoadError(f"{model.name}/{model.version}: examples do not match the feature schema") from exc
+    try:
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            expected = getattr(model.pipeline, model.method)(model.frame(columns.data))
+    except Exception as exc:  # any failure means this version must not serve
+        raise LoadError(
+            f"{model.name}/{model.version}: warm-up prediction failed ({type(exc).__name__}: {exc})"
+        ) from exc
+    model.fast = _verified_fast_path(model, columns, expected)
+
+
+def _verified_fast_path(model: LoadedModel, columns: Columns, expected: Any) -> FastPredict | None:
+    numeric = frozenset(f.name for f in model.card.features if f.type == "numeric")
+    fast = build_fast_path(model.pipeline, model.validator.names, model.method, numeric)
+    if fast is None:
+        log.info("fast path not applicable; using the pipeline as is", extra={"model": model.name})
+        return None
+    try:
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            got = fast(columns.data)
+    except Exception as exc:  # the fast path is an optimisation: any doubt means the plain pipeline
+        log.info("fast path failed its check", extra={"model": model.name, "error": type(exc).__name__})
+        return None
+    if not same_output(got, expected):
+        log.info("fast path output differs; using the pipeline as is", extra={"model": model.name})
+        return None
+    return fast
+
+
+def _example_row(features: list[FeatureSpec]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for spec in features:
+        if spec.type == "numeric":
+            row[spec.name] = float(spec.example) if isinstance(spec.example, int | float) else 0.0
+        elif spec.categories:
+            row[spec.name] = spec.categories[0]
+        else:
+            row[spec.name] = str(spec.example) if spec.example is not None else ""
+    return row
+
+
+def read_examples(version_dir: Path, features: list[FeatureSpec]) -> list[dict[str, Any]]:
+    """``examples.csv`` as typed instances (numbers as floats, empty cells as null); [] if absent."""
+    path = version_dir / contract.EXAMPLES_FILE
+    if not path.is_file():
+        return []
+    specs = {f.name: f for f in features}
+    rows: list[dict[str, Any]] = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if set(reader.fieldnames or ()) != set(specs):
+            raise LoadError(f"{path}: header does not match the card's features")
+        for raw in reader:
+            row: dict[str, Any] = {}
+            for key, text in raw.items():
+                spec = specs[key]
+                if text == "":
+                    row[key] = None
+                elif spec.type == "numeric":
+                    try:
+                        row[key] = float(text)
+                    except ValueError as exc:
+                        raise LoadError(f"{path}: {key} holds a non-numeric value") from exc
+                else:
+                    row[key] = text
+            rows.append(row)
+    return rows
+
+
+def columns_from(model: LoadedModel, items: list[Columns]) -> dict[str, npt.NDArray[Any]]:
+    """Concatenate several requests' columns into one block (one array per feature)."""
+    if len(items) == 1:
+        return items[0].data
+    return {name: np.concatenate([c.data[name] for c in items]) for name in model.validator.names}

@@ -1,0 +1,340 @@
+"""Inference metrics (bounded labels only), feature drift (PSI) and the optional prediction log.
+
+Per-row work would dominate a 1000-row batch, so everything here is updated once per batch with numpy:
+the confidence histogram counts a whole array with ``searchsorted``, and drift keeps per-feature bin counts
+of a sliding window that are turned into a PSI only when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from modelberth_core.contract import CategoricalProfile, FeatureSpec, NumericProfile, Profile
+
+log = logging.getLogger("modelberth.inference.monitoring")
+
+CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+PSI_EPSILON = 1e-4
+"""Floor for empty bins, so one unseen bin gives a large but finite PSI."""
+
+
+def _go_float(value: float) -> str:
+    """Prometheus's ``le`` label text for a bucket bound (``1.0``, ``0.5``)."""
+    return repr(float(value))
+
+
+class BulkHistogram(Collector):
+    """A Prometheus histogram that takes a whole numpy array per call (``Histogram.observe`` is per value)."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self.bounds = np.asarray(buckets, dtype=np.float64)
+        self._series: dict[tuple[str, ...], tuple[npt.NDArray[np.int64], list[float]]] = {}
+        self._lock = threading.Lock()
+
+    def observe_many(self, labels: tuple[str, ...], values: npt.NDArray[np.float64]) -> None:
+        """Add every value of ``values`` to the series ``labels``."""
+        counts = np.bincount(
+            np.searchsorted(self.bounds, values, side="left"), minlength=len(self.bounds) + 1
+        )
+        with self._lock:
+            series = self._series.get(labels)
+            if series is None:
+                series = self._series[labels] = (np.zeros(len(self.bounds) + 1, dtype=np.int64), [0.0])
+            series[0][:] += counts
+            series[1][0] += float(values.sum())
+
+    def remove(self, labels: tuple[str, ...]) -> None:
+        """Forget one series (a model that is no longer served)."""
+        with self._lock:
+            self._series.pop(labels, None)
+
+    def collect(self) -> Iterable[Metric]:
+        """The histogram family in Prometheus's cumulative-bucket form."""
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            items = [(labels, counts.copy(), total[0]) for labels, (counts, total) in self._series.items()]
+        for labels, counts, total in items:
+            cumulative = np.cumsum(counts).tolist()
+            buckets = [(_go_float(b), c) for b, c in zip(self.bounds.tolist(), cumulative, strict=False)]
+            buckets.append(("+Inf", cumulative[-1]))
+            family.add_metric(list(labels), buckets, total)
+        yield family
+
+
+class FeatureWindow:
+    """Bin indices of the last ``size`` values of one feature, and their counts, for a PSI."""
+
+    def __init__(
+        self,
+        expected: npt.NDArray[np.float64],
+        binner: Callable[[npt.NDArray[Any]], npt.NDArray[np.intp]],
+        size: int,
+    ) -> None:
+        self.expected = np.maximum(expected, PSI_EPSILON)
+        self.binner = binner
+        self.size = size
+        self.ring = np.full(size, -1, dtype=np.int64)
+        self.counts = np.zeros(len(expected), dtype=np.int64)
+        self.filled = 0
+        self.pos = 0
+
+    def add(self, values: npt.NDArray[Any]) -> None:
+        """Push a batch of values (only the last ``size`` matter)."""
+        bins = self.binner(values[-self.size :])
+        n = len(bins)
+        idx = (self.pos + np.arange(n)) % self.size
+        old = self.ring[idx]
+        old = old[old >= 0]  # -1 marks a slot never written
+        if len(old):
+            self.counts -= np.bincount(old, minlength=len(self.counts))
+        self.ring[idx] = bins
+        self.counts += np.bincount(bins, minlength=len(self.counts))
+        self.filled = min(self.size, self.filled + n)
+        self.pos = (self.pos + n) % self.size
+
+    def psi(self) -> float:
+        """Population stability index of the window against the reference shares."""
+        actual = np.maximum(self.counts / max(self.filled, 1), PSI_EPSILON)
+        return float(np.sum((actual - self.expected) * np.log(actual / self.expected)))
+
+
+def _shares(frequencies: Sequence[float], missing: float) -> npt.NDArray[np.float64]:
+    freqs = np.asarray(frequencies, dtype=np.float64)
+    total = freqs.sum()
+    scaled = freqs / total * (1.0 - missing) if total > 0 else freqs
+    return np.append(scaled, missing)
+
+
+def _numeric_binner(
+    edges: Sequence[float], transform: Callable[[npt.NDArray[Any]], npt.NDArray[np.float64]]
+) -> Callable[[npt.NDArray[Any]], npt.NDArray[np.intp]]:
+    bounds = np.asarray(edges, dtype=np.float64)
+    missing_bin = len(bounds) + 1
+
+    def binner(values: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+        numbers = transform(values)
+        bins = np.searchsorted(bounds, numbers, side="right")
+        return np.where(np.isnan(numbers), missing_bin, bins)
+
+    return binner
+
+
+def _as_float(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    return np.asarray(values, dtype=np.float64)
+
+
+def _text_length(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    return np.array([len(v) if type(v) is str else math.nan for v in values.tolist()], dtype=np.float64)
+
+
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)|\+)\s*$")
+
+
+def _window_for(spec: FeatureSpec, profile: Profile, size: int) -> FeatureWindow | None:
+    if isinstance(profile, NumericProfile):
+        transform = _as_float if spec.type == "numeric" else _text_length
+        expected = _shares(profile.frequencies, profile.missing)
+        return FeatureWindow(expected, _numeric_binner(profile.edges, transform), size)
+    assert isinstance(profile, CategoricalProfile)
+    keys = list(profile.frequencies)
+    if spec.type == "text":
+        # A text profile keyed by length ranges ("0-9", "10-49", "50+"): bin the lengths by range starts.
+        starts = [_RANGE.match(k) for k in keys]
+        if not all(starts):
+            log.warning("text profile keys are not length ranges; no drift", extra={"feature": spec.name})
+            return None
+        order = sorted(range(len(keys)), key=lambda i: int(starts[i].group(1)))  # type: ignore[union-attr]
+        edges = [float(starts[i].group(1)) for i in order[1:]]  # type: ignore[union-attr]
+        freqs = [profile.frequencies[keys[i]] for i in order]
+        return FeatureWindow(_shares(freqs, profile.missing), _numeric_binner(edges, _text_length), size)
+    if "__other__" not in profile.frequencies:
+        keys.append("__other__")
+    index = {key: i for i, key in enumerate(keys)}
+    other, missing_bin = index["__other__"], len(keys)
+    expected = _shares([profile.frequencies.get(k, 0.0) for k in keys], profile.missing)
+
+    def binner(values: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+        return np.fromiter(
+            (index.get(v, other) if type(v) is str else missing_bin for v in values.tolist()),
+            dtype=np.intp,
+            count=len(values),
+        )
+
+    return FeatureWindow(expected, binner, size)
+
+
+class DriftTracker:
+    """Sliding-window PSI per feature of one model version against its card's reference profile."""
+
+    def __init__(
+        self, features: Sequence[FeatureSpec], profiles: dict[str, Profile], size: int, min_rows: int
+    ) -> None:
+        self.min_rows = min_rows
+        self.windows: dict[str, FeatureWindow] = {}
+        for spec in features:
+            profile = profiles.get(spec.name)
+            window = _window_for(spec, profile, size) if profile is not None else None
+            if window is not None:
+                self.windows[spec.name] = window
+        self._lock = threading.Lock()
+
+    def update(self, data: dict[str, npt.NDArray[Any]]) -> None:
+        """Add a batch of validated columns to the window."""
+        with self._lock:
+            for name, window in self.windows.items():
+                window.add(data[name])
+
+    def values(self) -> dict[str, float]:
+        """Feature -> PSI, for windows holding at least ``min_rows`` rows."""
+        with self._lock:
+            return {
+                name: window.psi() for name, window in self.windows.items() if window.filled >= self.min_rows
+            }
+
+
+class DriftCollector(Collector):
+    """Exports ``modelberth_inference_feature_drift_psi{model,feature}``, computed at scrape time."""
+
+    def __init__(self, trackers: Callable[[], Iterable[tuple[str, DriftTracker]]]) -> None:
+        self.trackers = trackers
+
+    def collect(self) -> Iterator[Metric]:
+        """One gauge sample per (model, feature) with enough recent rows."""
+        family = GaugeMetricFamily(
+            "modelberth_inference_feature_drift_psi",
+            "Population stability index of recent inputs vs the training reference profile.",
+            labels=["model", "feature"],
+        )
+        for model, tracker in self.trackers():
+            for feature, value in tracker.values().items():
+                family.add_metric([model, feature], value)
+        yield family
+
+
+class InferenceMetrics:
+    """Every inference-specific metric, registered on the app's own registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.predictions = Counter(
+            "modelberth_inference_predictions_total",
+            "Rows predicted, by model, version and predicted class (empty for regression).",
+            ["model", "version", "class"],
+            registry=registry,
+        )
+        self.confidence = BulkHistogram(
+            "modelberth_inference_prediction_confidence",
+            "Probability of the predicted class (classifiers).",
+            ["model"],
+            CONFIDENCE_BUCKETS,
+        )
+        registry.register(self.confidence)
+        self.batch_size = Histogram(
+            "modelberth_inference_batch_size",
+            "Rows per vectorised predict call (after micro-batching).",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.input_warnings = Counter(
+            "modelberth_inference_input_warnings_total",
+            "Predicted values outside the training data: out_of_range numbers, unseen_category.",
+            ["model", "feature", "kind"],
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "modelberth_inference_model_info",
+            "The version being served (1).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.model_load_seconds = Histogram(
+            "modelberth_inference_model_load_seconds",
+            "Time to check and load one model version, in seconds.",
+            buckets=LOAD_BUCKETS,
+            registry=registry,
+        )
+        self.model_load_failures = Counter(
+            "modelberth_inference_model_load_failures_total",
+            "Model versions that failed to load (the previous version keeps serving).",
+            ["model"],
+            registry=registry,
+        )
+        self.models_ready = Gauge(
+            "modelberth_inference_models_ready", "Models loaded and serving.", registry=registry
+        )
+
+
+class PredictionLog:
+    """Sampled JSON lines (request id, model version, inputs, outputs, latency) with named fields redacted."""
+
+    def __init__(self, target: str, sample_rate: float, redact: frozenset[str]) -> None:
+        self.sample_rate = sample_rate
+        self.redact = redact
+        self._lock = threading.Lock()
+        self._stream: IO[bytes]
+        if target == "stdout":
+            self._stream, self._owned = sys.stdout.buffer, False
+        else:
+            path = Path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._stream, self._owned = path.open("ab"), True
+
+    def sampled(self) -> bool:
+        """Whether this request is written (sampling is not security-relevant)."""
+        return self.sample_rate >= 1.0 or random.random() < self.sample_rate  # noqa: S311
+
+    def write(
+        self,
+        *,
+        request_id: str | None,
+        model: str,
+        version: str,
+        inputs: list[dict[str, Any]],
+        outputs: list[Any],
+        latency_seconds: float,
+    ) -> None:
+        """Append one record; values of redacted fields are replaced."""
+        if self.redact:
+            inputs = [
+                {k: ("[redacted]" if k in self.redact else v) for k, v in row.items()} for row in inputs
+            ]
+        record = {
+            "ts": time.time(),
+            "request_id": request_id,
+            "model": model,
+            "version": version,
+            "inputs": inputs,
+            "outputs": outputs,
+            "latency_ms": round(latency_seconds * 1e3, 3),
+        }
+        line = orjson.dumps(record, default=str) + b"\n"
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+
+    def close(self) -> None:
+        """Close the file (not stdout)."""
+        if self._owned:
+            self._stream.close()

@@ -1,0 +1,243 @@
+"""The set of models being served: initial load, polling of ``latest`` pointers, reloads and atomic swaps.
+
+A request looks its model up once and keeps that object until it has answered, so swapping the dict entry
+is the whole hot-reload protocol: new requests see the new version, in-flight ones finish on the old one,
+and a version that fails any check never replaces the one serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from modelberth_core import contract
+from modelberth_inference.batching import MicroBatcher
+from modelberth_inference.model import LoadedModel, LoadError, Prediction, columns_from, load_model
+from modelberth_inference.monitoring import DriftTracker, InferenceMetrics
+from modelberth_inference.settings import Settings
+from modelberth_inference.validation import Columns
+
+log = logging.getLogger("modelberth.inference.registry")
+
+
+@dataclass(slots=True)
+class Served:
+    """A loaded version with its micro-batcher and drift window."""
+
+    model: LoadedModel
+    batcher: MicroBatcher
+    drift: DriftTracker
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOutcome:
+    """What a (re)load did."""
+
+    status: Literal["loaded", "unchanged", "failed", "missing"]
+    version: str | None = None
+    previous: str | None = None
+    error: str | None = None
+
+
+class _BatchRunner:
+    """Predicts one batch for one version and records the per-batch metrics (vectorised)."""
+
+    def __init__(self, model: LoadedModel, metrics: InferenceMetrics, drift: DriftTracker) -> None:
+        self.model = model
+        self.metrics = metrics
+        self.drift = drift
+        self._counters: dict[str, Any] = {}  # label children, created on first use (absent until then)
+
+    def _count(self, label: str, amount: int) -> None:
+        counter = self._counters.get(label)
+        if counter is None:
+            counter = self._counters[label] = self.metrics.predictions.labels(
+                self.model.name, self.model.version, label
+            )
+        counter.inc(amount)
+
+    def __call__(self, items: list[Columns]) -> list[Prediction]:
+        model = self.model
+        data = columns_from(model, items)
+        result = model.predict(data)
+        total = sum(c.n for c in items)
+        self.metrics.batch_size.observe(total)
+        if result.label_index is not None:
+            counts = np.bincount(result.label_index, minlength=len(model.classes)).tolist()
+            for label, count in zip(model.classes, counts, strict=False):
+                if count:
+                    self._count(label, count)
+            if result.proba is not None:
+                chosen = result.proba[np.arange(total), result.label_index]
+                self.metrics.confidence.observe_many((model.name,), chosen)
+        else:
+            self._count("", total)
+        self.drift.update(data)
+        if len(items) == 1:
+            return [result]
+        out: list[Prediction] = []
+        start = 0
+        for item in items:
+            end = start + item.n
+            out.append(
+                Prediction(
+                    result.predictions[start:end],
+                    None if result.proba is None else result.proba[start:end],
+                    None if result.label_index is None else result.label_index[start:end],
+                )
+            )
+            start = end
+        return out
+
+
+class ModelRegistry:
+    """Loads, polls and swaps the served models."""
+
+    def __init__(self, settings: Settings, metrics: InferenceMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.models: dict[str, Served] = {}
+        self.failures: dict[str, tuple[str, str]] = {}
+        self.scanned = False
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def get(self, name: str) -> Served | None:
+        """The served version of ``name``, if any."""
+        return self.models.get(name)
+
+    def configured(self) -> list[str]:
+        """Model names to serve: the pins, else every model under the model dir."""
+        pins = self.settings.pins()
+        return sorted(pins) if pins else contract.list_models(self.settings.model_dir)
+
+    def target(self, name: str) -> str | None:
+        """The version ``name`` should serve: its pin, else its ``latest`` pointer."""
+        pinned = self.settings.pins().get(name)
+        return pinned or contract.resolve_latest(self.settings.model_dir, name)
+
+    @property
+    def ready(self) -> bool:
+        """True once the first scan is done and every configured model serves a version."""
+        names = self.configured()
+        return self.scanned and bool(names) and all(name in self.models for name in names)
+
+    def not_ready_reason(self) -> str:
+        """Why :attr:`ready` is False, for /readyz."""
+        if not self.scanned:
+            return "models are loading"
+        names = self.configured()
+        if not names:
+            return f"no models under {self.settings.model_dir}"
+        waiting = [n for n in names if n not in self.models]
+        failed = [n for n in waiting if n in self.failures]
+        if failed:
+            return "models failed to load: " + ", ".join(failed)
+        return "models not loaded yet: " + ", ".join(waiting)
+
+    async def refresh(self) -> None:
+        """Load every configured model whose target version is not the one serving."""
+        for name in self.configured():
+            await self.load(name)
+        self.scanned = True
+
+    async def poll(self, interval_seconds: float) -> None:
+        """Refresh forever, every ``interval_seconds``."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                await self.refresh()
+            except Exception:  # polling must survive a bad directory listing
+                log.exception("model poll failed")
+
+    async def load(self, name: str, *, retry_failed: bool = False) -> LoadOutcome:
+        """Load ``name``'s target version in a worker thread and swap it in; keep the old one on failure."""
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            target = self.target(name)
+            current = self.models.get(name)
+            previous = current.model.version if current else None
+            if target is None:
+                return LoadOutcome("missing", previous=previous)
+            if previous == target:
+                return LoadOutcome("unchanged", version=target, previous=previous)
+            failed = self.failures.get(name)
+            if failed and failed[0] == target and not retry_failed:
+                return LoadOutcome("failed", version=target, previous=previous, error=failed[1])
+            try:
+                model = await asyncio.to_thread(
+                    load_model,
+                    self.settings.model_dir,
+                    name,
+                    target,
+                    max_text_length=self.settings.max_text_length,
+                )
+            except LoadError as exc:
+                self.failures[name] = (target, str(exc))
+                self.metrics.model_load_failures.labels(name).inc()
+                log.error(
+                    "model load failed; previous version keeps serving",
+                    extra={"model": name, "version": target, "serving": previous, "error": str(exc)},
+                )
+                return LoadOutcome("failed", version=target, previous=previous, error=str(exc))
+            self._swap(name, model, previous)
+            return LoadOutcome("loaded", version=target, previous=previous)
+
+    def _swap(self, name: str, model: LoadedModel, previous: str | None) -> None:
+        settings = self.settings
+        drift = DriftTracker(
+            model.card.features,
+            model.card.reference_profile,
+            settings.drift_window_rows,
+            settings.drift_min_rows,
+        )
+        batcher = MicroBatcher(
+            _BatchRunner(model, self.metrics, drift),
+            max_wait_seconds=settings.batch_max_wait_seconds,
+            max_rows=settings.batch_max_rows,
+        )
+        self.models[name] = Served(model, batcher, drift)  # the atomic swap
+        self.failures.pop(name, None)
+        if previous is not None and previous != model.version:
+            self.metrics.model_info.remove(name, previous)
+        self.metrics.model_info.labels(name, model.version).set(1)
+        self.metrics.models_ready.set(len(self.models))
+        self.metrics.model_load_seconds.observe(model.load_seconds)
+        log.info(
+            "model loaded",
+            extra={
+                "model": name,
+                "version": model.version,
+                "previous": previous,
+                "load_seconds": round(model.load_seconds, 3),
+                "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(model.loaded_at)),
+            },
+        )
+
+    def drift_trackers(self) -> list[tuple[str, DriftTracker]]:
+        """(model, tracker) for every served model, for the drift collector."""
+        return [(name, served.drift) for name, served in list(self.models.items())]
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One line per served model, for ``GET /v1/models``."""
+        out = []
+        for name in sorted(self.models):
+            card = self.models[name].model.card
+            out.append(
+                {
+                    "name": name,
+                    "version": card.version,
+                    "task": card.task,
+                    "target": card.target,
+                    "classes": card.classes,
+                    "features": card.feature_names,
+                    "created_at": card.created_at.isoformat(),
+                    "metrics": {"primary": card.metrics.primary, "test": card.metrics.test},
+                    "champion": card.champion.model_dump(mode="json"),
+                }
+            )
+        return out

@@ -1,0 +1,41 @@
+"""Probes: ``/healthz`` (alive) and ``/readyz`` (every configured model loaded and the JWKS fetched)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from modelberth_core.security import JwksKeySource
+from modelberth_inference.deps import get_registry
+from modelberth_inference.errors import json_response
+
+router = APIRouter(tags=["probes"])
+
+
+def readiness(request: Request) -> tuple[bool, str]:
+    """(ready, reason): models loaded and verification keys available."""
+    registry = get_registry(request)
+    if not registry.ready:
+        return False, registry.not_ready_reason()
+    keys = request.app.state.verifier.keys
+    if isinstance(keys, JwksKeySource) and not keys.loaded:
+        return False, "token signing keys (JWKS) not fetched yet"
+    return True, "ready"
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    """The process is alive."""
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """200 once every configured model is loaded and the JWKS has been fetched, else 503."""
+    ready, reason = readiness(request)
+    registry = get_registry(request)
+    body = {
+        "status": "ready" if ready else "not ready",
+        "reason": reason,
+        "models": {name: served.model.version for name, served in sorted(registry.models.items())},
+    }
+    return json_response(body, 200 if ready else 503)

@@ -1,0 +1,57 @@
+"""Model metadata: ``GET /v1/models``, ``GET /v1/models/{name}`` (the card), the report, and reload."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+
+from modelberth_core import contract
+from modelberth_core.errors import ServiceError
+from modelberth_inference.deps import AdminPrincipal, ReadPrincipal, RegistryDep, served_model
+from modelberth_inference.errors import json_response
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("")
+async def list_models(registry: RegistryDep, _: ReadPrincipal) -> Response:
+    """Every served model: name, version, task, classes, features, test metrics, champion."""
+    return json_response({"models": registry.summary()})
+
+
+@router.get("/{name}")
+async def get_model(name: str, request: Request, _: ReadPrincipal) -> Response:
+    """The served version's model card (``model.json``): features, metrics, champion, leaderboard..."""
+    served = served_model(request, name)
+    return json_response(served.model.card.model_dump(mode="json"))
+
+
+@router.get("/{name}/report", response_class=FileResponse)
+async def get_report(name: str, request: Request, _: ReadPrincipal) -> Response:
+    """The served version's HTML training report."""
+    served = served_model(request, name)
+    path = served.model.path / contract.REPORT_FILE
+    if not path.is_file():
+        raise ServiceError(404, f"model {name!r} version {served.model.version} has no report")
+    return FileResponse(path, media_type="text/html; charset=utf-8")
+
+
+@router.post("/{name}/reload")
+async def reload_model(name: str, registry: RegistryDep, _: AdminPrincipal) -> Response:
+    """Load the version ``latest`` (or the pin) names now; a failed load keeps the old version serving."""
+    if name not in registry.configured():
+        raise ServiceError(404, f"model {name!r} not found")
+    outcome = await registry.load(name, retry_failed=True)
+    if outcome.status == "missing":
+        raise ServiceError(404, f"model {name!r} has no complete version")
+    if outcome.status == "failed":
+        serving = f"still serving {outcome.previous}" if outcome.previous else "nothing is serving"
+        raise ServiceError(409, f"reload of {name} {outcome.version} failed ({serving}): {outcome.error}")
+    return json_response(
+        {
+            "model": name,
+            "status": outcome.status,
+            "version": outcome.version,
+            "previous_version": outcome.previous,
+        }
+    )

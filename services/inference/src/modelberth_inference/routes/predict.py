@@ -1,0 +1,198 @@
+"""``POST /v1/models/{name}/predict`` and the held-out examples (``/examples/{index}[/predict]``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from fastapi import APIRouter, Request, Response
+
+from modelberth_core.errors import ServiceError
+from modelberth_core.logging import request_id_var
+from modelberth_inference.batching import PredictionFailed
+from modelberth_inference.deps import ReadPrincipal, authorize, read_json, served_model
+from modelberth_inference.errors import json_response
+from modelberth_inference.model import Prediction
+from modelberth_inference.monitoring import InferenceMetrics, PredictionLog
+from modelberth_inference.registry import Served
+from modelberth_inference.routes.lean import LeanRoute
+from modelberth_inference.settings import Settings
+from modelberth_inference.validation import Columns, InputError, issues_detail
+
+router = APIRouter(prefix="/v1/models", tags=["predict"])
+hot_router = APIRouter(prefix="/v1/models", tags=["predict"], route_class=LeanRoute)
+"""The predict route, matched first and served without FastAPI's per-request dependency solving."""
+
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "properties": {"instances": {"type": "array", "items": {"type": "object"}}},
+                            "required": ["instances"],
+                        },
+                        {"type": "object", "description": "one instance: {feature: value, ...}"},
+                    ]
+                },
+                "example": {"instances": [{"feature": 1.0}]},
+            }
+        },
+    }
+}
+
+
+def instances_of(payload: Any, max_instances: int) -> list[Any]:
+    """``{"instances": [...]}`` or one instance object -> a non-empty list of at most ``max_instances``."""
+    if type(payload) is not dict:
+        raise ServiceError(422, 'expected {"instances": [{...}, ...]} or one instance object')
+    instances = payload.get("instances", [payload])
+    if type(instances) is not list:
+        raise ServiceError(
+            422, [{"loc": ["body", "instances"], "msg": "must be a list", "type": "list_type"}]
+        )
+    if not instances:
+        raise ServiceError(
+            422, [{"loc": ["body", "instances"], "msg": "must not be empty", "type": "too_short"}]
+        )
+    if len(instances) > max_instances:
+        raise ServiceError(
+            413, f"too many instances: {len(instances)} in one request, at most {max_instances}"
+        )
+    return instances
+
+
+def probability_dicts(classes: list[str], proba: npt.NDArray[np.float64]) -> list[dict[str, float]]:
+    """``[{class: p, ...}, ...]``, one dict per row (dict displays for 2 and 3 classes: twice as fast)."""
+    rows = proba.tolist()
+    if len(classes) == 2:
+        c0, c1 = classes
+        return [{c0: a, c1: b} for a, b in rows]
+    if len(classes) == 3:
+        c0, c1, c2 = classes
+        return [{c0: a, c1: b, c2: c} for a, b, c in rows]
+    return [dict(zip(classes, row, strict=True)) for row in rows]
+
+
+def count_warnings(metrics: InferenceMetrics, model: str, columns: Columns) -> None:
+    """Add a request's input warnings to ``modelberth_inference_input_warnings_total``."""
+    for (feature, kind), count in columns.warning_counts.items():
+        metrics.input_warnings.labels(model, feature, kind).inc(count)
+
+
+async def predict_columns(request: Request, served: Served, columns: Columns) -> Prediction:
+    """Queue validated rows on the model's micro-batcher; a pipeline failure is the caller's 422."""
+    count_warnings(request.app.state.metrics, served.model.name, columns)
+    try:
+        return await served.batcher.submit(columns)
+    except PredictionFailed:
+        raise ServiceError(422, "the model could not predict these rows") from None
+
+
+def log_prediction(
+    request: Request, served: Served, instances: list[Any], outputs: list[Any], start: float
+) -> None:
+    """Write a sampled prediction-log record when the log is on."""
+    plog: PredictionLog | None = request.app.state.prediction_log
+    if plog is not None and plog.sampled():
+        plog.write(
+            request_id=request_id_var.get(),
+            model=served.model.name,
+            version=served.model.version,
+            inputs=instances,
+            outputs=outputs,
+            latency_seconds=time.perf_counter() - start,
+        )
+
+
+async def answer(
+    request: Request, served: Served, instances: list[Any], extra: dict[str, Any] | None = None
+) -> Response:
+    """Validate, predict (micro-batched) and shape the V1 response."""
+    start = time.perf_counter()
+    model = served.model
+    try:
+        columns = model.validator.from_instances(instances)
+    except InputError as exc:
+        raise ServiceError(422, issues_detail(exc)) from None
+    result = await predict_columns(request, served, columns)
+    body: dict[str, Any] = {"model": model.name, "version": model.version, "predictions": result.predictions}
+    if result.proba is not None:
+        body["probabilities"] = probability_dicts(model.classes, result.proba)
+    body["warnings"] = columns.warnings
+    if extra:
+        body.update(extra)
+    log_prediction(request, served, instances, result.predictions, start)
+    return json_response(body)
+
+
+def _timeout(settings: Settings) -> ServiceError:
+    return ServiceError(504, f"request timed out after {settings.request_timeout_seconds:g} s")
+
+
+@hot_router.post("/{name}/predict", openapi_extra=PREDICT_BODY)
+async def predict(request: Request, name: str) -> Response:
+    """Predict ``{"instances": [...]}`` (or one object): predictions, class probabilities, input warnings."""
+    settings: Settings = request.app.state.settings
+    try:
+        async with asyncio.timeout(settings.request_timeout_seconds):
+            await authorize(request, "predict")
+            served = served_model(request, name)
+            payload = await read_json(request, settings.max_body_bytes)
+            return await answer(request, served, instances_of(payload, settings.max_instances))
+    except TimeoutError:
+        raise _timeout(settings) from None
+
+
+def _example(served: Served, index: int) -> dict[str, Any]:
+    examples = served.model.examples
+    if not 0 <= index < len(examples):
+        raise ServiceError(
+            404, f"example {index} not found ({served.model.name} has {len(examples)} examples, 0-based)"
+        )
+    return examples[index]
+
+
+@router.get("/{name}/examples")
+async def list_examples(name: str, request: Request, _: ReadPrincipal) -> Response:
+    """Every held-out example row of the served version (``examples.csv``)."""
+    served = served_model(request, name)
+    examples = served.model.examples
+    return json_response(
+        {"model": name, "version": served.model.version, "count": len(examples), "instances": examples}
+    )
+
+
+@router.get("/{name}/examples/{index}")
+async def get_example(name: str, index: int, request: Request, _: ReadPrincipal) -> Response:
+    """One held-out row by its 0-based index."""
+    served = served_model(request, name)
+    return json_response(
+        {
+            "model": name,
+            "version": served.model.version,
+            "index": index,
+            "count": len(served.model.examples),
+            "instance": _example(served, index),
+        }
+    )
+
+
+@router.post("/{name}/examples/{index}/predict")
+async def predict_example(name: str, index: int, request: Request) -> Response:
+    """Predict one held-out row by its index; the response adds ``index`` and ``instance``."""
+    settings: Settings = request.app.state.settings
+    try:
+        async with asyncio.timeout(settings.request_timeout_seconds):
+            await authorize(request, "predict")
+            served = served_model(request, name)
+            instance = _example(served, index)
+            return await answer(request, served, [instance], {"index": index, "instance": instance})
+    except TimeoutError:
+        raise _timeout(settings) from None

@@ -1,0 +1,77 @@
+"""Inference settings, read once from ``INFERENCE_*`` variables in the app factory."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from modelberth_core.contract import NAME_PATTERN, VERSION_PATTERN
+from modelberth_core.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Everything the inference service can be told through ``INFERENCE_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="INFERENCE_", extra="ignore", frozen=True)
+
+    port: int = Field(default=8002, ge=1, le=65535)
+    """TCP port to listen on."""
+    model_dir: Path = Path("artifacts/models")
+    """Artifact root: ``<model_dir>/<name>/<version>/``; joblib files are loaded from here only."""
+    auth_jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
+    """Where the auth service publishes its public keys (fetched at start, cached)."""
+    auth_issuer: str = "http://127.0.0.1:8001"
+    """Required ``iss`` claim of access tokens."""
+    auth_audience: str = "modelberth"
+    """Required ``aud`` claim of access tokens."""
+    models: str = ""
+    """Optional comma-separated pins: ``iris`` (follow latest) or ``iris=20261122T144500Z`` (fixed version);
+    empty serves the latest version of every model under model_dir."""
+    poll_seconds: float = Field(default=5.0, ge=0.0)
+    """Seconds between checks of the ``latest`` pointers (0 turns polling off)."""
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    """Largest accepted request body, in bytes (larger gets 413 while reading)."""
+    max_instances: int = Field(default=1000, ge=1)
+    """Most rows one request may carry."""
+    max_text_length: int = Field(default=10_000, ge=1)
+    """Longest accepted text value, in characters."""
+    request_timeout_seconds: float = Field(default=10.0, gt=0.0)
+    """Time budget of one request (reading the body, waiting for its batch); over it -> 504."""
+    batch_max_wait_seconds: float = Field(default=0.002, ge=0.0, le=0.05)
+    """Longest a request waits for others to join its micro-batch, in seconds."""
+    batch_max_rows: int = Field(default=2048, ge=1)
+    """Most rows predicted in one vectorised call (a larger request is predicted alone)."""
+    drift_window_rows: int = Field(default=1000, ge=10)
+    """Rows in the sliding window compared with the reference profile (per model)."""
+    drift_min_rows: int = Field(default=100, ge=1)
+    """Rows the window needs before a drift PSI is exported."""
+    prediction_log: str = ""
+    """Sampled prediction log: empty (off), ``stdout``, or a file path for JSON lines."""
+    prediction_log_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of requests written to the prediction log (0..1)."""
+    prediction_log_redact: str = ""
+    """Comma-separated feature names whose values are replaced by "[redacted]" in the prediction log."""
+
+    @field_validator("models")
+    @classmethod
+    def _valid_pins(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, _, version = item.partition("=")
+            if not re.match(NAME_PATTERN, name) or (version and not re.match(VERSION_PATTERN, version)):
+                raise ValueError(f"invalid model pin {item!r}: expected NAME or NAME=VERSION")
+        return value
+
+    def pins(self) -> dict[str, str | None]:
+        """Configured models: name -> pinned version (None follows ``latest``); empty means all."""
+        out: dict[str, str | None] = {}
+        for item in filter(None, (part.strip() for part in self.models.split(","))):
+            name, _, version = item.partition("=")
+            out[name] = version or None
+        return out
+
+    def redacted_fields(self) -> frozenset[str]:
+        """Feature names to redact in the prediction log."""
+        return frozenset(filter(None, (p.strip() for p in self.prediction_log_redact.split(","))))

@@ -1,0 +1,366 @@
+"""Request validation compiled from the model card: JSON values -> typed numpy columns, or exact errors.
+
+A pydantic model per request would cost more than the prediction itself, so each model gets one
+:class:`Validator` built at load time. The fast path checks a whole column at once (the set of value types,
+``np.isfinite`` on the converted array); only when that fails does a slow path walk the column to name
+every offending row and field. Nothing here echoes an input value back: NaN or 1e400 in an error body would
+fail to serialise (the FastAPI default handler's 500, issue 4).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from modelberth_core.contract import FeatureSpec
+
+MAX_ERRORS: Final = 100
+"""Errors reported per request; the rest are summarised, so a 1000-row bad batch stays small."""
+MAX_WARNINGS: Final = 1000
+"""Warnings listed per request (all are counted in metrics)."""
+
+
+class _Missing:
+    """Marks a feature absent from an instance (distinct from an explicit null)."""
+
+    __slots__ = ()
+
+
+class NonFinite:
+    """A JSON constant (NaN, Infinity) or a number too large for a double, kept so we can name it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+MISSING: Final = _Missing()
+_NUMBER_TYPES: Final = frozenset({float, int})
+
+
+class BodyError(Exception):
+    """The body is not JSON or not the expected shape (400/422), with a message safe to return."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One offending value: the row (0-based), the feature, a message and a machine-readable type."""
+
+    row: int | None
+    feature: str | None
+    msg: str
+    type: str
+
+
+class InputError(Exception):
+    """One or more rows do not match the model's feature schema (422)."""
+
+    def __init__(self, issues: list[Issue], total: int) -> None:
+        super().__init__(f"{total} invalid value(s)")
+        self.issues = issues
+        self.total = total
+
+
+@dataclass(slots=True)
+class Columns:
+    """Validated input: one numpy array per feature (float64 for numbers, object for strings), n rows."""
+
+    n: int
+    data: dict[str, npt.NDArray[Any]]
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    warning_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a body with orjson; on failure retry with the stdlib parser so NaN/Infinity/1e400 become
+    :class:`NonFinite` markers the validator reports per field, rather than one opaque parse error."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        first_error = exc
+    try:
+        return json.loads(body, parse_constant=NonFinite, parse_float=_parse_float)
+    except (ValueError, RecursionError):
+        msg = str(first_error).split(":", 1)[0]
+        raise BodyError(400, f"request body is not valid JSON ({msg})") from None
+
+
+def _parse_float(text: str) -> float | NonFinite:
+    value = float(text)
+    return value if math.isfinite(value) else NonFinite(text)
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, NonFinite):
+        return "a non-finite number"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+class Validator:
+    """Checks instances against one model's features; built once per loaded model version."""
+
+    def __init__(self, features: Sequence[FeatureSpec], max_text_length: int) -> None:
+        self.features = list(features)
+        self.names = [f.name for f in self.features]
+        self.name_set = frozenset(self.names)
+        self.max_text_length = max_text_length
+        self._numeric_only = all(f.type == "numeric" for f in self.features)
+        self._getter = itemgetter(*self.names)
+        self._categories = {
+            f.name: frozenset(f.categories) for f in self.features if f.type == "categorical" and f.categories
+        }
+
+    # -- request shapes -------------------------------------------------------------------------------
+
+    def from_instances(self, instances: list[Any]) -> Columns:
+        """Validate V1 rows (a list of JSON objects); raise :class:`InputError` naming each bad value."""
+        fast = self._all_numeric_fast(instances)
+        if fast is not None:
+            return fast
+        issues: list[Issue] = []
+        n = len(instances)
+        if not all(type(inst) is dict for inst in instances):
+            for row, inst in enumerate(instances):
+                if type(inst) is not dict:
+                    issues.append(
+                        Issue(row, None, f"expected a JSON object, got {_type_name(inst)}", "dict_type")
+                    )
+            raise InputError(issues[:MAX_ERRORS], len(issues))
+        name_set = self.name_set
+        for row, inst in enumerate(instances):
+            if len(inst) > len(name_set) or not name_set.issuperset(inst):
+                issues.extend(
+                    Issue(row, key, "unknown feature", "extra_forbidden")
+                    for key in inst
+                    if key not in name_set
+                )
+        columns = {name: [inst.get(name, MISSING) for inst in instances] for name in self.names}
+        return self._check(columns, n, issues)
+
+    def _all_numeric_fast(self, instances: list[Any]) -> Columns | None:
+        """The common case in one pass of C loops: every row a dict holding exactly the (numeric) features,
+        every value a finite int or float. None sends the request down the exact, per-value path."""
+        if not self._numeric_only or set(map(type, instances)) != {dict}:
+            return None
+        if set(map(len, instances)) != {len(self.names)}:
+            return None
+        try:
+            rows = list(map(self._getter, instances))
+        except KeyError:
+            return None
+        if len(self.names) == 1:
+            rows = [(v,) for v in rows]
+        if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+            return None
+        k = len(self.names)
+        try:
+            flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * k)
+        except OverflowError:
+            return None
+        matrix = flat.reshape(len(rows), k)
+        if not bool(np.isfinite(matrix).all()):
+            return None
+        out = Columns(n=len(rows), data={name: matrix[:, j] for j, name in enumerate(self.names)})
+        self._warn(out)
+        return out
+
+    def from_columns(self, columns: dict[str, list[Any]], n: int) -> Columns:
+        """Validate column-wise input (the V2 protocol); a missing column counts as missing in every row."""
+        issues = [
+            Issue(None, key, "unknown input", "extra_forbidden")
+            for key in columns
+            if key not in self.name_set
+        ]
+        full = {name: columns.get(name, [MISSING] * n) for name in self.names}
+        return self._check(full, n, issues)
+
+    # -- column checks --------------------------------------------------------------------------------
+
+    def _check(self, columns: dict[str, list[Any]], n: int, issues: list[Issue]) -> Columns:
+        out = Columns(n=n, data={})
+        for spec in self.features:
+            col = columns[spec.name]
+            array: npt.NDArray[Any] | None
+            if spec.type == "numeric":
+                array = self._numeric(spec, col, issues)
+            else:
+                array = self._strings(spec, col, issues)
+            if array is not None:
+                out.data[spec.name] = array
+        if issues:
+            issues.sort(key=lambda i: (-1 if i.row is None else i.row, self._order(i.feature)))
+            raise InputError(issues[:MAX_ERRORS], len(issues))
+        self._warn(out)
+        return out
+
+    def _order(self, name: str | None) -> int:
+        try:
+            return self.names.index(name) if name is not None else -1
+        except ValueError:
+            return len(self.names)
+
+    def _numeric(
+        self, spec: FeatureSpec, col: list[Any], issues: list[Issue]
+    ) -> npt.NDArray[np.float64] | None:
+        types = set(map(type, col))
+        if types <= _NUMBER_TYPES:
+            try:
+                array = np.array(col, dtype=np.float64)
+            except OverflowError:
+                array = None
+            if array is not None and bool(np.isfinite(array).all()):
+                return array
+        elif not spec.required and types <= _NUMBER_TYPES | {type(None), _Missing}:
+            values = [math.nan if v is None or v is MISSING else v for v in col]
+            try:
+                array = np.array(values, dtype=np.float64)
+            except OverflowError:
+                array = None
+            if array is not None and int(np.isinf(array).sum()) == 0:
+                return array
+        before = len(issues)
+        for row, value in enumerate(col):
+            problem = self._numeric_problem(spec, value)
+            if problem is not None:
+                issues.append(Issue(row, spec.name, *problem))
+        if len(issues) == before:  # every value was acceptable after all (e.g. nulls mixed with numbers)
+            return np.array(
+                [math.nan if v is None or v is MISSING else float(v) for v in col], dtype=np.float64
+            )
+        return None
+
+    @staticmethod
+    def _numeric_problem(spec: FeatureSpec, value: Any) -> tuple[str, str] | None:
+        if value is MISSING or value is None:
+            if spec.required:
+                return ("field required", "missing") if value is MISSING else ("null is not allowed", "null")
+            return None
+        kind = type(value)
+        if kind is NonFinite:
+            return "must be a finite number (NaN, Infinity and overflowing values are not)", "finite_number"
+        if kind is not int and kind is not float:
+            return f"expected a number, got {_type_name(value)}", "number_type"
+        try:
+            if not math.isfinite(float(value)):
+                return "must be a finite number", "finite_number"
+        except OverflowError:
+            return "must be a finite number (too large for a double)", "finite_number"
+        return None
+
+    def _strings(
+        self, spec: FeatureSpec, col: list[Any], issues: list[Issue]
+    ) -> npt.NDArray[np.object_] | None:
+        types = set(map(type, col))
+        limit = self.max_text_length
+        if types == {str} and (spec.type != "text" or max(map(len, col), default=0) <= limit):
+            return np.array(col, dtype=object)
+        before = len(issues)
+        for row, value in enumerate(col):
+            if value is MISSING or value is None:
+                if spec.required:
+                    msg = (
+                        ("field required", "missing") if value is MISSING else ("null is not allowed", "null")
+                    )
+                    issues.append(Issue(row, spec.name, *msg))
+            elif type(value) is not str:
+                issues.append(
+                    Issue(row, spec.name, f"expected a string, got {_type_name(value)}", "string_type")
+                )
+            elif spec.type == "text" and len(value) > limit:
+                issues.append(
+                    Issue(row, spec.name, f"text longer than {limit} characters", "string_too_long")
+                )
+        if len(issues) > before:
+            return None
+        return np.array([math.nan if v is None or v is MISSING else v for v in col], dtype=object)
+
+    # -- warnings -------------------------------------------------------------------------------------
+
+    def _warn(self, out: Columns) -> None:
+        for spec in self.features:
+            array = out.data[spec.name]
+            if spec.type == "numeric" and (spec.min is not None or spec.max is not None):
+                low = array < spec.min if spec.min is not None else np.zeros(out.n, dtype=bool)
+                high = array > spec.max if spec.max is not None else np.zeros(out.n, dtype=bool)
+                if low.any() or high.any():
+                    self._add(
+                        out,
+                        spec.name,
+                        "out_of_range",
+                        np.flatnonzero(low | high).tolist(),
+                        f"outside the training range [{spec.min}, {spec.max}]",
+                    )
+            elif spec.name in self._categories:
+                cats = self._categories[spec.name]
+                rows = [i for i, v in enumerate(array.tolist()) if type(v) is str and v not in cats]
+                if rows:
+                    self._add(out, spec.name, "unseen_category", rows, "a category not seen in training")
+
+    @staticmethod
+    def _add(out: Columns, feature: str, kind: str, rows: list[int], detail: str) -> None:
+        out.warning_counts[(feature, kind)] = len(rows)
+        room = MAX_WARNINGS - len(out.warnings)
+        out.warnings.extend(
+            {"row": row, "feature": feature, "kind": kind, "detail": detail} for row in rows[: max(room, 0)]
+        )
+
+
+def issues_detail(
+    error: InputError, prefix: Sequence[str | int] = ("body", "instances")
+) -> list[dict[str, Any]]:
+    """The 422 ``detail``: one ``{"loc", "msg", "type"}`` entry per offending value, like FastAPI's."""
+    detail: list[dict[str, Any]] = []
+    for issue in error.issues:
+        loc: list[str | int] = list(prefix)
+        if issue.row is not None:
+            loc.append(issue.row)
+        if issue.feature is not None:
+            loc.append(issue.feature)
+        detail.append({"loc": loc, "msg": issue.msg, "type": issue.type})
+    if error.total > len(error.issues):
+        detail.append(
+            {
+                "loc": list(prefix),
+                "msg": f"{error.total - len(error.issues)} more errors not shown",
+                "type": "too_many_errors",
+            }
+        )
+    return detail
+
+
+def issues_text(error: InputError) -> str:
+    """The same errors as one line, for the V2 protocol's ``{"error": "..."}``."""
+    parts = []
+    for issue in error.issues:
+        where = f"input {issue.feature!r}" if issue.feature is not None else "request"
+        if issue.row is not None:
+            where += f" row {issue.row}"
+        parts.append(f"{where}: {issue.msg}")
+    if error.total > len(error.issues):
+        parts.append(f"{error.total - len(error.issues)} more errors not shown")
+    return "; ".join(parts)

@@ -1,0 +1,179 @@
+"""Turn a fitted champion into a published artifact: card, model, report and examples, via the contract."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from sklearn.metrics import confusion_matrix
+from sklearn.pipeline import Pipeline
+
+from modelberth_core import contract
+from modelberth_trainer.evaluation import fairness, hard_predictions, importance
+from modelberth_trainer.leakage import GuardResult
+from modelberth_trainer.profiling import feature_specs, reference_profiles
+from modelberth_trainer.scoring import choose_threshold, greater_is_better, threshold_scores
+from modelberth_trainer.search import Say, SearchResult, all_scores
+from modelberth_trainer.settings import TrainerSettings
+
+if TYPE_CHECKING:
+    from modelberth_trainer.train import Prepared
+
+MAX_EXAMPLES = 200
+
+
+def _threshold(prep: Prepared, result: SearchResult, settings: TrainerSettings) -> contract.Threshold | None:
+    problem = prep.problem
+    if not problem.classification or problem.classes is None or len(problem.classes) != 2:
+        return None
+    assert problem.positive is not None
+    pos = problem.classes.index(problem.positive)
+    return choose_threshold(
+        prep.y_train == problem.positive, result.champion.oof[:, pos], settings.cost_fp, settings.cost_fn
+    )
+
+
+def build_and_publish(
+    *,
+    settings: TrainerSettings,
+    name: str,
+    prep: Prepared,
+    pipeline: Pipeline,
+    result: SearchResult,
+    guard: GuardResult,
+    test_scores: NDArray[np.float64],
+    timings: dict[str, float],
+    started: float,
+    say: Say,
+    git_sha: str | None,
+    created_at: datetime,
+) -> Path:
+    """Evaluate on the test part (once), write everything into a staging dir and publish it atomically."""
+    from modelberth_trainer.report import render_report
+    from modelberth_trainer.train import versions
+
+    problem = prep.problem
+    t0 = time.monotonic()
+    threshold = _threshold(prep, result, settings)
+    test = all_scores(problem, prep.y_test, test_scores)
+    at_threshold: dict[str, float] | None = None
+    matrix: list[list[int]] | None = None
+    if problem.classification and problem.classes is not None:
+        predicted = hard_predictions(test_scores, problem, threshold)
+        matrix = confusion_matrix(prep.y_test, predicted, labels=problem.classes).tolist()
+        if threshold is not None and problem.positive is not None:
+            pos = problem.classes.index(problem.positive)
+            at_threshold = threshold_scores(
+                prep.y_test == problem.positive, test_scores[:, pos], threshold.value
+            )
+    metrics = contract.Metrics(
+        primary=problem.metric,
+        greater_is_better=greater_is_better(problem.metric),
+        cv=result.champion.scores,
+        test=test,
+        test_at_threshold=at_threshold,
+        confusion_matrix=matrix,
+    )
+    importances = importance(pipeline, prep.x_test, prep.y_test, problem, settings.seed)
+    target_std = None if problem.classification else float(np.std(prep.y_train.astype(float)))
+    fair = fairness(pipeline, prep.x_test, settings.protected, problem, threshold, target_std)
+    timings["evaluate_seconds"] = time.monotonic() - t0
+    _say_results(say, problem.metric, metrics, threshold, fair)
+
+    version = contract.unique_version(settings.out, name, created_at)
+    notes = list(prep.notes)
+    notes += [f"leak guard: {col!r} {reason}" for col, reason in guard.reasons.items()]
+    if result.warnings:
+        notes.append("warnings during training: " + "; ".join(sorted(result.warnings)[:5]))
+    class_counts = (
+        {str(k): int(v) for k, v in pd.Series(prep.y_train).value_counts().sort_index().items()}
+        if problem.classification
+        else None
+    )
+    with contract.staging_dir(settings.out, name) as staged:
+        t0 = time.monotonic()
+        model_path = staged / contract.MODEL_FILE
+        # Serving predicts a few rows per request: threads would cost more than they save there.
+        if "n_jobs" in pipeline.steps[-1][1].get_params():
+            pipeline.steps[-1][1].set_params(n_jobs=None)
+        joblib.dump(pipeline, model_path, compress=("zlib", 3))
+        examples = prep.x_test.head(MAX_EXAMPLES)
+        examples.to_csv(staged / contract.EXAMPLES_FILE, index=False)
+        timings["write_seconds"] = time.monotonic() - t0
+        timings["total_seconds"] = time.monotonic() - started
+        champion = result.champion
+        card = contract.ModelCard(
+            name=name,
+            version=version,
+            created_at=created_at,
+            git_sha=git_sha,
+            task=problem.task,
+            target=prep.target,
+            classes=problem.classes,
+            positive_label=problem.positive,
+            threshold=threshold,
+            features=feature_specs(prep.seen, prep.plan),
+            dropped_columns=prep.plan.dropped,
+            leak_warnings=guard.warnings,
+            metrics=metrics,
+            champion=contract.ChampionInfo(
+                candidate=champion.candidate, estimator=champion.estimator, params=champion.params
+            ),
+            leaderboard=result.leaderboard,
+            data=contract.DataInfo(
+                source=prep.table.source,
+                rows=len(prep.table.frame),
+                columns=prep.table.frame.shape[1],
+                sha256=prep.table.sha256,
+                train_rows=len(prep.x_train),
+                test_rows=len(prep.x_test),
+                test_source=prep.test_table.source if prep.test_table else None,
+                class_counts=class_counts,
+            ),
+            versions=versions(),
+            model_sha256=contract.sha256_file(model_path),
+            reference_profile=reference_profiles(prep.x_train, prep.plan),
+            feature_importance=importances,
+            fairness=fair,
+            timings={k: round(v, 3) for k, v in timings.items()},
+            notes=notes,
+        )
+        t0 = time.monotonic()
+        report = render_report(card, prep, test_scores, threshold, guard)
+        (staged / contract.REPORT_FILE).write_text(report, encoding="utf-8")
+        timings["report_seconds"] = time.monotonic() - t0
+        timings["total_seconds"] = time.monotonic() - started
+        card = card.model_copy(update={"timings": {k: round(v, 3) for k, v in timings.items()}})
+        staged.chmod(0o755)  # mkdtemp makes it 0700; the serving process may run as another user
+        final = contract.publish(settings.out, staged, card)
+    say(f"published {final} in {time.monotonic() - started:.1f}s")
+    return final
+
+
+def _say_results(
+    say: Say,
+    metric: str,
+    metrics: contract.Metrics,
+    threshold: contract.Threshold | None,
+    fair: list[contract.FairnessResult],
+) -> None:
+    shown = {
+        k: v
+        for k, v in metrics.test.items()
+        if k in (metric, "accuracy", "roc_auc", "rmse", "r2", "f1_macro")
+    }
+    say("test: " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    if threshold is not None and metrics.test_at_threshold is not None:
+        at: dict[str, Any] = metrics.test_at_threshold
+        say(
+            f"threshold {threshold.value:.3f} ({threshold.strategy}): "
+            + "  ".join(f"{k}={v:.4f}" for k, v in at.items())
+        )
+    for f in fair:
+        say(f"fairness: swapping {f.attribute!r} changes {f.flip_rate:.1%} of {f.rows} test predictions")

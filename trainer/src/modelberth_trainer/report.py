@@ -1,0 +1,378 @@
+"""``report.html``: one self-contained page (inline CSS, plots as base64 PNG, no external URLs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from numpy.typing import NDArray
+from sklearn import metrics as skm
+
+from modelberth_core.contract import ModelCard, Threshold
+from modelberth_trainer.leakage import GuardResult
+
+if TYPE_CHECKING:
+    from modelberth_trainer.train import Prepared
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
+main{max-width:1100px;margin:0 auto;padding:24px}
+h1{margin:0 0 4px 0;font-size:26px} h2{margin-top:32px;border-bottom:2px solid #dde2ea;padding-bottom:4px}
+.sub{color:#5b6475}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:18px 0}
+.card{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px #0002;min-width:150px}
+.card b{display:block;font-size:22px} .card span{color:#5b6475;font-size:13px}
+table{border-collapse:collapse;background:#fff;margin:8px 0;font-size:14px}
+th,td{border:1px solid #dde2ea;padding:5px 9px;text-align:left} th{background:#eef1f5}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.warn{background:#fff1f0;border-left:5px solid #d4380d;padding:10px 14px;margin:10px 0;border-radius:4px}
+.ok{background:#f0fff4;border-left:5px solid #389e0d;padding:10px 14px;margin:10px 0;border-radius:4px}
+.plots{display:flex;flex-wrap:wrap;gap:16px}
+.plots figure{margin:0;background:#fff;padding:8px;border-radius:8px}
+figcaption{color:#5b6475;font-size:13px;text-align:center} img{max-width:100%}
+code{background:#eef1f5;padding:1px 4px;border-radius:3px}
+"""
+
+
+def _png(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure(fig: Figure, caption: str) -> str:
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{_png(fig)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.4f}"
+
+
+def _table(header: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> str:
+    numeric = numeric or set()
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td{' class=num' if i in numeric else ''}>{_e(c)}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _class_balance(prep: Prepared) -> str:
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    if prep.problem.classification and prep.problem.classes:
+        classes = prep.problem.classes
+        train = pd.Series(prep.y_train).value_counts().reindex(classes, fill_value=0)
+        test = pd.Series(prep.y_test).value_counts().reindex(classes, fill_value=0)
+        pos = np.arange(len(classes))
+        ax.bar(pos - 0.2, train / train.sum(), 0.4, label=f"train ({train.sum()})", color="#4c78a8")
+        ax.bar(pos + 0.2, test / test.sum(), 0.4, label=f"test ({test.sum()})", color="#f58518")
+        ax.set_xticks(pos, [c[:14] for c in classes], rotation=30 if len(classes) > 3 else 0, ha="right")
+        ax.set_ylabel("share of rows")
+        ax.legend()
+        caption = "Class balance"
+    else:
+        ax.hist(prep.y_train.astype(float), bins=30, alpha=0.7, label="train", color="#4c78a8", density=True)
+        ax.hist(prep.y_test.astype(float), bins=30, alpha=0.6, label="test", color="#f58518", density=True)
+        ax.set_xlabel(prep.target)
+        ax.legend()
+        caption = "Target distribution"
+    return _figure(fig, caption)
+
+
+def _confusion(card: ModelCard) -> str:
+    matrix = np.asarray(card.metrics.confusion_matrix)
+    classes = card.classes or []
+    size = min(9.0, 2.5 + 0.5 * len(classes))
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(
+            j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black"
+        )
+    labels = [c[:14] for c in classes]
+    ax.set_xticks(range(len(classes)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    note = f" at threshold {card.threshold.value:.3f}" if card.threshold else ""
+    return _figure(fig, f"Confusion matrix (test){note}")
+
+
+def _curves(prep: Prepared, scores: NDArray[np.float64], threshold: Threshold | None) -> list[str]:
+    problem = prep.problem
+    assert problem.classes is not None
+    out = []
+    if len(problem.classes) == 2 and problem.positive is not None:
+        pos = problem.classes.index(problem.positive)
+        is_pos = prep.y_test == problem.positive
+        fpr, tpr, _ = skm.roc_curve(is_pos, scores[:, pos])
+        fig, ax = plt.subplots(figsize=(4.6, 4.2))
+        ax.plot(fpr, tpr, color="#4c78a8", label=f"AUC {skm.auc(fpr, tpr):.3f}")
+        ax.plot([0, 1], [0, 1], "--", color="#999")
+        if threshold is not None:
+            hard = scores[:, pos] >= threshold.value
+            x = float((hard & ~is_pos).sum() / max(1, (~is_pos).sum()))
+            y = float((hard & is_pos).sum() / max(1, is_pos.sum()))
+            ax.plot([x], [y], "o", color="#d4380d", label=f"threshold {threshold.value:.3f}")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(loc="lower right")
+        out.append(_figure(fig, "ROC curve (test)"))
+        precision, recall, _ = skm.precision_recall_curve(is_pos, scores[:, pos])
+        fig, ax = plt.subplots(figsize=(4.6, 4.2))
+        ax.plot(
+            recall,
+            precision,
+            color="#f58518",
+            label=f"AP {skm.average_precision_score(is_pos, scores[:, pos]):.3f}",
+        )
+        ax.axhline(float(is_pos.mean()), ls="--", color="#999", label="base rate")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.legend(loc="upper right")
+        out.append(_figure(fig, f"Precision-recall curve (test, positive = {problem.positive})"))
+    else:
+        fig, ax = plt.subplots(figsize=(5.2, 4.2))
+        for j, label in enumerate(problem.classes[:10]):
+            is_pos = prep.y_test == label
+            if 0 < is_pos.sum() < len(is_pos):
+                fpr, tpr, _ = skm.roc_curve(is_pos, scores[:, j])
+                ax.plot(fpr, tpr, label=f"{label[:14]} ({skm.auc(fpr, tpr):.3f})")
+        ax.plot([0, 1], [0, 1], "--", color="#999")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(fontsize=7, loc="lower right")
+        out.append(_figure(fig, "ROC curves, one class vs rest (test)"))
+    return out
+
+
+def _residuals(prep: Prepared, scores: NDArray[np.float64]) -> list[str]:
+    actual, predicted = prep.y_test.astype(float), scores[:, 0]
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.scatter(actual, predicted, s=8, alpha=0.5, color="#4c78a8")
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    ax.plot([low, high], [low, high], "--", color="#999")
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    first = _figure(fig, "Predicted vs actual (test)")
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.scatter(predicted, actual - predicted, s=8, alpha=0.5, color="#f58518")
+    ax.axhline(0.0, ls="--", color="#999")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("residual (actual - predicted)")
+    return [first, _figure(fig, "Residuals (test)")]
+
+
+def _importance(card: ModelCard) -> str:
+    items = list(card.feature_importance.items())[:20][::-1]
+    fig, ax = plt.subplots(figsize=(6.0, 0.5 + 0.3 * max(3, len(items))))
+    ax.barh([k[:30] for k, _ in items], [v for _, v in items], color="#54a24b")
+    ax.set_xlabel(f"drop in {card.metrics.primary} when shuffled")
+    return _figure(fig, "Permutation importance (test)")
+
+
+def render_report(
+    card: ModelCard,
+    prep: Prepared,
+    scores: NDArray[np.float64],
+    threshold: Threshold | None,
+    guard: GuardResult,
+) -> str:
+    """The whole report as one HTML string."""
+    m = card.metrics
+    primary = m.primary
+    cards = [
+        (_fmt(m.test.get(primary)), f"test {primary}"),
+        (_fmt(m.cv.get(primary)), f"cv {primary}"),
+    ]
+    if "accuracy" in m.test:
+        cards.append((_fmt(m.test["accuracy"]), "test accuracy"))
+    if m.test_at_threshold:
+        cards.append((_fmt(m.test_at_threshold["accuracy"]), "accuracy at threshold"))
+    if threshold:
+        cards.append((f"{threshold.value:.3f}", f"threshold ({threshold.strategy})"))
+    cards.append((f"{card.timings.get('total_seconds', 0):.1f}s", "training time"))
+    parts = [
+        f"<h1>{_e(card.name)} <span class=sub>{_e(card.version)}</span></h1>",
+        f"<div class=sub>{_e(card.task)} of <code>{_e(card.target)}</code> from {_e(card.data.source)}"
+        f" · {card.data.rows} rows · champion <b>{_e(card.champion.candidate)}</b>"
+        f" ({_e(card.champion.estimator)})"
+        f" · created {_e(card.created_at.isoformat(timespec='seconds'))}</div>",
+        "<div class=cards>"
+        + "".join(f"<div class=card><b>{v}</b><span>{_e(k)}</span></div>" for v, k in cards)
+        + "</div>",
+    ]
+    parts.append("<h2>Leak guard</h2>")
+    if card.leak_warnings:
+        for w in card.leak_warnings:
+            parts.append(
+                f"<div class=warn><b>{_e(w.column)}</b> {_e(guard.reasons.get(w.column, ''))}. "
+                "If it is not known at prediction time, retrain with"
+                f" <code>--drop {_e(w.column)}</code>.</div>"
+            )
+    else:
+        parts.append("<div class=ok>No single column predicts the target suspiciously well.</div>")
+    if guard.single_scores:
+        top = sorted(guard.single_scores.items(), key=lambda kv: kv[1], reverse=True)[:10]
+        parts.append(
+            f"<p class=sub>Single-column cross-validated {_e(guard.metric)} (training part), top 10:</p>"
+        )
+        parts.append(_table(["column", guard.metric], [[k, f"{v:.4f}"] for k, v in top], {1}))
+    parts.append("<h2>Leaderboard</h2>")
+    parts.append(
+        _table(
+            [
+                "rank",
+                "candidate",
+                "estimator",
+                f"cv {primary}",
+                "± std",
+                "configs",
+                "seconds",
+                "status",
+                "best params",
+            ],
+            [
+                [
+                    i,
+                    r.candidate,
+                    r.estimator,
+                    _fmt(r.cv_score),
+                    _fmt(r.cv_std),
+                    r.n_configs,
+                    f"{r.fit_seconds:.1f}",
+                    r.status + (f": {r.message}" if r.message else ""),
+                    ", ".join(f"{k}={v}" for k, v in r.params.items()),
+                ]
+                for i, r in enumerate(card.leaderboard, start=1)
+            ],
+            {3, 4, 5, 6},
+        )
+    )
+    parts.append("<h2>Metrics</h2>")
+    keys = sorted(set(m.cv) | set(m.test))
+    header = ["metric", "cv (training part)", "test"]
+    rows = [[k, _fmt(m.cv.get(k)), _fmt(m.test.get(k))] for k in keys]
+    if m.test_at_threshold:
+        header.append("test at threshold")
+        for row in rows:
+            row.append(_fmt(m.test_at_threshold.get(str(row[0]))))
+    parts.append(_table(header, rows, {1, 2, 3}))
+    plots = [_class_balance(prep)]
+    if card.task == "classification":
+        plots.append(_confusion(card))
+        plots += _curves(prep, scores, threshold)
+    else:
+        plots += _residuals(prep, scores)
+    if card.feature_importance:
+        plots.append(_importance(card))
+    parts.append("<h2>Plots</h2><div class=plots>" + "".join(plots) + "</div>")
+    parts.append("<h2>Fairness</h2>")
+    if card.fairness:
+        parts.append(
+            _table(
+                ["attribute", "predictions that change", "rows swapped", "swap"],
+                [
+                    [
+                        f.attribute,
+                        f"{f.flip_rate:.2%}",
+                        f.rows,
+                        ", ".join(f"{a}→{b}" for a, b in f.swaps.items()),
+                    ]
+                    for f in card.fairness
+                ],
+                {1, 2},
+            )
+        )
+    else:
+        parts.append("<p class=sub>No protected attributes were named (<code>--protected COL</code>).</p>")
+    parts.append("<h2>Features</h2>")
+    parts.append(
+        _table(
+            ["feature", "type", "required", "range / categories", "example", "importance"],
+            [
+                [
+                    f.name,
+                    f.type,
+                    "yes" if f.required else "no (nulls seen)",
+                    f"{f.min:g} … {f.max:g}"
+                    if f.type == "numeric"
+                    else (
+                        f"{len(f.categories or [])} categories"
+                        if f.type == "categorical"
+                        else f"≤ {f.max_length} chars"
+                    ),
+                    str(f.example)[:60],
+                    _fmt(card.feature_importance.get(f.name)),
+                ]
+                for f in card.features
+            ],
+            {5},
+        )
+    )
+    parts.append("<h2>Dropped columns</h2>")
+    parts.append(
+        _table(["column", "reason"], [[d.name, d.reason] for d in card.dropped_columns])
+        if card.dropped_columns
+        else "<p class=sub>None.</p>"
+    )
+    parts.append("<h2>Data</h2>")
+    d = card.data
+    parts.append(
+        _table(
+            ["source", "rows", "columns", "train", "test", "test source", "sha256"],
+            [
+                [
+                    d.source,
+                    d.rows,
+                    d.columns,
+                    d.train_rows,
+                    d.test_rows,
+                    d.test_source or "hold-out split",
+                    d.sha256[:16] + "…",
+                ]
+            ],
+        )
+    )
+    parts.append("<h2>Timings</h2>")
+    parts.append(
+        _table(
+            ["step", "seconds"],
+            [[k.removesuffix("_seconds"), f"{v:.2f}"] for k, v in card.timings.items()],
+            {1},
+        )
+    )
+    if card.notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in card.notes) + "</ul>")
+    v = card.versions
+    parts.append(
+        f"<p class=sub>python {_e(v.python)} · scikit-learn {_e(v.sklearn)} · pandas {_e(v.pandas)}"
+        f" · numpy {_e(v.numpy)}"
+        f" · modelberth {_e(v.modelberth)} · model sha256 {_e(card.model_sha256[:16])}…</p>"
+    )
+    title = f"{card.name} {card.version} — modelberth report"
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+        f"<body><main>{''.join(parts)}</main></body></html>\n"
+    )

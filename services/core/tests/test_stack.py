@@ -158,12 +158,21 @@ def test_stop_kills_a_child_that_ignores_sigterm() -> None:
     assert "stubborn   killed" in out.getvalue()
 
 
-def test_a_second_signal_kills_at_once() -> None:
+def test_a_second_signal_kills_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     supervisor, _ = _supervisor()
     stubborn = FakeProcess(ignores_sigterm=True)
     supervisor.add(Child("stubborn", stubborn))
-    supervisor.request_stop(signal.SIGINT)
-    supervisor.request_stop(signal.SIGINT)
+    clock = [100.0]
+    with monkeypatch.context() as patched:
+        patched.setattr(stack.time, "monotonic", lambda: clock[0])
+        supervisor.request_stop(signal.SIGINT)
+        # One Ctrl-C reaches make, uv and us at once, and uv forwards it again: still one request.
+        clock[0] += 0.01
+        supervisor.request_stop(signal.SIGINT)
+        assert supervisor.stop_requested.is_set()
+        assert not supervisor.force.is_set()
+        clock[0] += stack.FORCE_AFTER_SECONDS
+        supervisor.request_stop(signal.SIGINT)
     assert supervisor.force.is_set()
     started = time.monotonic()
     assert supervisor.stop(timeout=60) is False

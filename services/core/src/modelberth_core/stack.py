@@ -112,6 +112,10 @@ def http_ready(url: str) -> bool:
         return False
 
 
+FORCE_AFTER_SECONDS = 1.0
+"""A second stop signal at least this long after the first kills the children instead of waiting."""
+
+
 class Supervisor:
     """Starts nothing itself: watches children, waits for their readiness and stops them in order."""
 
@@ -127,6 +131,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.stop_requested = threading.Event()
         self.force = threading.Event()
+        self._first_signal_at = float("-inf")
 
     def add(self, child: Child) -> Child:
         """Supervise ``child`` from now on."""
@@ -134,9 +139,17 @@ class Supervisor:
         return child
 
     def request_stop(self, _signum: int, _frame: FrameType | None = None) -> None:
-        """Signal handler: the first signal stops gracefully, a second one kills what is left."""
+        """Signal handler: the first signal stops gracefully, a second one kills what is left.
+
+        A terminal's Ctrl-C reaches make, ``uv run`` and this process at once, and ``uv run`` forwards it
+        once more: signals within ``FORCE_AFTER_SECONDS`` of the first count as that same request.
+        """
+        now = time.monotonic()
         if self.stop_requested.is_set():
-            self.force.set()
+            if now - self._first_signal_at >= FORCE_AFTER_SECONDS:
+                self.force.set()
+            return
+        self._first_signal_at = now
         self.stop_requested.set()
 
     def check_alive(self) -> None:
@@ -192,7 +205,8 @@ class Supervisor:
                 clean = False
                 process.kill()
                 code = process.wait(5.0)
-                self._say(f"  {child.name:<10} killed (did not stop within {timeout:.0f} s)")
+                why = "second Ctrl-C" if self.force.is_set() else f"did not stop within {timeout:.0f} s"
+                self._say(f"  {child.name:<10} killed ({why})")
             else:
                 # uvicorn re-raises the SIGTERM after its graceful shutdown, so -15 is a clean stop too.
                 how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit {code}"

@@ -163,6 +163,17 @@ def _curves(prep: Prepared, scores: NDArray[np.float64], threshold: Threshold | 
         ax.set_ylabel("true positive rate")
         ax.legend(fontsize=7, loc="lower right")
         out.append(_figure(fig, "ROC curves, one class vs rest (test)"))
+        fig, ax = plt.subplots(figsize=(5.2, 4.2))
+        for j, label in enumerate(problem.classes[:10]):
+            is_pos = prep.y_test == label
+            if 0 < is_pos.sum() < len(is_pos):
+                precision, recall, _ = skm.precision_recall_curve(is_pos, scores[:, j])
+                ap = skm.average_precision_score(is_pos, scores[:, j])
+                ax.plot(recall, precision, label=f"{label[:14]} (AP {ap:.3f})")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.legend(fontsize=7, loc="lower left")
+        out.append(_figure(fig, "Precision-recall curves, one class vs rest (test)"))
     return out
 
 

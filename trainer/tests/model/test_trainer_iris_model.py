@@ -130,6 +130,8 @@ def test_report_is_one_self_contained_page(iris_artifact: Path, card: contract.M
         "Confusion matrix",
         "Permutation importance",
         "Class balance",
+        "ROC curves",
+        "Precision-recall curves",
         "Timings",
     ):
         assert section in page

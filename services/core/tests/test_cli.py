@@ -29,3 +29,18 @@ def test_serve_knows_every_service_of_the_workspace() -> None:
 def test_set_needs_key_equals_value() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
         cli._key_value("novalue")
+
+
+def test_serve_runs_one_worker_that_outlives_client_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(app=app, **kwargs))
+    assert cli.main(["serve", "auth", "--port", "18999"]) == 0
+    assert seen["app"] == "modelberth_auth.app:create_app"
+    assert seen["factory"] is True
+    assert seen["workers"] == 1
+    assert seen["port"] == 18999
+    # httpx drops idle connections after 5 s; the server must keep them longer or requests race its close.
+    assert isinstance(seen["timeout_keep_alive"], int)
+    assert seen["timeout_keep_alive"] > 60

@@ -24,6 +24,11 @@ EXIT_USAGE = 2
 DEFAULT_PORTS = {"auth": 8001, "inference": 8002, "ui": 8003}
 """Local defaults; each service keeps its own port so they can run side by side."""
 
+KEEP_ALIVE_SECONDS = 75
+"""Idle keep-alive connections live longer here than in the clients (httpx 5 s, ingress-nginx 60 s), so a
+client never sends a request on a connection the server is closing at that moment (seen as "server
+disconnected without sending a response" with uvicorn's default of 5 s, equal to httpx's)."""
+
 GRACEFUL_SHUTDOWN_SECONDS = 20
 """How long uvicorn lets in-flight requests finish after SIGTERM (below the pod's grace period)."""
 
@@ -60,6 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     return 0
 

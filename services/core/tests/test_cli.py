@@ -34,8 +34,14 @@ def test_set_needs_key_equals_value() -> None:
 def test_serve_runs_one_worker_that_outlives_client_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
+    from modelberth_core import logging as core_logging
+
     seen: dict[str, object] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(app=app, **kwargs))
+    monkeypatch.setattr(core_logging, "configure_logging", lambda *_: None)
+    # serve exports its flags for the app factory; registering them here lets monkeypatch undo that.
+    monkeypatch.setenv("AUTH_HOST", "")
+    monkeypatch.setenv("AUTH_PORT", "")
     assert cli.main(["serve", "auth", "--port", "18999"]) == 0
     assert seen["app"] == "modelberth_auth.app:create_app"
     assert seen["factory"] is True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -206,3 +207,12 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert "keys" in out
     assert "users" in out
     assert "clients" in out
+
+
+def test_generated_key_ids_can_be_typed_on_a_command_line() -> None:
+    # A base64url thumbprint starts with "-" once in 64 keys, and `keys remove -X...` reads as an option.
+    from modelberth_auth.keys import new_key
+
+    kids = [str(new_key().kid) for _ in range(200)]
+    assert all(re.fullmatch(r"[0-9a-f]{64}", kid) for kid in kids)
+    assert len(set(kids)) == len(kids)

@@ -7,6 +7,7 @@ at least one access-token lifetime.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -32,10 +33,14 @@ class KeysetError(Exception):
 
 
 def new_key() -> ECKey:
-    """A fresh P-256 private key with ``kid`` (its RFC 7638 thumbprint), ``alg`` and ``use`` set."""
+    """A fresh P-256 private key with ``kid`` (its RFC 7638 thumbprint, in hex), ``alg`` and ``use`` set.
+
+    Hex rather than base64url: a base64url thumbprint may start with ``-``, which a command line such as
+    ``modelberth keys remove KID`` would read as an option.
+    """
     key = ECKey.generate_key(CURVE, {"alg": ALGORITHM, "use": "sig"}, private=True)
-    key.ensure_kid()
-    return key
+    thumbprint = base64.urlsafe_b64decode(key.thumbprint() + "=")
+    return ECKey.import_key(key.as_dict(private=True, kid=thumbprint.hex()))
 
 
 def parse_keyset(data: bytes) -> KeySet:

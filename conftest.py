@@ -241,7 +241,7 @@ def tiny_model_dir(tmp_path: Path) -> Path:
     return model_dir
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def artifact_factory() -> Callable[..., Path]:
     """``artifact_factory(model_dir, name="iris", rows=60)`` publishes a tiny version; returns its dir."""
     return write_tiny_artifact

@@ -211,94 +211,13 @@ def mixed_artifact() -> Callable[..., Path]:
     return publish_mixed_artifact
 
 
-def publish_iris_artifact(model_dir: Path, name: str = "iris") -> Path:
-    """The root conftest's tiny iris artifact, for module-scoped fixtures (shared by many tests)."""
-    from sklearn.datasets import load_iris
-
-    iris = load_iris(as_frame=True)
-    frame = iris.frame.sample(n=60, random_state=0)
-    features = [c.replace(" (cm)", "").replace(" ", "_") for c in iris.feature_names]
-    x = frame[iris.feature_names].set_axis(features, axis=1)
-    y = [str(iris.target_names[t]) for t in frame["target"]]
-    return _publish_classifier(model_dir, name, x, y)
-
-
-def _publish_classifier(model_dir: Path, name: str, x: Any, y: list[str]) -> Path:
-    import sys
-    from datetime import UTC, datetime
-
-    import joblib
-    import numpy as np
-    import pandas as pd
-    import sklearn
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from modelberth_core import contract
-
-    features = list(x.columns)
-    numeric = Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())])
-    pipeline = Pipeline(
-        [
-            ("prep", ColumnTransformer([("num", numeric, features)])),
-            ("model", LogisticRegression(max_iter=500)),
-        ]
-    )
-    pipeline.fit(x, y)
-    version = contract.unique_version(model_dir, name, datetime.now(UTC))
-    with contract.staging_dir(model_dir, name) as staged:
-        joblib.dump(pipeline, staged / contract.MODEL_FILE)
-        x.head(10).to_csv(staged / contract.EXAMPLES_FILE, index=False)
-        (staged / contract.REPORT_FILE).write_text("<html><body>tiny</body></html>", encoding="utf-8")
-        profile: dict[str, contract.Profile] = {}
-        specs = []
-        for col in features:
-            values = x[col].to_numpy(dtype=float)
-            edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)[1:-1])).tolist()
-            counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-            profile[col] = contract.NumericProfile(edges=edges, frequencies=(counts / counts.sum()).tolist())
-            specs.append(
-                contract.FeatureSpec(
-                    name=col, type="numeric", required=True, min=float(values.min()), max=float(values.max())
-                )
-            )
-        card = contract.ModelCard(
-            name=name,
-            version=version,
-            created_at=datetime.now(UTC),
-            task="classification",
-            target="species",
-            classes=[str(c) for c in pipeline.classes_],
-            features=specs,
-            metrics=contract.Metrics(primary="f1_macro", greater_is_better=True, cv={}, test={}),
-            champion=contract.ChampionInfo(
-                candidate="logistic", estimator="LogisticRegression", params={"C": 1.0}
-            ),
-            leaderboard=[],
-            data=contract.DataInfo(
-                source="sklearn:iris", rows=len(x), columns=5, sha256="0" * 64, train_rows=len(x), test_rows=0
-            ),
-            versions=contract.Versions(
-                python=sys.version.split()[0],
-                sklearn=sklearn.__version__,
-                pandas=pd.__version__,
-                numpy=np.__version__,
-                modelberth="0.1.0",
-            ),
-            model_sha256=contract.sha256_file(staged / contract.MODEL_FILE),
-            reference_profile=profile,
-        )
-        return contract.publish(model_dir, staged, card)
-
-
 @pytest.fixture(scope="module")
-def shared_client(signer: Signer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def shared_client(
+    signer: Signer, tmp_path_factory: pytest.TempPathFactory, artifact_factory: Callable[..., Path]
+) -> Iterator[TestClient]:
     """One ready app over one iris artifact for a whole module (tests that only read)."""
     model_dir = tmp_path_factory.mktemp("shared") / "models"
-    publish_iris_artifact(model_dir)
+    artifact_factory(model_dir)
     app = create_app(Settings(model_dir=model_dir, poll_seconds=0), keys=StaticKeySource(signer.keys))
     with TestClient(app) as client:
         wait_until_ready(client)

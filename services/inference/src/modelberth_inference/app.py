@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,6 +46,10 @@ async def _initial_load(registry: ModelRegistry) -> None:
     except Exception:  # an unreadable model dir must not kill the server; /readyz reports it
         log.exception("initial model load failed")
         registry.scanned = True
+    # Imports and fitted models are long-lived: freezing them keeps full collections from walking them
+    # again and again on the request path (a tail-latency source).
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings | None = None, *, keys: KeySource | None = None) -> FastAPI:

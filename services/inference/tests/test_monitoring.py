@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_iris
 
@@ -69,7 +70,8 @@ def test_drift_psi_is_small_for_training_like_inputs_and_large_for_shifted_ones(
     assert calm < 0.25 < 1.0 < drifted
 
 
-def test_drift_window_counts_match_a_recount() -> None:
+@pytest.mark.parametrize("scrape_every_batch", [True, False], ids=["scraped-often", "queued-until-scrape"])
+def test_drift_window_counts_match_a_recount(scrape_every_batch: bool) -> None:
     spec = [
         FeatureSpec(name="x", type="numeric", required=False),
         FeatureSpec(name="c", type="categorical", required=True),
@@ -82,13 +84,16 @@ def test_drift_window_counts_match_a_recount() -> None:
     rng = np.random.default_rng(0)
     history_x: list[float] = []
     history_c: list[Any] = []
-    for n in (7, 30, 1, 49, 120, 3):
+    for n in (7, 30, 1, 49, 120, 3):  # partial fills, a wrap around the ring, a batch larger than it
         xs = rng.normal(0.5, 1.0, n)
         xs[::5] = np.nan
         cs = np.array(rng.choice(["a", "b", "z"], n), dtype=object)
-        tracker.update({"x": xs, "c": cs})
+        tracker.update({"x": xs, "c": cs}, n)
         history_x.extend(xs.tolist())
         history_c.extend(cs.tolist())
+        if scrape_every_batch:
+            tracker.values()
+    assert set(tracker.values()) == {"x", "c"}  # a scrape bins whatever is still queued
     window_x = np.array(history_x[-50:])
     expected_x = np.bincount(
         np.where(np.isnan(window_x), 3, np.searchsorted([0.0, 1.0], window_x, side="right")), minlength=4
@@ -96,7 +101,6 @@ def test_drift_window_counts_match_a_recount() -> None:
     assert tracker.windows["x"].counts.tolist() == expected_x.tolist()
     expected_c = [history_c[-50:].count(v) for v in ("a", "b", "z")] + [0]
     assert tracker.windows["c"].counts.tolist() == expected_c
-    assert set(tracker.values()) == {"x", "c"}
 
 
 def test_concurrent_requests_share_one_predict_call() -> None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import joblib
+import msgspec
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from modelberth_core import contract
+from modelberth_inference.model import LoadedModel, probability_row_type
 
 IRIS_ROWS = [
     {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
@@ -178,3 +183,22 @@ def test_batch_sizes_round_trip(client: TestClient, signer: Any, rows: int) -> N
     ).json()
     assert len(body["predictions"]) == len(body["probabilities"]) == rows
     assert body["predictions"][:4] == ["setosa", "versicolor", "virginica", "setosa"][: min(rows, 4)]
+
+
+@pytest.mark.parametrize(
+    "classes",
+    [
+        ["setosa", "versicolor", "virginica"],
+        ["<=50K", ">50K"],
+        ["ünï", "a b", "x/y", "z"],
+        ['say "hi"', "back\\"],
+    ],
+    ids=["iris", "symbols", "unicode", "quote-and-backslash"],
+)
+def test_probability_rows_encode_as_one_object_per_row_in_class_order(classes: list[str]) -> None:
+    proba = np.random.default_rng(0).dirichlet(np.ones(len(classes)), size=7)
+    model = SimpleNamespace(classes=classes, probability_row=probability_row_type(classes))
+    rows = LoadedModel.probabilities(model, proba)  # type: ignore[arg-type]
+    expected = [dict(zip(classes, row, strict=True)) for row in proba.tolist()]
+    assert msgspec.json.encode(rows) == orjson.dumps(expected)
+    assert json.loads(msgspec.json.encode(rows)) == expected

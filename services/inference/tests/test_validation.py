@@ -7,8 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+
+from modelberth_core.contract import FeatureSpec
+from modelberth_inference.validation import Validator
 
 OK = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
@@ -210,3 +214,133 @@ def test_unknown_model_is_404_after_auth(client: TestClient, signer: Any) -> Non
     response = client.post("/v1/models/nope/predict", json=OK, headers=signer.headers())
     assert response.status_code == 404
     assert response.json() == {"detail": "model 'nope' not found"}
+
+
+# -- the typed decoder (Validator.decode) and the exact path must agree ---------------------------------
+
+INSTANCE_CASES = [  # the bad bodies that are one bad row (not a bad body: invalid UTF-8 stays a 400)
+    c for c in BAD_BODIES if c[1].startswith(b"{") and not c[1].startswith(b'{"instances"') and c[2] == 422
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "instance"), [(c[0], c[1]) for c in INSTANCE_CASES], ids=[c[0] for c in INSTANCE_CASES]
+)
+def test_a_bad_row_in_a_batch_is_named_by_its_index(
+    shared_client: TestClient, signer: Any, case: str, instance: bytes
+) -> None:
+    body = b'{"instances": [' + json.dumps(OK).encode() + b", " + instance + b"]}"
+    response = shared_client.post(
+        "/v1/models/iris/predict",
+        content=body,
+        headers={**signer.headers(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, (case, response.text)
+    detail = response.json()["detail"]
+    assert detail, case
+    assert all(d["loc"][:3] == ["body", "instances", 1] for d in detail), (case, detail)
+
+
+MIXED = [
+    FeatureSpec(name="age", type="numeric", required=True, min=18, max=90),
+    FeatureSpec(name="income", type="numeric", required=False),
+    FeatureSpec(name="city", type="categorical", required=False, categories=["paris", "rome"]),
+    FeatureSpec(name="note (free text)", type="text", required=True),
+]
+
+VALID_ROWS: list[dict[str, Any]] = [
+    {"age": 30, "income": 40_000.5, "city": "paris", "note (free text)": "short"},
+    {"age": 95.5, "income": None, "city": None, "note (free text)": ""},  # out of range, nulls
+    {"age": 18, "note (free text)": "no optional fields"},  # absent optional features
+    {"age": 40, "income": -1, "city": "oslo", "note (free text)": "ünïcode ✓"},  # unseen category
+    {"age": 17.9, "income": 1, "city": "rome", "note (free text)": "just under the training range"},
+]
+
+
+def _same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    pairs = zip(a.tolist(), b.tolist(), strict=True)
+    return all(x == y or (x != x and y != y) for x, y in pairs)  # NaN equals NaN here
+
+
+WARNED = {("age", 1, "out_of_range"), ("age", 4, "out_of_range"), ("city", 3, "unseen_category")}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "repeat", "warned"),
+    [
+        (VALID_ROWS, 1, WARNED),
+        (VALID_ROWS[:1], 1, set()),
+        (VALID_ROWS[4:], 1, {("age", 0, "out_of_range")}),  # only under the minimum
+        (VALID_ROWS, 200, WARNED),
+    ],
+    ids=["5", "1", "under-min", "1000"],
+)
+def test_typed_decoder_gives_the_exact_paths_columns_and_warnings(
+    pattern: list[dict[str, Any]], repeat: int, warned: set[tuple[str, int, str]]
+) -> None:
+    rows = pattern * repeat
+    validator = Validator(MIXED, max_text_length=50)
+    fast = validator.decode(json.dumps({"instances": rows}).encode(), max_instances=1000)
+    exact = validator.from_instances(rows)
+    assert fast is not None
+    assert fast.n == exact.n == len(rows)
+    assert list(fast.data) == list(exact.data) == [f.name for f in MIXED]
+    for name in fast.data:
+        assert _same(fast.data[name], exact.data[name]), name
+    assert fast.warnings == exact.warnings
+    assert fast.warning_counts == exact.warning_counts
+    assert {(w["feature"], w["row"] % len(pattern), w["kind"]) for w in fast.warnings} == warned
+    assert sum(fast.warning_counts.values()) == len(warned) * repeat
+
+
+def test_typed_decoder_gives_the_exact_paths_matrix_for_an_all_numeric_model() -> None:
+    validator = Validator([FeatureSpec(name=n, type="numeric", required=True) for n in OK], 10)
+    rows = [OK, {**OK, "sepal_length": 7}, {"petal_width": 0.1, **dict.fromkeys(OK, 1.5)}]  # any key order
+    fast = validator.decode(json.dumps({"instances": rows}).encode(), max_instances=10)
+    exact = validator.from_instances(rows)
+    assert fast is not None
+    for name in OK:
+        assert fast.data[name].tolist() == exact.data[name].tolist()
+
+
+REFUSED = [
+    ("a boolean for a number", {"instances": [{**VALID_ROWS[0], "age": True}]}),
+    ("a string for a number", {"instances": [{**VALID_ROWS[0], "age": "30"}]}),
+    ("null for a required number", {"instances": [{**VALID_ROWS[0], "age": None}]}),
+    ("a missing required feature", {"instances": [{"age": 30}]}),
+    ("an unknown feature", {"instances": [{**VALID_ROWS[0], "colour": "red"}]}),
+    ("a number for a category", {"instances": [{**VALID_ROWS[0], "city": 3}]}),
+    ("text over the cap", {"instances": [{**VALID_ROWS[0], "note (free text)": "x" * 51}]}),
+    ("no instances", {"instances": []}),
+    ("more instances than allowed", {"instances": [VALID_ROWS[0]] * 11}),
+    ("one bare instance", VALID_ROWS[0]),
+    ("instances not a list", {"instances": VALID_ROWS[0]}),
+]
+
+
+@pytest.mark.parametrize(("case", "payload"), REFUSED, ids=[c[0] for c in REFUSED])
+def test_typed_decoder_leaves_everything_else_to_the_exact_path(case: str, payload: Any) -> None:
+    validator = Validator(MIXED, max_text_length=50)
+    assert validator.decode(json.dumps(payload).encode(), max_instances=10) is None, case
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"instances": [{"age": 1e400, "note (free text)": "x"}]}',
+        b'{"instances": [{"age": 1, "income": -1e999, "note (free text)": "x"}]}',
+        b'{"instances": [{"age": NaN, "note (free text)": "x"}]}',
+        b"\xff",
+    ],
+    ids=["overflow", "optional overflow", "NaN", "not utf-8"],
+)
+def test_typed_decoder_refuses_non_finite_numbers_and_bad_bytes(body: bytes) -> None:
+    assert Validator(MIXED, max_text_length=50).decode(body, max_instances=10) is None
+
+
+def test_feature_names_msgspec_cannot_take_use_the_exact_path_only() -> None:
+    validator = Validator([FeatureSpec(name='say "hi"', type="numeric", required=True)], 10)
+    assert validator.decode(b'{"instances": [{"say \\"hi\\"": 1}]}', max_instances=10) is None
+    assert validator.from_instances([{'say "hi"': 1}]).data['say "hi"'].tolist() == [1.0]

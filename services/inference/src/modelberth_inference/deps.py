@@ -104,13 +104,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body parsed as JSON (400 if it is not JSON, 413 if too large)."""
-    body = await read_body(request, limit)
+def parse_body(body: bytes) -> Any:
+    """A body parsed as JSON (400 if it is not JSON)."""
     try:
         return parse_json(body)
     except BodyError as exc:
         raise ServiceError(exc.status_code, exc.message) from None
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body parsed as JSON (400 if it is not JSON, 413 if too large)."""
+    return parse_body(await read_body(request, limit))
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+import sklearn
 
 FastPredict = Callable[[dict[str, npt.NDArray[Any]]], Any]
 
@@ -72,30 +73,44 @@ def build_fast_path(
         return None
     sparse_output = bool(getattr(prep, "sparse_output_", False))
     tail = pipeline[1:] if len(pipeline.steps) > 2 else pipeline.steps[-1][1]
-    final = _compile_final(tail, method) or getattr(tail, method)
+    compiled_final = _compile_final(tail, method)
+    final = compiled_final or getattr(tail, method)
+    calls_sklearn = compiled_final is None or any(
+        t is not None and not isinstance(t, _Compiled) for t, _ in parts
+    )
+
+    def run(columns: dict[str, npt.NDArray[Any]]) -> Any:
+        blocks = []
+        for transformer, selected in parts:
+            if isinstance(selected, str):
+                block: Any = columns[selected]
+            else:
+                block = _stack([columns[name] for name in selected])
+            if transformer is None:
+                blocks.append(block)
+            elif isinstance(transformer, _Compiled):
+                blocks.append(transformer(block))
+            else:
+                blocks.append(transformer.transform(block))
+        if sparse_output:
+            stacked: Any = sp.hstack([b if sp.issparse(b) else sp.csr_matrix(b) for b in blocks]).tocsr()
+        else:
+            dense = [b.toarray() if sp.issparse(b) else np.asarray(b) for b in blocks]
+            stacked = dense[0] if len(dense) == 1 else np.hstack(dense)
+        return final(stacked)
+
+    if not calls_sklearn:
+        return run  # plain numpy: no sklearn config or warning filters to set up per call
 
     def predict(columns: dict[str, npt.NDArray[Any]]) -> Any:
-        blocks = []
-        with warnings.catch_warnings():
+        # Inputs were validated (finite, typed) by our own validator, so sklearn's repeated checks are waste.
+        with (
+            warnings.catch_warnings(),
+            sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
+        ):
             # Sub-transformers were fitted on DataFrames; the numpy input holds the same columns in order.
             warnings.filterwarnings("ignore", message=_FEATURE_NAME_WARNING, category=UserWarning)
-            for transformer, selected in parts:
-                if isinstance(selected, str):
-                    block: Any = columns[selected]
-                else:
-                    block = _stack([columns[name] for name in selected])
-                if transformer is None:
-                    blocks.append(block)
-                elif isinstance(transformer, _Compiled):
-                    blocks.append(transformer(block))
-                else:
-                    blocks.append(transformer.transform(block))
-            if sparse_output:
-                stacked: Any = sp.hstack([b if sp.issparse(b) else sp.csr_matrix(b) for b in blocks]).tocsr()
-            else:
-                dense = [b.toarray() if sp.issparse(b) else np.asarray(b) for b in blocks]
-                stacked = dense[0] if len(dense) == 1 else np.hstack(dense)
-            return final(stacked)
+            return run(columns)
 
     return predict
 
@@ -151,7 +166,7 @@ def _compile_numeric(step: Any) -> _Compiled | None:
 
 
 def _compile_final(estimator: Any, method: str) -> Callable[[Any], Any] | None:
-    from scipy.special import expit, softmax
+    from scipy.special import expit
     from sklearn.linear_model import LogisticRegression
 
     if type(estimator) is not LogisticRegression or method != "predict_proba":
@@ -165,7 +180,12 @@ def _compile_final(estimator: Any, method: str) -> Callable[[Any], Any] | None:
         if coef.shape[0] == 1:
             positive = expit(x @ coef[0] + intercept[0])
             return np.column_stack([1.0 - positive, positive])
-        return np.asarray(softmax(x @ coef.T + intercept, axis=1), dtype=np.float64)
+        # scipy's softmax in place, with array methods: its module-level reductions cost more than the maths
+        z = np.asarray(x @ coef.T + intercept, dtype=np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
 
     return predict_proba
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -59,6 +60,7 @@ class LoadedModel:
     threshold: float | None = None
     method: str = "predict"
     fast: FastPredict | None = None
+    probability_row: type[msgspec.Struct] | None = None
 
     @property
     def name(self) -> str:
@@ -76,11 +78,21 @@ class LoadedModel:
 
     def raw_output(self, data: dict[str, npt.NDArray[Any]]) -> Any:
         """``pipeline.predict_proba`` (or ``predict``) of the rows, via the verified fast path if any."""
+        if self.fast is not None:
+            return self.fast(data)
         # Inputs were validated (finite, typed) by our own validator, so sklearn's repeated checks are waste.
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            if self.fast is not None:
-                return self.fast(data)
             return getattr(self.pipeline, self.method)(self.frame(data))
+
+    def probabilities(self, proba: npt.NDArray[np.float64]) -> list[Any]:
+        """``[{class: p, ...}, ...]``, one entry per row, ready for the response encoder.
+
+        Each row is a struct whose fields are named after the classes, built from the probability columns in
+        C (``map`` over the columns): a 1000-row answer costs about a quarter of building a dict per row.
+        """
+        if self.probability_row is not None:
+            return list(map(self.probability_row, *proba.T.tolist()))
+        return [dict(zip(self.classes, row, strict=True)) for row in proba.tolist()]
 
     def predict(self, data: dict[str, npt.NDArray[Any]]) -> Prediction:
         """Predict a block of validated rows in one vectorised call."""
@@ -179,11 +191,23 @@ def _prepare(model: LoadedModel) -> None:
     if fitted is not None and [str(c) for c in fitted] != model.classes:
         raise LoadError(f"{card.name}/{card.version}: the pipeline's classes differ from the card's")
     model.has_proba = hasattr(model.pipeline, "predict_proba")
+    model.probability_row = probability_row_type(model.classes)
     model.method = "predict_proba" if model.has_proba else "predict"
     if card.is_binary and card.threshold is not None and model.has_proba:
         positive = card.positive_label or model.classes[1]
         model.positive_index = model.classes.index(positive)
         model.threshold = card.threshold.value
+
+
+def probability_row_type(classes: list[str]) -> type[msgspec.Struct] | None:
+    """A struct with one float field per class, encoded as ``{class: p}`` in class order, if msgspec allows
+    the class names as field names (no quote, backslash or control character); else None (plain dicts)."""
+    fields = [(f"p{i}", float) for i in range(len(classes))]
+    rename = {f"p{i}": label for i, label in enumerate(classes)}
+    try:
+        return msgspec.defstruct("Probabilities", fields, rename=rename, gc=False)
+    except (TypeError, ValueError):
+        return None
 
 
 def _warm_up(model: LoadedModel) -> None:

@@ -77,7 +77,7 @@ class _BatchRunner:
                 self.metrics.confidence.observe_many((model.name,), chosen)
         else:
             self._count("", total)
-        self.drift.update(data)
+        self.drift.update(data, total)
         if len(items) == 1:
             return [result]
         out: list[Prediction] = []

@@ -1,10 +1,17 @@
 """Request validation compiled from the model card: JSON values -> typed numpy columns, or exact errors.
 
 A pydantic model per request would cost more than the prediction itself, so each model gets one
-:class:`Validator` built at load time. The fast path checks a whole column at once (the set of value types,
-``np.isfinite`` on the converted array); only when that fails does a slow path walk the column to name
-every offending row and field. Nothing here echoes an input value back: NaN or 1e400 in an error body would
-fail to serialise (the FastAPI default handler's 500, issue 4).
+:class:`Validator` built at load time. Two routes lead to the same columns:
+
+- :meth:`Validator.decode` turns a well-formed ``{"instances": [...]}`` body straight into typed msgspec
+  structs (one C pass: types, unknown and missing features, no per-row dicts), then one array per feature.
+  For a 1000-row body that took about 0.6 of the time of parsing to dicts and checking those (issue 4).
+- When that decoder refuses a body, or for the other shapes, the exact path parses to plain JSON values and
+  checks whole columns at once (the set of value types, ``np.isfinite`` on the converted array); only when
+  that fails does it walk the column to name every offending row and field.
+
+Nothing here echoes an input value back: NaN or 1e400 in an error body would fail to serialise (the FastAPI
+default handler's 500, issue 4).
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Final
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
+from msgspec.structs import astuple
 
 from modelberth_core.contract import FeatureSpec
 
@@ -85,6 +94,15 @@ class Columns:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     warning_counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows as JSON objects again, an absent optional value as null (for the prediction log)."""
+        names = list(self.data)
+        columns = [
+            [None if type(v) is float and math.isnan(v) else v for v in array.tolist()]
+            for array in self.data.values()
+        ]
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
 
 def parse_json(body: bytes) -> Any:
     """Parse a body with orjson; on failure retry with the stdlib parser so NaN/Infinity/1e400 become
@@ -134,6 +152,57 @@ class Validator:
         self._categories = {
             f.name: frozenset(f.categories) for f in self.features if f.type == "categorical" and f.categories
         }
+        self._decoder = _instances_decoder(self.features)
+        self._required_numeric_only = all(f.type == "numeric" and f.required for f in self.features)
+        self._attributes = [attrgetter(f"f{i}") for i in range(len(self.features))]
+
+    # -- the typed fast path --------------------------------------------------------------------------
+
+    def decode(self, body: bytes, max_instances: int) -> Columns | None:
+        """Columns for a well-formed ``{"instances": [...]}`` of 1 to ``max_instances`` valid rows, else None.
+
+        None means "use the exact path": it gives the same answer for valid input and names every offending
+        row and field for invalid input, so this method never has to explain a refusal.
+        """
+        if self._decoder is None:
+            return None
+        try:
+            instances = self._decoder.decode(body).instances
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        n = len(instances)
+        if not 0 < n <= max_instances:
+            return None
+        if self._required_numeric_only:  # the usual tabular model: one pass over all values into one matrix
+            k = len(self.names)
+            flat = np.fromiter(chain.from_iterable(map(astuple, instances)), dtype=np.float64, count=n * k)
+            matrix = flat.reshape(n, k)
+            if not bool(np.isfinite(matrix).all()):
+                return None  # 1e400 decodes to infinity; the exact path names it
+            out = Columns(n=n, data={name: matrix[:, j] for j, name in enumerate(self.names)})
+            self._warn(out)
+            return out
+        out = Columns(n=n, data={})
+        for spec, attribute in zip(self.features, self._attributes, strict=True):
+            if spec.type == "numeric":
+                if spec.required:
+                    array = np.fromiter(map(attribute, instances), dtype=np.float64, count=n)
+                    finite = bool(np.isfinite(array).all())
+                else:  # np.array, unlike fromiter, reads an absent optional value (None) as NaN
+                    array = np.array(list(map(attribute, instances)), dtype=np.float64)
+                    finite = not bool(np.isinf(array).any())
+                if not finite:
+                    return None  # 1e400 decodes to infinity; the exact path names it
+                out.data[spec.name] = array
+                continue
+            values = list(map(attribute, instances))
+            if spec.type == "text" and max(map(len, filter(None, values)), default=0) > self.max_text_length:
+                return None
+            if not spec.required and None in values:
+                values = [math.nan if v is None else v for v in values]
+            out.data[spec.name] = np.array(values, dtype=object)
+        self._warn(out)
+        return out
 
     # -- request shapes -------------------------------------------------------------------------------
 
@@ -305,6 +374,11 @@ class Validator:
         for spec in self.features:
             array = out.data[spec.name]
             if spec.type == "numeric" and (spec.min is not None or spec.max is not None):
+                # One reduction each (fmin/fmax skip NaN); the per-row masks only when something is outside.
+                if (spec.min is None or np.fmin.reduce(array) >= spec.min) and (
+                    spec.max is None or np.fmax.reduce(array) <= spec.max
+                ):
+                    continue
                 low = array < spec.min if spec.min is not None else np.zeros(out.n, dtype=bool)
                 high = array > spec.max if spec.max is not None else np.zeros(out.n, dtype=bool)
                 if low.any() or high.any():
@@ -328,6 +402,29 @@ class Validator:
         out.warnings.extend(
             {"row": row, "feature": feature, "kind": kind, "detail": detail} for row in rows[: max(room, 0)]
         )
+
+
+def _instances_decoder(features: Sequence[FeatureSpec]) -> msgspec.json.Decoder[Any] | None:
+    """A decoder for ``{"instances": [{feature: value}, ...]}`` that enforces the feature schema's types.
+
+    Numbers accept JSON integers and floats (never booleans, strings or null); optional features may be null
+    or absent (None). Unknown features are refused. None when a feature name cannot be a msgspec field name
+    (it holds a quote, a backslash or a control character): those models take the exact path only.
+    """
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for i, spec in enumerate(features):
+        kind: Any = float if spec.type == "numeric" else str
+        fields.append((f"f{i}", kind) if spec.required else (f"f{i}", kind | None, None))
+    rename = {f"f{i}": spec.name for i, spec in enumerate(features)}
+    try:
+        # gc=False: the fields are floats, strings and None, which can never form a reference cycle.
+        instance = msgspec.defstruct(
+            "Instance", fields, rename=rename, kw_only=True, forbid_unknown_fields=True, gc=False
+        )
+    except (TypeError, ValueError):
+        return None
+    request = msgspec.defstruct("Instances", [("instances", list[instance])])  # type: ignore[valid-type]
+    return msgspec.json.Decoder(request)
 
 
 def issues_detail(

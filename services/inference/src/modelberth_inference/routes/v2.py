@@ -228,9 +228,7 @@ async def _infer(name: str, version: str | None, request: Request) -> Response:
     body["outputs"] = outputs
     if validated.warnings:
         body["parameters"] = {"warnings": len(validated.warnings)}
-    if request.app.state.prediction_log is not None:
-        rows = [{k: columns[k][i] for k in columns} for i in range(n)]
-        log_prediction(request, served, rows, result.predictions, start)
+    log_prediction(request, served, validated, result.predictions, start)
     return json_response(body)
 
 

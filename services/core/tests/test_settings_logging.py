@@ -50,3 +50,19 @@ def test_log_line_is_json_with_extra_fields_and_request_id() -> None:
     assert line["service"] == "demo"
     assert line["request_id"] == "rid-1"
     assert line["route"] == "/v1/models"
+
+
+def test_log_line_stays_valid_json_for_awkward_values() -> None:
+    record = logging.makeLogRecord({"name": "t", "levelname": "INFO", "msg": "m"})
+    record.ratio = float("nan")  # stdlib json would write NaN, which is not JSON
+    record.path = Path("/tmp/x")  # not JSON-serialisable: written as its str
+    record.text = "naïve ✓"
+    line = JsonFormatter("demo").format(record)
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in {line}")) == {
+        **json.loads(line),
+        "ratio": None,
+        "path": "/tmp/x",
+        "text": "naïve ✓",
+    }
+    record.huge = 2**70  # beyond 64 bits: orjson refuses it, the line is still written
+    assert json.loads(JsonFormatter("demo").format(record))["huge"] == 2**70

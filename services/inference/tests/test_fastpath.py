@@ -50,3 +50,47 @@ def test_unknown_structures_are_left_to_sklearn() -> None:
 
     model = LogisticRegression().fit(np.array([[0.0], [1.0]]), ["a", "b"])
     assert build_fast_path(model, ["x"], "predict_proba") is None
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+@pytest.mark.parametrize("rows", [1, 7, 1000])
+def test_all_numeric_pipelines_match_in_the_feature_major_layout(classes: int, rows: int) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(classes)
+    names = ["a", "b", "c", "d"]
+    train = pd.DataFrame(rng.normal(size=(200, 4)) * [1, 10, 100, 0.1], columns=names)
+    train.loc[::9, "b"] = np.nan
+    target = rng.integers(0, classes, 200).astype(str)
+    pipeline = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        (
+                            "scaled",
+                            Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]),
+                            ["b", "a"],
+                        ),
+                        ("imputed", SimpleImputer(strategy="median"), ["d"]),
+                        ("raw", "passthrough", ["c"]),
+                    ]
+                ),
+            ),
+            ("model", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(train, target)
+    fast = build_fast_path(pipeline, names, "predict_proba", frozenset(names))
+    assert fast is not None
+    data = {name: rng.normal(size=rows) * 10 for name in names}
+    data["b"][::2] = np.nan
+    data["d"][1::3] = np.nan
+    expected = pipeline.predict_proba(pd.DataFrame(data))
+    got = fast(data)
+    assert got.shape == (rows, classes)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)

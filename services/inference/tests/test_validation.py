@@ -295,14 +295,28 @@ def test_typed_decoder_gives_the_exact_paths_columns_and_warnings(
     assert sum(fast.warning_counts.values()) == len(warned) * repeat
 
 
-def test_typed_decoder_gives_the_exact_paths_matrix_for_an_all_numeric_model() -> None:
-    validator = Validator([FeatureSpec(name=n, type="numeric", required=True) for n in OK], 10)
-    rows = [OK, {**OK, "sepal_length": 7}, {"petal_width": 0.1, **dict.fromkeys(OK, 1.5)}]  # any key order
+@pytest.mark.parametrize(
+    ("rows", "warned"),
+    [
+        ([OK, {**OK, "sepal_length": 7}], []),
+        ([OK, {**OK, "sepal_length": 1.0}], [(1, "sepal_length")]),  # only under a minimum
+        ([{**OK, "petal_width": 9}, OK], [(0, "petal_width")]),  # only over a maximum
+        ([dict(reversed(OK.items())), {"petal_width": 1, **OK}], []),  # any key order
+    ],
+    ids=["in-range", "under-min", "over-max", "key-order"],
+)
+def test_typed_decoder_gives_the_exact_paths_matrix_for_an_all_numeric_model(
+    rows: list[dict[str, Any]], warned: list[tuple[int, str]]
+) -> None:
+    specs = [FeatureSpec(name=n, type="numeric", required=True, min=v - 3, max=v + 3) for n, v in OK.items()]
+    validator = Validator(specs, 10)
     fast = validator.decode(json.dumps({"instances": rows}).encode(), max_instances=10)
     exact = validator.from_instances(rows)
     assert fast is not None
     for name in OK:
         assert fast.data[name].tolist() == exact.data[name].tolist()
+    assert fast.warnings == exact.warnings
+    assert [(w["row"], w["feature"]) for w in fast.warnings] == warned
 
 
 REFUSED = [

@@ -74,7 +74,18 @@ def build_fast_path(
     sparse_output = bool(getattr(prep, "sparse_output_", False))
     tail = pipeline[1:] if len(pipeline.steps) > 2 else pipeline.steps[-1][1]
     compiled_final = _compile_final(tail, method)
-    final = compiled_final or getattr(tail, method)
+    if (
+        compiled_final is not None
+        and not sparse_output
+        and all(
+            not isinstance(selected, str)
+            and set(selected) <= numeric
+            and (transformer is None or isinstance(transformer, _Compiled))
+            for transformer, selected in parts
+        )
+    ):
+        return _feature_major(parts, compiled_final)
+    final = compiled_final.rows if compiled_final is not None else getattr(tail, method)
     calls_sklearn = compiled_final is None or any(
         t is not None and not isinstance(t, _Compiled) for t, _ in parts
     )
@@ -89,7 +100,7 @@ def build_fast_path(
             if transformer is None:
                 blocks.append(block)
             elif isinstance(transformer, _Compiled):
-                blocks.append(transformer(block))
+                blocks.append(transformer.rows(block))
             else:
                 blocks.append(transformer.transform(block))
         if sparse_output:
@@ -115,14 +126,41 @@ def build_fast_path(
     return predict
 
 
+def _feature_major(parts: list[tuple[Any, list[str] | str]], final: _Compiled) -> FastPredict:
+    """Every step compiled, every column numeric: run on a (features, rows) matrix.
+
+    Each feature's values are then contiguous, so broadcasting a per-feature statistic and the softmax's
+    reductions run along whole rows of the batch instead of along 3 or 4 values at a time.
+    """
+
+    def predict(columns: dict[str, npt.NDArray[Any]]) -> Any:
+        blocks = []
+        for transformer, selected in parts:
+            block = np.stack([columns[name] for name in selected])
+            blocks.append(block if transformer is None else transformer.features(block))
+        return final.features(blocks[0] if len(blocks) == 1 else np.vstack(blocks))
+
+    return predict
+
+
+Fn = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
+
+
 class _Compiled:
-    """A fitted transformer's ``transform`` as plain numpy arithmetic on a float matrix."""
+    """A fitted step as plain numpy arithmetic, for a (rows, features) or a (features, rows) float matrix."""
 
-    def __init__(self, fn: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]) -> None:
-        self.fn = fn
+    def __init__(self, rows: Fn, features: Fn) -> None:
+        self.rows = rows
+        self.features = features
 
-    def __call__(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return self.fn(x)
+
+def _chain(fns: list[Fn]) -> Fn:
+    def composed(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        for fn in fns:
+            x = fn(x)
+        return x
+
+    return composed
 
 
 def _compile_numeric(step: Any) -> _Compiled | None:
@@ -131,17 +169,11 @@ def _compile_numeric(step: Any) -> _Compiled | None:
     from sklearn.preprocessing import StandardScaler
 
     if isinstance(step, Pipeline):
-        fns = [_compile_numeric(s) for _, s in step.steps]
-        if any(f is None for f in fns):
+        compiled = [_compile_numeric(s) for _, s in step.steps]
+        steps = [c for c in compiled if c is not None]
+        if len(steps) != len(compiled):
             return None
-        chain = [f for f in fns if f is not None]
-
-        def composed(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-            for fn in chain:
-                x = fn(x)
-            return x
-
-        return _Compiled(composed)
+        return _Compiled(_chain([c.rows for c in steps]), _chain([c.features for c in steps]))
     if type(step) is SimpleImputer:
         missing = step.missing_values
         stats = np.asarray(getattr(step, "statistics_", []), dtype=np.float64)
@@ -149,23 +181,33 @@ def _compile_numeric(step: Any) -> _Compiled | None:
             return None
         if not bool(np.isfinite(stats).all()):
             return None  # an all-missing column is dropped by sklearn: leave that to sklearn
-        return _Compiled(lambda x: np.where(np.isnan(x), stats, x))
+        stats_t = stats[:, None]
+        return _Compiled(
+            lambda x: np.where(np.isnan(x), stats, x), lambda xt: np.where(np.isnan(xt), stats_t, xt)
+        )
     if type(step) is StandardScaler:
-        mean = step.mean_ if step.with_mean else None
-        scale = step.scale_ if step.with_std else None
-
-        def scaled(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-            if mean is not None:
-                x = x - mean
-            if scale is not None:
-                x = x / scale
-            return x
-
-        return _Compiled(scaled)
+        return _Compiled(
+            _scaler(step.mean_ if step.with_mean else None, step.scale_ if step.with_std else None),
+            _scaler(
+                step.mean_[:, None] if step.with_mean else None,
+                step.scale_[:, None] if step.with_std else None,
+            ),
+        )
     return None
 
 
-def _compile_final(estimator: Any, method: str) -> Callable[[Any], Any] | None:
+def _scaler(mean: npt.NDArray[np.float64] | None, scale: npt.NDArray[np.float64] | None) -> Fn:
+    def scaled(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        if mean is not None:
+            x = x - mean
+        if scale is not None:
+            x = x / scale
+        return x
+
+    return scaled
+
+
+def _compile_final(estimator: Any, method: str) -> _Compiled | None:
     from scipy.special import expit
     from sklearn.linear_model import LogisticRegression
 
@@ -173,21 +215,28 @@ def _compile_final(estimator: Any, method: str) -> Callable[[Any], Any] | None:
         return None
     coef = np.asarray(estimator.coef_, dtype=np.float64)
     intercept = np.asarray(estimator.intercept_, dtype=np.float64)
+    intercept_t = intercept[:, None]
 
-    def predict_proba(x: Any) -> npt.NDArray[np.float64]:
+    def rows(x: Any) -> npt.NDArray[np.float64]:
         if sp.issparse(x):
             x = x.toarray()
         if coef.shape[0] == 1:
             positive = expit(x @ coef[0] + intercept[0])
             return np.column_stack([1.0 - positive, positive])
-        # scipy's softmax in place, with array methods: its module-level reductions cost more than the maths
-        z = np.asarray(x @ coef.T + intercept, dtype=np.float64)
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-        return z
+        return features(np.asarray(x, dtype=np.float64).T)
 
-    return predict_proba
+    def features(xt: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        if coef.shape[0] == 1:
+            positive = expit(coef[0] @ xt + intercept[0])
+            return np.column_stack([1.0 - positive, positive])
+        # scipy's softmax in place, along the class axis of a (classes, rows) matrix; returned (rows, classes)
+        z = coef @ xt + intercept_t
+        z -= z.max(axis=0)
+        np.exp(z, out=z)
+        z /= z.sum(axis=0)
+        return np.asarray(z.T)
+
+    return _Compiled(rows, features)
 
 
 def _column_names(columns: Any, fitted: list[str]) -> list[str] | str | None:

@@ -61,6 +61,7 @@ class LoadedModel:
     method: str = "predict"
     fast: FastPredict | None = None
     probability_row: type[msgspec.Struct] | None = None
+    class_labels: npt.NDArray[np.object_] = field(default_factory=lambda: np.empty(0, dtype=object))
 
     @property
     def name(self) -> str:
@@ -110,8 +111,7 @@ class LoadedModel:
             index = np.where(proba[:, pos] >= self.threshold, pos, 1 - pos)
         else:
             index = np.argmax(proba, axis=1)
-        labels_array = np.asarray(self.classes, dtype=object)[index]
-        return Prediction(labels_array.tolist(), proba, index)
+        return Prediction(self.class_labels[index].tolist(), proba, index)
 
 
 def _contained(root: Path, path: Path) -> bool:
@@ -192,6 +192,7 @@ def _prepare(model: LoadedModel) -> None:
         raise LoadError(f"{card.name}/{card.version}: the pipeline's classes differ from the card's")
     model.has_proba = hasattr(model.pipeline, "predict_proba")
     model.probability_row = probability_row_type(model.classes)
+    model.class_labels = np.asarray(model.classes, dtype=object)
     model.method = "predict_proba" if model.has_proba else "predict"
     if card.is_binary and card.threshold is not None and model.has_proba:
         positive = card.positive_label or model.classes[1]

@@ -147,13 +147,20 @@ class Validator:
         self.names = [f.name for f in self.features]
         self.name_set = frozenset(self.names)
         self.max_text_length = max_text_length
-        self._numeric_only = all(f.type == "numeric" for f in self.features)
         self._getter = itemgetter(*self.names)
         self._categories = {
             f.name: frozenset(f.categories) for f in self.features if f.type == "categorical" and f.categories
         }
         self._decoder = _instances_decoder(self.features)
         self._required_numeric_only = all(f.type == "numeric" and f.required for f in self.features)
+        self._numeric_only = all(f.type == "numeric" for f in self.features)
+        # Training ranges as rows, for checking a whole (finite) matrix of an all-numeric model at once.
+        self._lowest = np.array(
+            [-math.inf if f.min is None else f.min for f in self.features], dtype=np.float64
+        )
+        self._highest = np.array(
+            [math.inf if f.max is None else f.max for f in self.features], dtype=np.float64
+        )
         self._attributes = [attrgetter(f"f{i}") for i in range(len(self.features))]
 
     # -- the typed fast path --------------------------------------------------------------------------
@@ -179,9 +186,7 @@ class Validator:
             matrix = flat.reshape(n, k)
             if not bool(np.isfinite(matrix).all()):
                 return None  # 1e400 decodes to infinity; the exact path names it
-            out = Columns(n=n, data={name: matrix[:, j] for j, name in enumerate(self.names)})
-            self._warn(out)
-            return out
+            return self._from_matrix(matrix)
         out = Columns(n=n, data={})
         for spec, attribute in zip(self.features, self._attributes, strict=True):
             if spec.type == "numeric":
@@ -254,8 +259,15 @@ class Validator:
         matrix = flat.reshape(len(rows), k)
         if not bool(np.isfinite(matrix).all()):
             return None
-        out = Columns(n=len(rows), data={name: matrix[:, j] for j, name in enumerate(self.names)})
-        self._warn(out)
+        return self._from_matrix(matrix)
+
+    def _from_matrix(self, matrix: npt.NDArray[np.float64]) -> Columns:
+        """Columns of an all-numeric model from a finite (rows, features) matrix, warnings included."""
+        columns = np.ascontiguousarray(matrix.T)  # one contiguous array per feature
+        out = Columns(n=len(matrix), data={name: columns[j] for j, name in enumerate(self.names)})
+        # Two reductions for the whole batch; the per-feature detail only when something is out of range.
+        if (columns.min(axis=1) < self._lowest).any() or (columns.max(axis=1) > self._highest).any():
+            self._warn(out)
         return out
 
     def from_columns(self, columns: dict[str, list[Any]], n: int) -> Columns:

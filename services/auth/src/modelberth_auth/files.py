@@ -6,6 +6,8 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,34 @@ def locked(path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+class RecheckGate:
+    """Lets a reader look at its file again at most once per ``interval_seconds``, one thread at a time.
+
+    ``with gate.due() as due:``: ``due`` is True for the one caller that should look now, and the lock is
+    held for the whole block, so two threads never reload the same file at once. Every other caller gets
+    False at once, without taking the lock (the check sits on the token endpoint's path).
+    """
+
+    def __init__(self, interval_seconds: float) -> None:
+        self.interval_seconds = interval_seconds
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def due(self) -> Iterator[bool]:
+        """True when the interval has passed since the last look (which this caller now is)."""
+        now = time.monotonic()
+        if now - self._checked < self.interval_seconds:
+            yield False
+            return
+        with self._lock:
+            if now - self._checked < self.interval_seconds:  # another thread looked while we waited
+                yield False
+                return
+            self._checked = now
+            yield True
 
 
 @dataclass(frozen=True, slots=True)

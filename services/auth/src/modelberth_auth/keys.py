@@ -10,15 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
-from modelberth_auth.files import FileStamp, atomic_write, create_exclusive
+from modelberth_auth.files import FileStamp, RecheckGate, atomic_write, create_exclusive
 from modelberth_core.security import TokenError
 
 log = logging.getLogger("modelberth.auth.keys")
@@ -109,8 +107,7 @@ class KeyRing:
         self._keys: KeySet | None = None
         self._public: KeySet | None = None
         self._stamp: FileStamp | None = None
-        self._checked = float("-inf")
-        self._lock = threading.Lock()
+        self._recheck = RecheckGate(interval_seconds)
 
     @property
     def loaded(self) -> bool:
@@ -135,13 +132,9 @@ class KeyRing:
 
     def maybe_reload(self) -> None:
         """Reload if the file changed since the last look (at most once per interval)."""
-        now = time.monotonic()
-        if now - self._checked < self.interval_seconds:
-            return
-        with self._lock:
-            if now - self._checked < self.interval_seconds:
+        with self._recheck.due() as due:
+            if not due:
                 return
-            self._checked = now
             stamp = FileStamp.of(self.path)
             if stamp is None or stamp == self._stamp:
                 return

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -21,7 +19,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from modelberth_auth.files import FileStamp, atomic_write
+from modelberth_auth.files import FileStamp, RecheckGate, atomic_write
 
 log = logging.getLogger("modelberth.auth.principals")
 
@@ -168,8 +166,7 @@ class PrincipalStore:
         self._document: PrincipalsFile | None = None
         self._clients_by_id: dict[str, tuple[str, ClientRecord]] = {}
         self._stamp: FileStamp | None = None
-        self._checked = float("-inf")
-        self._lock = threading.Lock()
+        self._recheck = RecheckGate(interval_seconds)
         # Unknown users are checked against this hash, so they cost the same time as a wrong password.
         self.dummy_hash = hash_secret(secrets.token_urlsafe(16))
 
@@ -193,13 +190,9 @@ class PrincipalStore:
 
     def maybe_reload(self) -> None:
         """Reload if the file changed since the last look (at most once per interval)."""
-        now = time.monotonic()
-        if now - self._checked < self.interval_seconds:
-            return
-        with self._lock:
-            if now - self._checked < self.interval_seconds:
+        with self._recheck.due() as due:
+            if not due:
                 return
-            self._checked = now
             stamp = FileStamp.of(self.path)
             if stamp == self._stamp and self._document is not None:
                 return

@@ -161,11 +161,62 @@ def make_keys(work: Path) -> tuple[str, Path]:
     return token, site
 
 
+TARGETS: dict[str, float] = {
+    "single_row_rps": 2000,
+    "ratio_to_floor": 0.30,
+    "p99_ms": 25,
+    "batch_rows_per_s": 570_000,
+    # The issue's 570k rows/s was set on a machine whose bare FastAPI hello ran at about 7,250 req/s: the
+    # same target as rows per floor request, so a run on a slower or busier machine can still be judged.
+    "batch_rows_per_floor_request": round(570_000 / 7_250, 1),
+}
+
+
+def measure_round(
+    hello_url: str, url: str, metrics_url: str, token: str, work: Path, seconds: int, warmup: int
+) -> dict[str, Any]:
+    """Floor, single row, floor, 1000-row batch, floor: each ratio uses the floors run just before and after.
+
+    This machine's speed drifts by half within a minute, so a ratio is only fair between runs seconds
+    apart; bracketing each measurement with two floor runs also cancels a steady drift.
+    """
+
+    def floor() -> dict[str, Any]:
+        run_wrk(hello_url, warmup, work)
+        return run_wrk(hello_url, seconds, work)
+
+    floors = [floor()]
+    single_lua = POST_LUA % {"token": token, "body": json.dumps({"instances": [ROW]})}
+    run_wrk(url, warmup, work, single_lua)
+    before = httpx.get(metrics_url, timeout=5.0).text
+    single = run_wrk(url, seconds, work, single_lua)
+    after = httpx.get(metrics_url, timeout=5.0).text
+    single["mean_rows_per_predict_call"] = _mean_batch(after, before)
+    floors.append(floor())
+    batch_lua = POST_LUA % {"token": token, "body": json.dumps({"instances": [ROW] * 1000})}
+    run_wrk(url, warmup, work, batch_lua, connections=4)
+    batch = run_wrk(url, seconds, work, batch_lua, connections=4)
+    batch["rows_per_s"] = round(batch["rps"] * 1000, 0)
+    batch["connections"] = 4
+    floors.append(floor())
+    single_floor = (floors[0]["rps"] + floors[1]["rps"]) / 2
+    batch_floor = (floors[1]["rps"] + floors[2]["rps"]) / 2
+    return {
+        "floor": {**floors[1], "rps": round((single_floor + batch_floor) / 2, 1)},
+        "floors_rps": [f["rps"] for f in floors],
+        "single_row": single,
+        "batch_1000": batch,
+        "ratio_to_floor": round(single["rps"] / single_floor, 3),
+        "batch_rows_per_floor_request": round(batch["rows_per_s"] / batch_floor, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the results."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=12, help="duration of each measured wrk run")
-    parser.add_argument("--warmup", type=int, default=3, help="seconds of unmeasured load before each run")
+    parser.add_argument("--seconds", type=int, default=3, help="duration of each measured wrk run")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured load before each run")
+    parser.add_argument("--rounds", type=int, default=5, help="single/floor/batch rounds; the median is kept")
     args = parser.parse_args(argv)
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -185,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         token, jwks_site = make_keys(work)
         jwks_port, hello_port, inf_port = free_port(), free_port(), free_port()
         (work / "hello_app.py").write_text(HELLO_APP, encoding="utf-8")
-        results: dict[str, Any] = {}
         py = sys.executable
         jwks = subprocess.Popen(
             [py, "-m", "http.server", str(jwks_port), "--bind", "127.0.0.1", "--directory", str(jwks_site)],
@@ -206,10 +256,6 @@ def main(argv: list[str] | None = None) -> int:
                 "--app-dir",
                 str(work),
             ]
-            hello_url = f"http://127.0.0.1:{hello_port}/hello"
-            with server(hello_argv, {}, hello_url, work / "hello.log"):
-                run_wrk(hello_url, args.warmup, work)
-                results["floor"] = run_wrk(hello_url, args.seconds, work)
             env = {
                 "INFERENCE_AUTH_JWKS_URL": f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
                 "INFERENCE_MODEL_DIR": str(model_dir),
@@ -217,47 +263,62 @@ def main(argv: list[str] | None = None) -> int:
             }
             inf_argv = [py, "-m", "modelberth_core.cli", "serve", "inference", "--port", str(inf_port)]
             base = f"http://127.0.0.1:{inf_port}"
-            with server(inf_argv, env, base + "/readyz", work / "inference.log"):
-                single = POST_LUA % {"token": token, "body": json.dumps({"instances": [ROW]})}
-                url = base + "/v1/models/iris/predict"
-                run_wrk(url, args.warmup, work, single)
-                before = httpx.get(base + "/metrics", timeout=5.0).text
-                results["single_row"] = run_wrk(url, args.seconds, work, single)
-                after = httpx.get(base + "/metrics", timeout=5.0).text
-                results["single_row"]["mean_rows_per_predict_call"] = _mean_batch(after, before)
-                batch = POST_LUA % {"token": token, "body": json.dumps({"instances": [ROW] * 1000})}
-                run_wrk(url, args.warmup, work, batch, connections=4)
-                batch_run = run_wrk(url, args.seconds, work, batch, connections=4)
-                results["batch_1000"] = {
-                    **batch_run,
-                    "rows_per_s": round(batch_run["rps"] * 1000, 0),
-                    "connections": 4,
-                }
+            hello_url = f"http://127.0.0.1:{hello_port}/hello"
+            # Both servers share CPU 0 but only one is under load at a time; the other waits in epoll.
+            with (
+                server(hello_argv, {}, hello_url, work / "hello.log"),
+                server(inf_argv, env, base + "/readyz", work / "inference.log"),
+            ):
+                rounds = [
+                    measure_round(
+                        hello_url,
+                        base + "/v1/models/iris/predict",
+                        base + "/metrics",
+                        token,
+                        work,
+                        args.seconds,
+                        args.warmup,
+                    )
+                    for _ in range(args.rounds)
+                ]
         finally:
             jwks.terminate()
             jwks.wait(10)
-    results["ratio_to_floor"] = round(results["single_row"]["rps"] / results["floor"]["rps"], 3)
+    results = summarise(rounds)
     results["setup"] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "server_cpu": SERVER_CPU,
         "load_cpu": LOAD_CPU,
         "connections": CONNECTIONS,
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "model": "iris: ColumnTransformer(SimpleImputer+StandardScaler) + LogisticRegression",
         "tokens": "ES256 bearer token on every request, verified against a fetched JWKS",
-    }
-    targets = {"single_row_rps": 2000, "ratio_to_floor": 0.30, "p99_ms": 25, "batch_rows_per_s": 570_000}
-    results["targets"] = targets
-    results["meets_targets"] = {
-        "single_row_rps": results["single_row"]["rps"] >= targets["single_row_rps"],
-        "ratio_to_floor": results["ratio_to_floor"] >= targets["ratio_to_floor"],
-        "p99_ms": results["single_row"]["p99_ms"] <= targets["p99_ms"],
-        "batch_rows_per_s": results["batch_1000"]["rows_per_s"] >= targets["batch_rows_per_s"],
     }
     (RESULTS / "inference.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (RESULTS / "inference.md").write_text(_markdown(results), encoding="utf-8")
     print(_markdown(results))
     return 0
+
+
+def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median single-row ratio as the headline (all rounds kept), and the targets."""
+    ranked = sorted(rounds, key=lambda r: r["ratio_to_floor"])
+    results: dict[str, Any] = dict(ranked[len(ranked) // 2])
+    results["rounds"] = rounds
+    results["batch_rows_per_floor_request_median"] = sorted(
+        r["batch_rows_per_floor_request"] for r in rounds
+    )[len(rounds) // 2]
+    results["targets"] = TARGETS
+    results["meets_targets"] = {
+        "single_row_rps": results["single_row"]["rps"] >= TARGETS["single_row_rps"],
+        "ratio_to_floor": results["ratio_to_floor"] >= TARGETS["ratio_to_floor"],
+        "p99_ms": results["single_row"]["p99_ms"] <= TARGETS["p99_ms"],
+        "batch_rows_per_s": results["batch_1000"]["rows_per_s"] >= TARGETS["batch_rows_per_s"],
+        "batch_rows_per_floor_request": results["batch_rows_per_floor_request_median"]
+        >= TARGETS["batch_rows_per_floor_request"],
+    }
+    return results
 
 
 def _sample(metrics: str, name: str) -> float:
@@ -279,33 +340,43 @@ def _mean_batch(metrics: str, before: str = "") -> float | None:
 def _markdown(r: dict[str, Any]) -> str:
     s, f, b, ok = r["single_row"], r["floor"], r["batch_1000"], r["meets_targets"]
     mark = {True: "yes", False: "**no**"}
-    return "\n".join(
-        [
-            "# Inference benchmark",
-            "",
-            f"{r['setup']['date']}; server on CPU {r['setup']['server_cpu']}, "
-            f"wrk on CPU {r['setup']['load_cpu']}, "
-            f"{r['setup']['connections']} connections, {r['setup']['seconds']} s per run; "
-            f"{r['setup']['tokens']}.",
-            "",
-            "| measurement | result | target | met |",
-            "|---|---|---|---|",
-            f"| bare FastAPI `GET /hello` (floor) | {f['rps']:,.0f} req/s | — | — |",
-            f"| single row, req/s | {s['rps']:,.0f} | ≥ 2,000 | {mark[ok['single_row_rps']]} |",
-            f"| single row / floor | {r['ratio_to_floor']:.2f} | ≥ 0.30 | {mark[ok['ratio_to_floor']]} |",
-            f"| single row p50 / p99 | {s['p50_ms']} / {s['p99_ms']} ms | p99 ≤ 25 ms "
-            f"| {mark[ok['p99_ms']]} |",
-            f"| 1000-row batch, rows/s ({b['connections']} connections) | {b['rows_per_s']:,.0f} "
-            f"| ≥ 570,000 | {mark[ok['batch_rows_per_s']]} |",
-            f"| single row: mean rows per predict call (micro-batching) "
-            f"| {s['mean_rows_per_predict_call']} | — | — |",
-            f"| errors / non-2xx | {s['errors'] + b['errors']} / {s['non_2xx'] + b['non_2xx']} | 0 | "
-            f"{mark[s['errors'] + b['errors'] + s['non_2xx'] + b['non_2xx'] == 0]} |",
-            "",
-            "Command: `make bench` (or `uv run python -m bench.inference`).",
-            "",
-        ]
-    )
+    per_floor = r["batch_rows_per_floor_request_median"]
+    errors = sum(x[k]["errors"] + x[k]["non_2xx"] for x in r["rounds"] for k in ("single_row", "batch_1000"))
+    lines = [
+        "# Inference benchmark",
+        "",
+        f"{r['setup']['date']}; server on CPU {r['setup']['server_cpu']}, "
+        f"wrk on CPU {r['setup']['load_cpu']}, {r['setup']['connections']} connections "
+        f"(4 for the batch), {r['setup']['seconds']} s per run, {r['setup']['rounds']} rounds of "
+        f"floor → single row → floor → batch → floor (each ratio against the floors either side); "
+        f"{r['setup']['tokens']}. The table shows the round with the median "
+        "single-row ratio; every round is listed below it.",
+        "",
+        "| measurement | result | target | met |",
+        "|---|---|---|---|",
+        f"| bare FastAPI `GET /hello` (floor) | {f['rps']:,.0f} req/s | — | — |",
+        f"| single row, req/s | {s['rps']:,.0f} | ≥ 2,000 | {mark[ok['single_row_rps']]} |",
+        f"| single row / floor | {r['ratio_to_floor']:.2f} | ≥ 0.30 | {mark[ok['ratio_to_floor']]} |",
+        f"| single row p50 / p99 | {s['p50_ms']} / {s['p99_ms']} ms | p99 ≤ 25 ms | {mark[ok['p99_ms']]} |",
+        f"| 1000-row batch, rows/s | {b['rows_per_s']:,.0f} | ≥ 570,000 | {mark[ok['batch_rows_per_s']]} |",
+        f"| 1000-row batch, rows/s per floor req/s (median of rounds) | {per_floor:.1f} "
+        f"| ≥ {TARGETS['batch_rows_per_floor_request']} (570,000 / 7,250) "
+        f"| {mark[ok['batch_rows_per_floor_request']]} |",
+        f"| single row: mean rows per predict call (micro-batching) | {s['mean_rows_per_predict_call']} "
+        "| — | — |",
+        f"| errors / non-2xx, all rounds | {errors} | 0 | {mark[errors == 0]} |",
+        "",
+        "| round | floor req/s | single row req/s | ratio | p99 ms | batch rows/s | batch rows per floor |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, x in enumerate(r["rounds"], 1):
+        lines.append(
+            f"| {i} | {x['floor']['rps']:,.0f} | {x['single_row']['rps']:,.0f} | {x['ratio_to_floor']:.2f} "
+            f"| {x['single_row']['p99_ms']} | {x['batch_1000']['rows_per_s']:,.0f} "
+            f"| {x['batch_rows_per_floor_request']:.1f} |"
+        )
+    lines += ["", "Command: `make bench` (or `uv run python -m bench.inference`).", ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

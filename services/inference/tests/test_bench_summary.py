@@ -1,0 +1,53 @@
+"""``make bench`` keeps the median round as its headline and judges the batch per floor request too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.inference import TARGETS, _markdown, summarise
+
+
+def _round(floor: float, single: float, batch_rows: float, p99: float = 10.0) -> dict[str, Any]:
+    run = {"errors": 0, "non_2xx": 0, "p50_ms": 1.0, "p99_ms": p99}
+    return {
+        "floor": {**run, "rps": floor},
+        "single_row": {**run, "rps": single, "mean_rows_per_predict_call": 16.0},
+        "batch_1000": {**run, "rps": batch_rows / 1000, "rows_per_s": batch_rows, "connections": 4},
+        "ratio_to_floor": round(single / floor, 3),
+        "batch_rows_per_floor_request": round(batch_rows / floor, 1),
+    }
+
+
+def _with_setup(result: dict[str, Any]) -> dict[str, Any]:
+    setup = {"date": "d", "server_cpu": "0", "load_cpu": "1", "connections": 16, "seconds": 5, "rounds": 3}
+    return {**result, "setup": {**setup, "tokens": "ES256"}}
+
+
+def test_the_round_with_the_median_ratio_is_the_headline() -> None:
+    rounds = [
+        _round(7000, 1400, 400_000),  # ratio 0.20, 57.1 rows per floor request
+        _round(5000, 2000, 450_000),  # ratio 0.40, 90.0
+        _round(4000, 1400, 200_000),  # ratio 0.35, 50.0
+    ]
+    result = summarise(rounds)
+    assert result["floor"]["rps"] == 4000
+    assert result["ratio_to_floor"] == 0.35
+    assert result["batch_rows_per_floor_request_median"] == 57.1
+    assert result["rounds"] == rounds
+    assert result["meets_targets"] == {
+        "single_row_rps": False,
+        "ratio_to_floor": True,
+        "p99_ms": True,
+        "batch_rows_per_s": False,
+        "batch_rows_per_floor_request": False,
+    }
+    table = _markdown(_with_setup(result))
+    assert table.count("\n| 1 |") + table.count("\n| 2 |") + table.count("\n| 3 |") == 3
+
+
+def test_targets_met_on_a_fast_run() -> None:
+    rounds = [_round(7250, 2300, 600_000, p99=12.0)] * 3
+    result = summarise(rounds)
+    assert all(result["meets_targets"].values())
+    assert TARGETS["batch_rows_per_floor_request"] == 78.6  # 570,000 rows/s at a 7,250 req/s floor
+    assert "| 600,000 | ≥ 570,000 | yes |" in _markdown(_with_setup(result))

@@ -142,8 +142,6 @@ def write_tiny_artifact(
     """
     import joblib
     import numpy as np
-    import pandas as pd
-    import sklearn
     from sklearn.compose import ColumnTransformer
     from sklearn.datasets import load_iris
     from sklearn.impute import SimpleImputer
@@ -152,6 +150,7 @@ def write_tiny_artifact(
     from sklearn.preprocessing import StandardScaler
 
     from modelberth_core import contract
+    from modelberth_trainer.train import versions
 
     iris = load_iris(as_frame=True)
     frame = iris.frame.sample(n=rows, random_state=0)
@@ -220,13 +219,7 @@ def write_tiny_artifact(
             data=contract.DataInfo(
                 source="sklearn:iris", rows=rows, columns=5, sha256="0" * 64, train_rows=rows, test_rows=0
             ),
-            versions=contract.Versions(
-                python=sys.version.split()[0],
-                sklearn=sklearn.__version__,
-                pandas=pd.__version__,
-                numpy=np.__version__,
-                modelberth="0.1.0",
-            ),
+            versions=versions(),  # what the trainer writes into its own cards
             model_sha256=contract.sha256_file(staged / contract.MODEL_FILE),
             reference_profile=profile,
         )

@@ -103,13 +103,11 @@ def publish_mixed_artifact(
     ``task`` is "regression" or "classification"; with ``binary_threshold`` the classifier is binary and its
     card carries that threshold on P(positive label).
     """
-    import sys
     from datetime import UTC, datetime
 
     import joblib
     import numpy as np
     import pandas as pd
-    import sklearn
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -117,6 +115,7 @@ def publish_mixed_artifact(
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from modelberth_core import contract
+    from modelberth_trainer.train import versions
 
     rng = np.random.default_rng(0)
     n = 200
@@ -192,13 +191,7 @@ def publish_mixed_artifact(
             data=contract.DataInfo(
                 source="synthetic", rows=n, columns=4, sha256="0" * 64, train_rows=n, test_rows=0
             ),
-            versions=contract.Versions(
-                python=sys.version.split()[0],
-                sklearn=sklearn.__version__,
-                pandas=pd.__version__,
-                numpy=np.__version__,
-                modelberth="0.1.0",
-            ),
+            versions=versions(),  # what the trainer writes into its own cards
             model_sha256=contract.sha256_file(staged / contract.MODEL_FILE),
             reference_profile=profile,
         )

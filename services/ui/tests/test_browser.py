@@ -67,12 +67,13 @@ def publish_tickets_artifact(model_dir: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
     import pandas as pd
-    import sklearn
     from sklearn.compose import ColumnTransformer
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from modelberth_trainer.train import versions
 
     frame = pd.DataFrame(TICKETS, columns=["priority", "channel", "text", "label"])
     x, y = frame[["priority", "channel", "text"]], frame["label"].to_numpy()
@@ -168,13 +169,7 @@ def publish_tickets_artifact(model_dir: Path) -> Path:
                 test_rows=0,
                 class_counts={c: int((y == c).sum()) for c in classes},
             ),
-            versions=contract.Versions(
-                python=sys.version.split()[0],
-                sklearn=sklearn.__version__,
-                pandas=pd.__version__,
-                numpy=np.__version__,
-                modelberth="0.1.0",
-            ),
+            versions=versions(),  # what the trainer writes into its own cards
             model_sha256=contract.sha256_file(staged / contract.MODEL_FILE),
             reference_profile={
                 "priority": contract.NumericProfile(edges=[2.0, 4.0], frequencies=[0.4, 0.2, 0.4]),

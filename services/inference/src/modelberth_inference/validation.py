@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -28,7 +29,6 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
-from msgspec.structs import astuple
 
 from modelberth_core.contract import FeatureSpec
 
@@ -151,8 +151,13 @@ class Validator:
         self._categories = {
             f.name: frozenset(f.categories) for f in self.features if f.type == "categorical" and f.categories
         }
-        self._decoder = _instances_decoder(self.features)
-        self._required_numeric_only = all(f.type == "numeric" and f.required for f in self.features)
+        self._decoder, instance = _instances_decoder(self.features)
+        required_numeric_only = all(f.type == "numeric" and f.required for f in self.features)
+        self._records = (
+            NumericRecords.build(instance, len(self.features))
+            if instance is not None and required_numeric_only
+            else None
+        )
         self._numeric_only = all(f.type == "numeric" for f in self.features)
         # Training ranges as rows, for checking a whole (finite) matrix of an all-numeric model at once.
         self._lowest = np.array(
@@ -180,13 +185,11 @@ class Validator:
         n = len(instances)
         if not 0 < n <= max_instances:
             return None
-        if self._required_numeric_only:  # the usual tabular model: one pass over all values into one matrix
-            k = len(self.names)
-            flat = np.fromiter(chain.from_iterable(map(astuple, instances)), dtype=np.float64, count=n * k)
-            matrix = flat.reshape(n, k)
-            if not bool(np.isfinite(matrix).all()):
+        if self._records is not None:  # the usual tabular model: every value read into one matrix in C
+            columns = self._records.columns(instances)
+            if columns is None or not bool(np.isfinite(columns).all()):
                 return None  # 1e400 decodes to infinity; the exact path names it
-            return self._from_matrix(matrix)
+            return self._all_numeric(columns)
         out = Columns(n=n, data={})
         for spec, attribute in zip(self.features, self._attributes, strict=True):
             if spec.type == "numeric":
@@ -256,15 +259,14 @@ class Validator:
             flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * k)
         except OverflowError:
             return None
-        matrix = flat.reshape(len(rows), k)
-        if not bool(np.isfinite(matrix).all()):
+        columns = np.ascontiguousarray(flat.reshape(len(rows), k).T)  # one contiguous row per feature
+        if not bool(np.isfinite(columns).all()):
             return None
-        return self._from_matrix(matrix)
+        return self._all_numeric(columns)
 
-    def _from_matrix(self, matrix: npt.NDArray[np.float64]) -> Columns:
-        """Columns of an all-numeric model from a finite (rows, features) matrix, warnings included."""
-        columns = np.ascontiguousarray(matrix.T)  # one contiguous array per feature
-        out = Columns(n=len(matrix), data={name: columns[j] for j, name in enumerate(self.names)})
+    def _all_numeric(self, columns: npt.NDArray[np.float64]) -> Columns:
+        """Columns of an all-numeric model from a finite (features, rows) matrix, warnings included."""
+        out = Columns(n=columns.shape[1], data={name: columns[j] for j, name in enumerate(self.names)})
         # Two reductions for the whole batch; the per-feature detail only when something is out of range.
         if (columns.min(axis=1) < self._lowest).any() or (columns.max(axis=1) > self._highest).any():
             self._warn(out)
@@ -416,12 +418,16 @@ class Validator:
         )
 
 
-def _instances_decoder(features: Sequence[FeatureSpec]) -> msgspec.json.Decoder[Any] | None:
-    """A decoder for ``{"instances": [{feature: value}, ...]}`` that enforces the feature schema's types.
+def _instances_decoder(
+    features: Sequence[FeatureSpec],
+) -> tuple[msgspec.json.Decoder[Any] | None, type[msgspec.Struct] | None]:
+    """A decoder for ``{"instances": [{feature: value}, ...]}`` that enforces the feature schema's types, and
+    the struct type of one instance.
 
-    Numbers accept JSON integers and floats (never booleans, strings or null); optional features may be null
-    or absent (None). Unknown features are refused. None when a feature name cannot be a msgspec field name
-    (it holds a quote, a backslash or a control character): those models take the exact path only.
+    Numbers accept JSON integers and floats (never booleans, strings or null) and always decode to floats;
+    optional features may be null or absent (None). Unknown features are refused. (None, None) when a feature
+    name cannot be a msgspec field name (it holds a quote, a backslash or a control character): those models
+    take the exact path only.
     """
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for i, spec in enumerate(features):
@@ -434,9 +440,70 @@ def _instances_decoder(features: Sequence[FeatureSpec]) -> msgspec.json.Decoder[
             "Instance", fields, rename=rename, kw_only=True, forbid_unknown_fields=True, gc=False
         )
     except (TypeError, ValueError):
-        return None
+        return None, None
     request = msgspec.defstruct("Instances", [("instances", list[instance])])  # type: ignore[valid-type]
-    return msgspec.json.Decoder(request)
+    return msgspec.json.Decoder(request), instance
+
+
+_FLOAT64: Final = b"\xcb"
+"""msgpack's marker for a float64, which is followed by the value's 8 bytes, big-endian."""
+
+
+class NumericRecords:
+    """Reads every value of decoded all-numeric instances into a (features, rows) matrix, in C.
+
+    msgspec encodes a list of instance structs as a msgpack array of maps that all look alike: the same keys
+    in field order, each value as the float64 marker and 8 big-endian bytes (the decoder made every value a
+    float). After the array header the encoding is therefore n equal records, and a structured numpy dtype
+    reads each feature's values without a Python object per value: for a 1000-row batch about a third of
+    the time of ``np.fromiter`` over the struct fields (issue 4). The layout is learnt from a probe instance
+    at load, and each request's markers and length are checked, so a value encoded any other way is never
+    misread: :meth:`columns` returns None instead.
+    """
+
+    def __init__(self, dtype: np.dtype[Any], k: int) -> None:
+        self.dtype = dtype
+        self.k = k
+        self._encoder = msgspec.msgpack.Encoder()
+        self._fields = [(f"m{i}", f"v{i}") for i in range(k)]
+
+    @classmethod
+    def build(cls, instance: type[msgspec.Struct], k: int) -> NumericRecords | None:
+        """The reader for ``instance`` structs of ``k`` floats; None if they are not laid out as above."""
+        probe = msgspec.msgpack.encode(instance(**{f"f{i}": float(i + 1) for i in range(k)}))
+        names: list[str] = []
+        formats: list[str] = []
+        offsets: list[int] = []
+        for i in range(k):
+            value = _FLOAT64 + struct.pack(">d", float(i + 1))
+            if probe.count(value) != 1:
+                return None
+            at = probe.index(value)
+            names += [f"m{i}", f"v{i}"]
+            formats += ["u1", ">f8"]
+            offsets += [at, at + 1]
+        dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": len(probe)})
+        return cls(dtype, k)
+
+    def columns(self, instances: list[Any]) -> npt.NDArray[np.float64] | None:
+        """One row per feature, one column per instance; None if the encoding is not the expected one."""
+        n = len(instances)
+        encoded = self._encoder.encode(instances)
+        start = len(encoded) - n * self.dtype.itemsize
+        if start != _msgpack_array_header_size(n):
+            return None
+        records = np.frombuffer(encoded, dtype=self.dtype, offset=start, count=n)
+        out = np.empty((self.k, n), dtype=np.float64)
+        for i, (marker, value) in enumerate(self._fields):
+            if not bool((records[marker] == _FLOAT64[0]).all()):
+                return None
+            out[i] = records[value]
+        return out
+
+
+def _msgpack_array_header_size(n: int) -> int:
+    """Bytes before the first item of a msgpack array of ``n`` items (fixarray, array 16, array 32)."""
+    return 1 if n < 16 else 3 if n < 1 << 16 else 5
 
 
 def issues_detail(

@@ -361,27 +361,50 @@ def test_feature_names_msgspec_cannot_take_use_the_exact_path_only() -> None:
     assert validator.from_instances([{'say "hi"': 1}]).data['say "hi"'].tolist() == [1.0]
 
 
-@pytest.mark.parametrize("n", [1, 15, 16, 1000, 65536], ids=lambda n: f"{n}-rows")
-def test_typed_decoder_reads_every_number_bit_for_bit(n: int) -> None:
-    """The all-numeric path reads values out of msgspec's msgpack records (NumericRecords): every array
-    header size, key lengths past msgpack's short strings, and doubles of every magnitude, sign and kind."""
-    names = ["x", "größe (cm)", "a" * 40, "b" * 300]  # 1-byte, fixstr, str8 and str16 keys
-    specs = [FeatureSpec(name=name, type="numeric", required=True) for name in names]
+NAMES = ["x", "größe (cm)", "a" * 40, "b" * 300]  # 1-byte, fixstr, str8 and str16 msgpack keys
+
+
+def _numbers(n: int) -> list[list[Any]]:
+    """Doubles of every magnitude, sign and kind, and some JSON integers, for len(NAMES) features."""
+    shape = (n, len(NAMES))
     rng = np.random.default_rng(n)
-    values = (
-        rng.standard_normal((n, len(names))) * 10.0 ** rng.integers(-300, 300, (n, len(names)))
-    ).tolist()
-    specials: list[float | int] = [-0.0, 5e-324, 1.7976931348623157e308, 3, -7, 2**53 + 1, 10**20]
-    for i, special in enumerate(specials[: n * len(names)]):
-        values[i // len(names)][i % len(names)] = special
-    rows = [dict(zip(names, row, strict=True)) for row in values]
-    validator = Validator(specs, 10)
+    values: list[list[Any]] = (rng.standard_normal(shape) * 10.0 ** rng.integers(-300, 300, shape)).tolist()
+    specials: list[Any] = [-0.0, 5e-324, 1.7976931348623157e308, 3, -7, 2**53 + 1, 10**20]
+    for i, special in enumerate(specials[: n * len(NAMES)]):
+        values[i // len(NAMES)][i % len(NAMES)] = special
+    return values
+
+
+def _bits(array: Any) -> list[int]:
+    bits: list[int] = np.asarray(array, dtype=np.float64).view(np.int64).ravel().tolist()
+    return bits  # tells -0.0 from 0.0
+
+
+@pytest.mark.parametrize("n", [1, 127, 128, 1000, 65536], ids=lambda n: f"{n}-rows")
+def test_typed_decoder_reads_every_number_bit_for_bit(n: int) -> None:
+    """Small batches read the decoded floats one by one, large ones via NumericRecords: both exactly."""
+    rows = [dict(zip(NAMES, row, strict=True)) for row in _numbers(n)]
+    validator = Validator([FeatureSpec(name=name, type="numeric", required=True) for name in NAMES], 10)
     fast = validator.decode(json.dumps({"instances": rows}).encode(), max_instances=n)
     exact = validator.from_instances(rows)
     assert fast is not None
-    for name in names:
+    for name in NAMES:
         assert fast.data[name].dtype == np.float64
-        assert fast.data[name].view(np.int64).tolist() == exact.data[name].view(np.int64).tolist(), name
+        assert _bits(fast.data[name]) == _bits(exact.data[name]), name
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 65535, 65536], ids=lambda n: f"{n}-rows")
+def test_numeric_records_read_every_msgpack_array_size(n: int) -> None:
+    fields = [(f"f{i}", float) for i in range(len(NAMES))]
+    rename = {f"f{i}": name for i, name in enumerate(NAMES)}
+    row = msgspec.defstruct("Row", fields, rename=rename, kw_only=True, gc=False)
+    records = NumericRecords.build(row, len(NAMES))
+    assert records is not None
+    values = [[float(v) for v in r] for r in _numbers(n)]
+    read = records.columns([row(**{f"f{i}": v for i, v in enumerate(r)}) for r in values])
+    assert read is not None
+    assert read.shape == (len(NAMES), n)
+    assert _bits(read) == _bits(np.asarray(values).T)
 
 
 def test_numeric_records_refuse_a_value_not_encoded_as_a_float64() -> None:

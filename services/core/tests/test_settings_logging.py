@@ -66,3 +66,18 @@ def test_log_line_stays_valid_json_for_awkward_values() -> None:
     }
     record.huge = 2**70  # beyond 64 bits: orjson refuses it, the line is still written
     assert json.loads(JsonFormatter("demo").format(record))["huge"] == 2**70
+
+
+def test_log_timestamps_are_utc_with_milliseconds_across_seconds() -> None:
+    formatter = JsonFormatter("demo")
+    stamps = []
+    for created in (1_700_000_000.125, 1_700_000_000.999, 1_700_000_001.0, 1_699_999_999.5):
+        record = logging.makeLogRecord({"name": "t", "levelname": "INFO", "msg": "m"})
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        stamps.append(json.loads(formatter.format(record))["ts"])
+    assert stamps == [
+        "2023-11-14T22:13:20.125Z",
+        "2023-11-14T22:13:20.999Z",
+        "2023-11-14T22:13:21.000Z",
+        "2023-11-14T22:13:19.500Z",
+    ]

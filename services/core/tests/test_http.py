@@ -95,8 +95,9 @@ def test_request_metrics_use_the_route_template_and_skip_probes() -> None:
 def test_request_id_is_returned_and_a_callers_id_is_kept_only_if_sane() -> None:
     app, _ = make_app()
     client = TestClient(app)
-    generated = client.get("/items/1").headers["x-request-id"]
-    assert len(generated) == 32
+    generated = [client.get("/items/1").headers["x-request-id"] for _ in range(50)]
+    assert len(set(generated)) == 50
+    assert all(len(rid) == 32 and set(rid) <= set("0123456789abcdef") for rid in generated)
     assert client.get("/items/1", headers={"x-request-id": "abc-123"}).headers["x-request-id"] == "abc-123"
     forged = client.get("/items/1", headers={"x-request-id": "x" * 200}).headers["x-request-id"]
     assert forged != "x" * 200

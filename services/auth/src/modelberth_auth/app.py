@@ -21,7 +21,13 @@ from modelberth_auth.settings import Settings
 from modelberth_auth.telemetry import AuthMetrics
 from modelberth_auth.throttle import LoginThrottle
 from modelberth_auth.tokens import RefreshStore
-from modelberth_core.metrics import HttpMetrics, RequestContextMiddleware, metrics_router, new_registry
+from modelberth_core.metrics import (
+    FASTAPI_TELEMETRY,
+    HttpMetrics,
+    RequestContextMiddleware,
+    metrics_router,
+    new_registry,
+)
 from modelberth_core.security import TokenVerifier
 
 log = logging.getLogger("modelberth.auth")
@@ -97,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=VERSION,
         description="OAuth2 token endpoint (client credentials, refresh tokens), first-party login, JWKS.",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.state.settings = settings
     app.state.registry = registry

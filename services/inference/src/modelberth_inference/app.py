@@ -12,7 +12,13 @@ import httpx
 from fastapi import FastAPI
 from joserfc.errors import JoseError
 
-from modelberth_core.metrics import HttpMetrics, RequestContextMiddleware, metrics_router, new_registry
+from modelberth_core.metrics import (
+    FASTAPI_TELEMETRY,
+    HttpMetrics,
+    RequestContextMiddleware,
+    metrics_router,
+    new_registry,
+)
 from modelberth_core.security import JwksKeySource, KeySource, TokenVerifier
 from modelberth_inference import __version__
 from modelberth_inference.errors import install_inference_error_handlers
@@ -94,6 +100,7 @@ def create_app(settings: Settings | None = None, *, keys: KeySource | None = Non
         version=__version__,
         description="Validated predictions (V1 JSON, Open Inference Protocol V2) behind bearer tokens.",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.state.settings = settings
     app.state.registry = registry

@@ -14,7 +14,13 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from modelberth_core.errors import install_error_handlers
-from modelberth_core.metrics import HttpMetrics, RequestContextMiddleware, metrics_router, new_registry
+from modelberth_core.metrics import (
+    FASTAPI_TELEMETRY,
+    HttpMetrics,
+    RequestContextMiddleware,
+    metrics_router,
+    new_registry,
+)
 from modelberth_ui.batch import BatchLimits
 from modelberth_ui.client import ModelberthClient
 from modelberth_ui.metrics import UiMetrics
@@ -50,6 +56,7 @@ def create_app(settings: Settings | None = None, *, client: ModelberthClient | N
     app = FastAPI(
         title="modelberth ui",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
         # Swagger UI would load scripts from a CDN; the UI promises to work offline and has no API of note.
         docs_url=None,
         redoc_url=None,

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -178,9 +179,13 @@ def check_reload_under_concurrent_load(stack: dict[str, Any], artifact_factory: 
         while versions[new] == 0:
             assert time.monotonic() < deadline, "the new version never served"
             time.sleep(0.1)
-        broken = artifact_factory(model_dir)
-        with (broken / contract.MODEL_FILE).open("ab") as fh:
+        # Publish a version that is broken already: tampering after publishing would race the 0.2 s poller,
+        # which could load the version intact in between. (One second on, so its name cannot be new's.)
+        staged = artifact_factory(model_dir.parent / "staging", now=datetime.now(UTC) + timedelta(seconds=1))
+        with (staged / contract.MODEL_FILE).open("ab") as fh:
             fh.write(b"tampered")
+        broken = staged.rename(model_dir / "iris" / staged.name)
+        contract.set_latest(model_dir, "iris", broken.name)
         reload = httpx.post(url + "/v1/models/iris/reload", headers=_bearer(token), timeout=30.0)
         assert reload.status_code == 409
         contract.set_latest(model_dir, "iris", old)  # roll back by moving the pointer, then reload by POST

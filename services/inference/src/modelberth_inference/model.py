@@ -25,7 +25,7 @@ import sklearn
 from modelberth_core import contract
 from modelberth_core.contract import ContractError, FeatureSpec, ModelCard
 from modelberth_inference.fastpath import FastPredict, build_fast_path, same_output
-from modelberth_inference.validation import Columns, InputError, Validator
+from modelberth_inference.validation import Columns, InputError, Validator, renamed_struct
 
 log = logging.getLogger("modelberth.inference.model")
 
@@ -203,12 +203,7 @@ def _prepare(model: LoadedModel) -> None:
 def probability_row_type(classes: list[str]) -> type[msgspec.Struct] | None:
     """A struct with one float field per class, encoded as ``{class: p}`` in class order, if msgspec allows
     the class names as field names (no quote, backslash or control character); else None (plain dicts)."""
-    fields = [(f"p{i}", float) for i in range(len(classes))]
-    rename = {f"p{i}": label for i, label in enumerate(classes)}
-    try:
-        return msgspec.defstruct("Probabilities", fields, rename=rename, gc=False)
-    except (TypeError, ValueError):
-        return None
+    return renamed_struct("Probabilities", [(label, float) for label in classes], gc=False)
 
 
 def _warm_up(model: LoadedModel) -> None:

@@ -171,7 +171,6 @@ class Validator:
             [math.inf if f.max is None else f.max for f in self.features], dtype=np.float64
         )
         self._attributes = [attrgetter(f"f{i}") for i in range(len(self.features))]
-        self._k = len(self.features)
 
     # -- the typed fast path --------------------------------------------------------------------------
 
@@ -191,7 +190,7 @@ class Validator:
         if not 0 < n <= max_instances:
             return None
         if self._records is not None:  # the usual tabular model: every value read into one matrix in C
-            columns = self._numeric_columns(instances)
+            columns = self._numeric_columns(self._records, instances)
             if columns is None or not bool(np.isfinite(columns).all()):
                 return None  # 1e400 decodes to infinity; the exact path names it
             return self._all_numeric(columns)
@@ -217,13 +216,14 @@ class Validator:
         self._warn(out)
         return out
 
-    def _numeric_columns(self, instances: list[Any]) -> npt.NDArray[np.float64] | None:
+    @staticmethod
+    def _numeric_columns(records: NumericRecords, instances: list[Any]) -> npt.NDArray[np.float64] | None:
         """The (features, rows) matrix of decoded all-numeric instances (see :class:`NumericRecords`)."""
-        n = len(instances)
-        if n >= RECORDS_MIN_ROWS and self._records is not None:
-            return self._records.columns(instances)
-        flat = np.fromiter(chain.from_iterable(map(astuple, instances)), dtype=np.float64, count=n * self._k)
-        return np.ascontiguousarray(flat.reshape(n, self._k).T)
+        n, k = len(instances), records.k
+        if n >= RECORDS_MIN_ROWS:
+            return records.columns(instances)
+        flat = np.fromiter(chain.from_iterable(map(astuple, instances)), dtype=np.float64, count=n * k)
+        return np.ascontiguousarray(flat.reshape(n, k).T)
 
     # -- request shapes -------------------------------------------------------------------------------
 
@@ -431,6 +431,20 @@ class Validator:
         )
 
 
+def renamed_struct(
+    name: str, fields: Sequence[tuple[str, Any] | tuple[str, Any, Any]], **options: Any
+) -> type[msgspec.Struct] | None:
+    """A msgspec struct whose i-th field is ``f{i}`` in Python and ``fields[i][0]`` in JSON, or None when
+    msgspec cannot take a name (a quote, a backslash or a control character). ``fields`` are
+    ``(json name, type)`` or ``(json name, type, default)``; ``options`` go to ``msgspec.defstruct``."""
+    internal = [(f"f{i}", *spec) for i, (_, *spec) in enumerate(fields)]
+    rename = {f"f{i}": field[0] for i, field in enumerate(fields)}
+    try:
+        return msgspec.defstruct(name, internal, rename=rename, **options)
+    except (TypeError, ValueError):
+        return None
+
+
 def _instances_decoder(
     features: Sequence[FeatureSpec],
 ) -> tuple[msgspec.json.Decoder[Any] | None, type[msgspec.Struct] | None]:
@@ -439,20 +453,15 @@ def _instances_decoder(
 
     Numbers accept JSON integers and floats (never booleans, strings or null) and always decode to floats;
     optional features may be null or absent (None). Unknown features are refused. (None, None) when a feature
-    name cannot be a msgspec field name (it holds a quote, a backslash or a control character): those models
-    take the exact path only.
+    name cannot be a msgspec field name: those models take the exact path only.
     """
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
-    for i, spec in enumerate(features):
+    for spec in features:
         kind: Any = float if spec.type == "numeric" else str
-        fields.append((f"f{i}", kind) if spec.required else (f"f{i}", kind | None, None))
-    rename = {f"f{i}": spec.name for i, spec in enumerate(features)}
-    try:
-        # gc=False: the fields are floats, strings and None, which can never form a reference cycle.
-        instance = msgspec.defstruct(
-            "Instance", fields, rename=rename, kw_only=True, forbid_unknown_fields=True, gc=False
-        )
-    except (TypeError, ValueError):
+        fields.append((spec.name, kind) if spec.required else (spec.name, kind | None, None))
+    # gc=False: the fields are floats, strings and None, which can never form a reference cycle.
+    instance = renamed_struct("Instance", fields, kw_only=True, forbid_unknown_fields=True, gc=False)
+    if instance is None:
         return None, None
     request = msgspec.defstruct("Instances", [("instances", list[instance])])  # type: ignore[valid-type]
     return msgspec.json.Decoder(request), instance

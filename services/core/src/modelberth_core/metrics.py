@@ -32,8 +32,9 @@ PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 """Kept out of request metrics and access logs: scrapes and probes would drown real traffic."""
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-"""The RFC 9110 methods plus PATCH: the only values of the ``method`` label. uvicorn passes on any token as a
-method (``PROPFIND``, ``get``, ``VERB123``...); each would start new series, so they all count as ``other``."""
+"""The RFC 9110 methods plus PATCH: the only values of the ``method`` label. uvicorn passes on any token as
+a method (``PROPFIND``, ``get``, ``VERB123``...); each would start new series, so they all count as
+``other``."""
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

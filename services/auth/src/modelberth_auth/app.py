@@ -16,11 +16,11 @@ from modelberth_auth.keys import KeyRing, KeyRingSource, KeysetError, create_key
 from modelberth_auth.limits import BodyLimitMiddleware
 from modelberth_auth.oauth import Authority
 from modelberth_auth.principals import PrincipalsError, PrincipalStore
+from modelberth_auth.refresh import FileRefreshStore
 from modelberth_auth.routes import health, login, oauth, wellknown
 from modelberth_auth.settings import Settings
 from modelberth_auth.telemetry import AuthMetrics
-from modelberth_auth.throttle import LoginThrottle
-from modelberth_auth.tokens import RefreshStore
+from modelberth_auth.throttle import MemoryThrottle
 from modelberth_core.metrics import (
     FASTAPI_TELEMETRY,
     HttpMetrics,
@@ -39,7 +39,7 @@ class Startup:
     """Loads the keyset and the users file; readiness retries whatever is still missing."""
 
     def __init__(
-        self, settings: Settings, keys: KeyRing, principals: PrincipalStore, refresh: RefreshStore
+        self, settings: Settings, keys: KeyRing, principals: PrincipalStore, refresh: FileRefreshStore
     ) -> None:
         self.settings = settings
         self.keys = keys
@@ -82,12 +82,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     principals = PrincipalStore(
         settings.users_path, settings.reload_interval_seconds, require_file=settings.environment != "dev"
     )
-    refresh = RefreshStore(
+    refresh = FileRefreshStore(
         settings.refresh_store_path,
         settings.refresh_token_ttl_seconds,
         settings.max_refresh_tokens_per_subject,
     )
-    throttle = LoginThrottle(settings.login_max_failures, settings.login_window_seconds)
+    throttle = MemoryThrottle(settings.throttle_policy)
     authority = Authority(settings, keys, principals, refresh, throttle, auth_metrics)
     verifier = TokenVerifier(KeyRingSource(keys), issuer=settings.issuer, audience=settings.audience)
     startup = Startup(settings, keys, principals, refresh)

@@ -52,6 +52,21 @@ class IntrospectionResponse(BaseModel):
     active: bool
 
 
+LOGIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorResponse,
+        "description": "two Authorization or X-Modelberth-User-Address headers, or a forwarder's "
+        "X-Modelberth-User-Address missing or not an IP address",
+    },
+    401: {
+        "model": ErrorResponse,
+        "description": "wrong username or password, or forwarder credentials",
+    },
+    403: {"model": ErrorResponse, "description": "the client is not a trusted forwarder"},
+    429: {"model": ErrorResponse, "description": "too many failed logins (see Retry-After)"},
+}
+"""Error answers of ``POST /auth/login`` (422 for a malformed body comes from FastAPI)."""
+
 TOKEN_FORM: dict[str, Any] = {
     "requestBody": {
         "required": True,

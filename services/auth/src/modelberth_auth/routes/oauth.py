@@ -8,11 +8,10 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from modelberth_auth.deps import AddressDep, AuthorityDep, MetricsDep, VerifierDep
 from modelberth_auth.errors import NO_STORE, OAuthError
-from modelberth_auth.oauth import ClientCredentials, LoginLocked, parse_basic
+from modelberth_auth.oauth import ClientCredentials, LoginLocked, one_authorization, parse_basic
 from modelberth_auth.schemas import (
     TOKEN_FORM,
     TOKEN_PARAM_FORM,
@@ -65,7 +64,7 @@ async def read_form(request: Request) -> dict[str, str]:
 
 def client_credentials(request: Request, form: dict[str, str]) -> ClientCredentials | None:
     """The client's credentials from HTTP Basic or the body (never both), or None when none are sent."""
-    authorization = request.headers.get("authorization")
+    authorization = one_authorization(request.headers.getlist("authorization"))
     body_id, body_secret = form.get("client_id"), form.get("client_secret")
     if authorization is not None:
         creds = parse_basic(authorization)
@@ -107,10 +106,10 @@ async def token(
         grant = requested
         creds = client_credentials(request, form)
         if grant == "client_credentials":
-            result = await run_in_threadpool(authority.client_credentials, creds, form.get("scope"), address)
+            result = await authority.client_credentials(creds, form.get("scope"), address)
         else:
-            result = await run_in_threadpool(
-                authority.refresh_token, creds, form.get("refresh_token"), form.get("scope"), address
+            result = await authority.refresh_token(
+                creds, form.get("refresh_token"), form.get("scope"), address
             )
     except OAuthError as exc:
         metrics.token_request(grant, exc.error)
@@ -132,7 +131,7 @@ async def introspect(
     form = await read_form(request)
     creds = client_credentials(request, form)
     try:
-        await run_in_threadpool(authority.authenticate_client, creds, address)
+        await authority.authenticate_client(creds, address)
     except LoginLocked as exc:
         raise locked_error(exc) from None
     value = form.get("token")
@@ -165,13 +164,13 @@ async def revoke(
     creds = client_credentials(request, form)
     if creds is not None:
         try:
-            await run_in_threadpool(authority.authenticate_client, creds, address)
+            await authority.authenticate_client(creds, address)
         except LoginLocked as exc:
             raise locked_error(exc) from None
     value = form.get("token")
     if value is None:
         raise OAuthError("invalid_request", "missing parameter: token")
-    if await run_in_threadpool(authority.revoke_refresh, value):
+    if await authority.revoke_refresh(value):
         return JSONResponse({}, headers=NO_STORE)
     try:
         await verifier.verify(value)

@@ -203,7 +203,7 @@ def test_wrong_client_secrets_lock_the_address_not_the_client(auth_env: Any) -> 
     with setup_app(auth_env, clock, address_max_failures=8) as http:
         data = {"grant_type": "client_credentials", "client_id": auth_env.client_id, "client_secret": "wrong"}
         for _ in range(8):
-            assert http.post("/oauth/token", data=data).status_code == 400
+            assert http.post("/oauth/token", data=data).status_code == 401
         good = {**data, "client_secret": auth_env.client_secret}
         locked = http.post("/oauth/token", data=good)
         assert locked.status_code == 429

@@ -95,7 +95,7 @@ def test_a_stranger_never_locks_out_someone_else(start_service: Callable[..., An
             guesser.post("/oauth/token", data={**form, "client_secret": f"g{i}"}).status_code
             for i in range(15)
         ]
-        assert codes == [400] * ADDRESS_LIMIT + [429] * (15 - ADDRESS_LIMIT)
+        assert codes == [401] * ADDRESS_LIMIT + [429] * (15 - ADDRESS_LIMIT)
         right = {**form, "client_secret": auth_env.client_secret}
         assert guesser.post("/oauth/token", data=right).status_code == 429
         assert login(guesser, auth_env.admin, password).status_code == 429  # logins from there too

@@ -47,7 +47,6 @@ class ClientCredentials:
 
     client_id: str
     client_secret: str | None
-    via_basic: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +105,15 @@ def parse_basic(authorization: str) -> ClientCredentials:
     """Client credentials from ``Authorization: Basic`` (RFC 6749 §2.3.1: form-encoded, then base64)."""
     scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() != "basic":
-        raise invalid_client("unsupported authentication scheme; use Basic or client_secret_post", True)
+        raise invalid_client("unsupported authentication scheme; use Basic or client_secret_post")
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise invalid_client("malformed Basic credentials", True) from None
+        raise invalid_client("malformed Basic credentials") from None
     client_id, sep, secret = decoded.partition(":")
     if not sep or not client_id:
-        raise invalid_client("malformed Basic credentials", True)
-    return ClientCredentials(unquote_plus(client_id), unquote_plus(secret), via_basic=True)
+        raise invalid_client("malformed Basic credentials")
+    return ClientCredentials(unquote_plus(client_id), unquote_plus(secret))
 
 
 def parse_scope(value: str | None) -> list[str] | None:
@@ -190,14 +189,14 @@ class Authority:
         :class:`LoginLocked` while the address has too many failures.
         """
         if creds is None:
-            raise invalid_client("client authentication required", True)
+            raise invalid_client("client authentication required")
         if not creds.client_secret:
-            raise invalid_client("client authentication failed", creds.via_basic)
+            raise invalid_client("client authentication failed")
         await self._admit(None, address)
         record = await run_in_threadpool(self._check_client, creds.client_id, creds.client_secret)
         if record is None:
             await self.throttle.failed(None, address)
-            raise invalid_client("client authentication failed", creds.via_basic)
+            raise invalid_client("client authentication failed")
         await self.throttle.succeeded(None, address)
         return AuthenticatedClient(
             creds.client_id, list(record.scopes), list(record.grant_types), record.forwards_user_address

@@ -22,7 +22,7 @@ from modelberth_auth.oauth import (
     one_authorization,
     parse_basic,
 )
-from modelberth_auth.schemas import LOGIN_ERRORS, LoginRequest, TokenResponse
+from modelberth_auth.schemas import FORWARDER, LOGIN_ERRORS, LoginRequest, TokenResponse
 from modelberth_core.errors import ServiceError
 
 router = APIRouter(prefix="/auth", tags=["login"])
@@ -62,6 +62,7 @@ async def user_address(request: Request, authority: Authority, peer: str) -> str
     response_model=TokenResponse,
     response_model_exclude_none=True,
     responses=LOGIN_ERRORS,
+    openapi_extra=FORWARDER,
 )
 async def login(
     request: Request, body: LoginRequest, authority: AuthorityDep, metrics: MetricsDep, peer: AddressDep

@@ -147,13 +147,19 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
         }
 
 
-def _env(manifests: list[Manifest], component: str) -> dict[str, str]:
+def _deployment(manifests: list[Manifest], component: str) -> Manifest:
     (deployment,) = [
         d
         for d in manifests
         if d["kind"] == "Deployment" and d["metadata"]["labels"]["app.kubernetes.io/component"] == component
     ]
-    return {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return deployment
+
+
+def _env(manifests: list[Manifest], component: str) -> dict[str, Any]:
+    """name -> value, or -> the ``valueFrom`` mapping for variables read from a Secret."""
+    containers = _deployment(manifests, component)["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in containers[0]["env"]}
 
 
 def test_services_are_wired_to_each_other_and_to_the_public_issuer(
@@ -173,6 +179,11 @@ def test_services_are_wired_to_each_other_and_to_the_public_issuer(
     assert ui["GRADIO_TEMP_DIR"] == "/tmp"
     assert auth["AUTH_KEYSET_FILE"] == "/etc/modelberth/keyset/keys.json"
     assert auth["AUTH_USERS_FILE"] == "/var/lib/modelberth/users.yaml"
+    # The UI's own client (issue 13, point 2): its id, and its secret from the bootstrap Secret.
+    assert ui["UI_CLIENT_ID"] == "modelberth-ui"
+    assert ui["UI_CLIENT_SECRET"] == {
+        "secretKeyRef": {"name": "rel-modelberth-bootstrap", "key": "ui-client-secret"}
+    }
     tls = named_set("tls")
     assert _env(tls, "auth")["AUTH_ISSUER"] == "https://modelberth.local"
     assert _env(named_set("production"), "inference")["INFERENCE_AUTH_ISSUER"] == "https://ml.example.com"
@@ -307,6 +318,73 @@ def test_secrets_and_checksums(named_set: Callable[[str], list[Manifest]], workl
     assert volumes["keyset"] == "modelberth-keyset"
     assert volumes["users"] == "modelberth-users"
     assert volumes["bootstrap"] == "modelberth-bootstrap"
+    assert volumes["ui-client"] == "modelberth-bootstrap"  # the UI client's secret: key ui-client-secret
+    assert _env(existing, "ui")["UI_CLIENT_SECRET"]["secretKeyRef"] == {
+        "name": "modelberth-bootstrap",
+        "key": "ui-client-secret",
+    }
+
+
+def _bootstrap_keys(manifests: list[Manifest]) -> set[str]:
+    secrets = [d for d in manifests if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-bootstrap")]
+    return {key for secret in secrets for key in secret["data"]}
+
+
+def test_the_ui_client_secret_is_generated_once_or_brought(render: Callable[..., list[Manifest]]) -> None:
+    default = render(None)
+    assert _bootstrap_keys(default) == {"username", "password", "ui-client-secret"}
+    (secret,) = [d for d in default if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-bootstrap")]
+    assert len(base64.b64decode(secret["data"]["ui-client-secret"])) == 48  # ~285 bits; auth wants 32+
+    # Auth's init container registers the client from the same Secret, as a forwarder with the same id.
+    auth = _deployment(default, "auth")["spec"]["template"]["spec"]
+    script = auth["initContainers"][0]["args"][0]
+    assert 'clients add "modelberth-ui" --client-id "modelberth-ui"' in script
+    assert (
+        "--forwards-user-address --secret-stdin --replace < /etc/modelberth/ui-client/client-secret" in script
+    )
+    (volume,) = [v for v in auth["volumes"] if v["name"] == "ui-client"]
+    assert volume["secret"]["secretName"] == "rel-modelberth-bootstrap"
+    assert volume["secret"]["items"] == [{"key": "ui-client-secret", "path": "client-secret"}]
+    # Without the UI there is no UI client; with its own Secret the chart generates none for it.
+    assert _bootstrap_keys(render({"ui": {"enabled": False}})) == {"username", "password"}
+    own = render(
+        {"ui": {"authClient": {"existingSecret": "ui-creds", "secretKey": "secret", "clientId": "web"}}}
+    )
+    assert _bootstrap_keys(own) == {"username", "password"}
+    assert _env(own, "ui")["UI_CLIENT_ID"] == "web"
+    assert _env(own, "ui")["UI_CLIENT_SECRET"] == {"secretKeyRef": {"name": "ui-creds", "key": "secret"}}
+    own_auth = _deployment(own, "auth")["spec"]["template"]["spec"]
+    (volume,) = [v for v in own_auth["volumes"] if v["name"] == "ui-client"]
+    assert volume["secret"]["secretName"] == "ui-creds"
+    assert 'clients add "web" --client-id "web"' in own_auth["initContainers"][0]["args"][0]
+    # No bootstrap user, but the UI: the generated Secret holds the client secret only.
+    users_only = render(
+        {
+            "auth": {"bootstrap": {"enabled": False}, "users": {"existingSecret": "u"}},
+            "tests": {"enabled": False},
+        }
+    )
+    assert _bootstrap_keys(users_only) == {"ui-client-secret"}
+
+
+def test_services_believe_forwarded_addresses_only_from_the_configured_proxies(
+    render: Callable[..., list[Manifest]],
+) -> None:
+    services = ("auth", "inference", "ui")
+    default = render(None)
+    assert {_env(default, c)["FORWARDED_ALLOW_IPS"] for c in services} == {"127.0.0.1,::1"}
+    proxies = render({"ingress": {"forwardedAllowIps": ["10.244.0.0/16", "fd00::/8"]}})
+    assert {_env(proxies, c)["FORWARDED_ALLOW_IPS"] for c in services} == {"10.244.0.0/16,fd00::/8"}
+    # A component's own env wins, without a second entry of the same name.
+    override = render(
+        {
+            "ingress": {"forwardedAllowIps": ["10.244.0.0/16"]},
+            "auth": {"env": {"FORWARDED_ALLOW_IPS": "10.0.0.7"}},
+        }
+    )
+    env = _deployment(override, "auth")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e["value"] for e in env if e["name"] == "FORWARDED_ALLOW_IPS"] == ["10.0.0.7"]
+    assert _env(override, "inference")["FORWARDED_ALLOW_IPS"] == "10.244.0.0/16"
 
 
 def test_notes_tell_how_to_reach_and_test_but_print_no_secret(rendered_text: dict[str, str]) -> None:
@@ -406,6 +484,11 @@ _SCHEMA_ERRORS = [
     ({"ingres": {"enabled": False}}, "ingres"),
     ({"auth": {"securityContext": {"allowPrivilegeEscalation": True}}}, "allowPrivilegeEscalation"),
     ({"monitoring": {"serviceMonitor": {"interval": 15}}}, "interval"),
+    ({"ingress": {"forwardedAllowIps": "10.0.0.0/8"}}, "forwardedAllowIps"),
+    ({"ingress": {"forwardedAllowIps": ["*"]}}, "forwardedAllowIps"),
+    ({"ingress": {"forwardedAllowIps": ["10.0.0.0/8; rm -rf"]}}, "forwardedAllowIps"),
+    ({"ui": {"authClient": {"clientId": "has space"}}}, "clientId"),
+    ({"ui": {"authClient": {"secretKey": "a/b"}}}, "secretKey"),
 ]
 
 

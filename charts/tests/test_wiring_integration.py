@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -67,6 +68,7 @@ def test_generated_secrets_init_script_env_and_helm_test_work_together(
         "/etc/modelberth/keyset": tmp_path / "keyset",
         "/etc/modelberth/bootstrap": tmp_path / "bootstrap",
         "/etc/modelberth/users": tmp_path / "users",
+        "/etc/modelberth/ui-client": tmp_path / "ui-client",
         "/var/lib/modelberth": tmp_path / "state",
     }
     for local in paths.values():
@@ -84,8 +86,11 @@ def test_generated_secrets_init_script_env_and_helm_test_work_together(
     # The Secrets as the kubelet would mount them.
     keyset = _named(objects["Secret"], "-auth-keyset")["data"]["keys.json"]
     (paths["/etc/modelberth/keyset"] / "keys.json").write_bytes(base64.b64decode(keyset))
-    for key, value in _named(objects["Secret"], "-bootstrap")["data"].items():
-        (paths["/etc/modelberth/bootstrap"] / key).write_bytes(base64.b64decode(value))
+    bootstrap = _named(objects["Secret"], "-bootstrap")["data"]
+    for key in ("username", "password"):
+        (paths["/etc/modelberth/bootstrap"] / key).write_bytes(base64.b64decode(bootstrap[key]))
+    ui_secret = base64.b64decode(bootstrap["ui-client-secret"]).decode()
+    (paths["/etc/modelberth/ui-client"] / "client-secret").write_text(ui_secret)  # items: key -> path
 
     auth_pod = _named(objects["Deployment"], "-auth")["spec"]["template"]["spec"]
     (init,) = auth_pod["initContainers"]
@@ -99,10 +104,37 @@ def test_generated_secrets_init_script_env_and_helm_test_work_together(
     assert done.returncode == 0, done.stderr
     password = (paths["/etc/modelberth/bootstrap"] / "password").read_text()
     assert password not in done.stdout + done.stderr
+    assert ui_secret not in done.stdout + done.stderr
+    # The pod may run the script again with the same state dir (a restart): the same users file results.
+    again = subprocess.run(
+        [*init["command"], script], env=init_env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert again.returncode == 0, again.stderr
 
     auth_env = _container_env(auth_pod["containers"][0], paths, drop=("_HOST", "_PORT"))
     assert auth_env["AUTH_ISSUER"] == PUBLIC_URL
     auth = start_service("auth", env=auth_env, timeout=180)
+
+    # The UI's env (its own client, secret from the bootstrap Secret) is what auth accepts from a forwarder:
+    # the browser's address it names is the one failed logins count against.
+    ui_pod = _named(objects["Deployment"], "-ui")["spec"]["template"]["spec"]
+    ui_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in ui_pod["containers"][0]["env"]}
+    assert ui_env["UI_CLIENT_SECRET"]["secretKeyRef"]["key"] == "ui-client-secret"
+    username = (paths["/etc/modelberth/bootstrap"] / "username").read_text()
+
+    def via_ui(address: str, secret: str, client_secret: str = ui_secret) -> int:
+        return httpx.post(
+            auth.url + "/auth/login",
+            json={"username": username, "password": secret},
+            auth=(ui_env["UI_CLIENT_ID"], client_secret),
+            headers={"X-Modelberth-User-Address": address},
+            timeout=10,
+        ).status_code
+
+    assert [via_ui("203.0.113.8", "wrong password") for _ in range(5)] == [401] * 5
+    assert via_ui("203.0.113.8", password) == 429  # that browser waits
+    assert via_ui("198.51.100.8", password) == 200  # another browser through the same UI does not
+    assert via_ui("198.51.100.8", password, "not-the-secret") == 401
 
     inference_pod = _named(objects["Deployment"], "-inference")["spec"]["template"]["spec"]
     inference_env = _container_env(inference_pod["containers"][0], paths, drop=("_HOST", "_PORT"))

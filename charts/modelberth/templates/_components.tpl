@@ -78,4 +78,9 @@ spec:
   value: /tmp
 - name: PYTHONDONTWRITEBYTECODE
   value: "1"
+{{- if not (hasKey (index .ctx.Values .component).env "FORWARDED_ALLOW_IPS") }}
+# uvicorn believes X-Forwarded-For only from these proxies (the ingress controller); loopback by default.
+- name: FORWARDED_ALLOW_IPS
+  value: {{ join "," (default (list "127.0.0.1" "::1") .ctx.Values.ingress.forwardedAllowIps) | quote }}
+{{- end }}
 {{- end }}

@@ -95,6 +95,18 @@ labels:
 {{- default (include "modelberth.fullname" (dict "ctx" . "component" "bootstrap")) .Values.auth.bootstrap.existingSecret }}
 {{- end }}
 
+{{/* The Secret holding the UI client's secret: ui.authClient.existingSecret, else the bootstrap Secret. */}}
+{{- define "modelberth.uiClientSecretName" -}}
+{{- default (include "modelberth.bootstrapSecretName" .) .Values.ui.authClient.existingSecret }}
+{{- end }}
+
+{{/* True when the chart generates the UI client's secret (into its bootstrap Secret). */}}
+{{- define "modelberth.generatesUiClientSecret" -}}
+{{- if and .Values.ui.enabled (not .Values.ui.authClient.existingSecret) (not .Values.auth.bootstrap.existingSecret) -}}
+true
+{{- end }}
+{{- end }}
+
 {{- define "modelberth.modelPvcName" -}}
 {{- default (include "modelberth.fullname" (dict "ctx" . "component" "models")) .Values.models.persistence.existingClaim }}
 {{- end }}
@@ -209,10 +221,26 @@ reuse the stored values) and the resourceVersion of existing Secrets (changes wh
 {{- if .Values.auth.bootstrap.existingSecret }}
 {{- $s := lookup "v1" "Secret" .Release.Namespace .Values.auth.bootstrap.existingSecret }}
 {{- $parts = append $parts (dig "metadata" "resourceVersion" "" $s) }}
-{{- else if .Values.auth.bootstrap.enabled }}
+{{- else }}
 {{- $parts = append $parts (include (print .Template.BasePath "/auth/secret-bootstrap.yaml") .) }}
 {{- end }}
+{{- if and .Values.ui.enabled .Values.ui.authClient.existingSecret }}
+{{- $parts = append $parts (include "modelberth.uiClientChecksum" .) }}
+{{- end }}
 {{- join "\n" $parts | sha256sum }}
+{{- end }}
+
+{{/* Checksum of the UI client's secret source, so auth and the UI roll together when it changes. */}}
+{{- define "modelberth.uiClientChecksum" -}}
+{{- if .Values.ui.authClient.existingSecret }}
+{{- $s := lookup "v1" "Secret" .Release.Namespace .Values.ui.authClient.existingSecret }}
+{{- dig "metadata" "resourceVersion" "" $s | sha256sum }}
+{{- else if .Values.auth.bootstrap.existingSecret }}
+{{- $s := lookup "v1" "Secret" .Release.Namespace .Values.auth.bootstrap.existingSecret }}
+{{- dig "metadata" "resourceVersion" "" $s | sha256sum }}
+{{- else }}
+{{- include (print .Template.BasePath "/auth/secret-bootstrap.yaml") . | sha256sum }}
+{{- end }}
 {{- end }}
 
 {{/* Monitoring renders only when asked for and the prometheus-operator CRDs are served (or the check is off). */}}

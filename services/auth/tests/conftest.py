@@ -37,6 +37,7 @@ class AuthEnv:
     client_secret: str = CLIENT_SECRET
     reader_id: str = "reader-3d4e5f"
     no_grant_id: str = "nogrant-6a7b8c"
+    forwarder_id: str = "modelberth-ui"
 
     def settings(self, **overrides: object) -> Settings:
         """Settings pointing at these files (reloads checked on every request unless overridden)."""
@@ -69,7 +70,8 @@ def hashes() -> dict[str, str]:
 @pytest.fixture
 def auth_env(tmp_path: Path, hashes: dict[str, str]) -> AuthEnv:
     """A keyset and a users file with users demo (predict, models:read) and root (all scopes) and clients
-    svc (predict), reader (predict, models:read) and nogrant (no grant types), all sharing one secret."""
+    svc (predict), reader (predict, models:read), nogrant (no grant types) and the UI's forwarder
+    (``forwards_user_address``, no scopes, no grants), all sharing one secret."""
     state = tmp_path / "auth-state"
     env = AuthEnv(state, state / "keys.json", state / "users.yaml", state / "refresh.json")
     assert create_keyset(env.keyset_file)
@@ -87,6 +89,13 @@ def auth_env(tmp_path: Path, hashes: dict[str, str]) -> AuthEnv:
             ),
             "nogrant": ClientRecord(
                 client_id=env.no_grant_id, secret_hash=hashes["secret"], scopes=["predict"], grant_types=[]
+            ),
+            "ui": ClientRecord(
+                client_id=env.forwarder_id,
+                secret_hash=hashes["secret"],
+                scopes=[],
+                grant_types=[],
+                forwards_user_address=True,
             ),
         },
     )

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from joserfc.jwk import KeySet
 
-from modelberth_auth import tokens
+from modelberth_auth import refresh as refresh_store
 from modelberth_auth.app import create_app
 from modelberth_auth.keys import create_keyset, new_key, read_keyset, write_keyset
 from modelberth_auth.principals import read_document, write_document
@@ -159,8 +159,10 @@ def test_refresh_tokens_persist_hashed_across_restarts(auth_env: Any) -> None:
     with TestClient(create_app(auth_env.settings())) as http:
         refresh = login(http, auth_env)["refresh_token"]
     stored = auth_env.refresh_file.read_text()
-    assert refresh not in stored  # only the hash
-    assert tokens.token_hash(refresh) in stored
+    family, secret = refresh.split(".")
+    assert family not in stored  # only hashes: no part of a token
+    assert secret not in stored
+    assert refresh_store.token_hash(refresh) in stored
     assert stat.S_IMODE(auth_env.refresh_file.stat().st_mode) == 0o600
     with TestClient(create_app(auth_env.settings())) as http:
         response = http.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": refresh})
@@ -171,7 +173,7 @@ def test_refresh_token_expires(auth_env: Any, monkeypatch: pytest.MonkeyPatch) -
     with TestClient(create_app(auth_env.settings(refresh_token_ttl_seconds=60))) as http:
         refresh = login(http, auth_env)["refresh_token"]
         later = time.time() + 61
-        monkeypatch.setattr(tokens.time, "time", lambda: later)
+        monkeypatch.setattr(refresh_store.time, "time", lambda: later)
         response = http.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": refresh})
         assert response.status_code == 400
         assert response.json() == {"error": "invalid_grant", "error_description": "refresh token has expired"}
@@ -208,7 +210,7 @@ def test_refresh_families_per_subject_are_capped(auth_env: Any) -> None:
             login(http, auth_env)
         response = http.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": first})
         assert response.json()["error"] == "invalid_grant"  # the oldest session was dropped
-    assert len(json.loads(auth_env.refresh_file.read_text())["tokens"]) == 3
+    assert len(json.loads(auth_env.refresh_file.read_text())["families"]) == 3
 
 
 def test_jwks_has_no_private_material(auth_env: Any, client: TestClient) -> None:

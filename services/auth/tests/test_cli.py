@@ -82,6 +82,11 @@ def test_users_add_list_remove(
         (["users", "add", "x:y", "--password-stdin"], PASSWORD),
         (["clients", "add", "svc", "--scope", "root"], ""),
         (["clients", "add", "a:b"], ""),
+        (["clients", "add", "ui", "--secret-stdin"], "too-short\n"),
+        (["clients", "add", "ui", "--secret-stdin"], ""),
+        (["clients", "add", "ui", "--client-id", "has space"], ""),
+        (["clients", "add", "ui", "--client-id", "a:b"], ""),
+        (["clients", "add", "ui", "--forwards-user-address", "--scope", "predict"], ""),
     ],
 )
 def test_bad_input_writes_nothing(
@@ -120,6 +125,36 @@ def test_clients_add_prints_secret_once(
     assert run(["clients", "remove", "plain"], monkeypatch) == 0  # by name
     assert read_document(state / "users.yaml").clients == {}
     assert run(["clients", "remove", "plain"], monkeypatch) == 1
+
+
+def test_a_forwarder_client_with_a_given_id_and_secret(
+    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What the chart's init container runs: the id and the secret come from a Secret, nothing is printed.
+    secret = "s" * 43
+    argv = ["clients", "add", "modelberth-ui", "--client-id", "modelberth-ui", "--forwards-user-address"]
+    assert run([*argv, "--secret-stdin", "--json"], monkeypatch, secret + "\n") == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created == {"client_id": "modelberth-ui", "scope": "", "forwards_user_address": True}
+    record = read_document(state / "users.yaml").clients["modelberth-ui"]
+    assert (record.client_id, record.scopes, record.grant_types) == ("modelberth-ui", [], [])
+    assert record.forwards_user_address
+    assert secret not in (state / "users.yaml").read_text()
+    assert run([*argv, "--secret-stdin"], monkeypatch, secret) == 1  # exists
+    assert run([*argv, "--secret-stdin", "--replace"], monkeypatch, secret) == 0
+    assert secret not in capsys.readouterr().out
+    # Another client may not take the same id (ids must name one client).
+    assert run(["clients", "add", "other", "--client-id", "modelberth-ui"], monkeypatch) == 1
+    assert run(["clients", "list", "--json"], monkeypatch) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed == [
+        {"name": "modelberth-ui", "client_id": "modelberth-ui", "scopes": [], "forwards_user_address": True}
+    ]
+    # A generated secret is printed once, as for any client (what `modelberth up` uses).
+    assert run(["clients", "add", "ui2", "--forwards-user-address"], monkeypatch) == 0
+    printed = capsys.readouterr().out
+    assert "forwards_user_address: true" in printed
+    assert "client_secret: " in printed
 
 
 def test_keys_generate_add_list_remove(

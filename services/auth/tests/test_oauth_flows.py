@@ -153,8 +153,8 @@ def client_credentials_bad_secret_basic(http: httpx.Client, env: Any) -> None:
 def client_credentials_bad_secret_post(http: httpx.Client, env: Any) -> None:
     data = {"grant_type": "client_credentials", "client_id": env.client_id, "client_secret": "wrong"}
     response = token(http, data)
-    assert_oauth_error(response, 400, "invalid_client")
-    assert "www-authenticate" not in response.headers
+    assert_oauth_error(response, 401, "invalid_client")  # the same status as after HTTP Basic
+    assert response.headers["www-authenticate"].startswith("Basic ")
 
 
 @scenario
@@ -173,7 +173,7 @@ def client_credentials_no_credentials(http: httpx.Client, env: Any) -> None:
     assert_oauth_error(response, 401, "invalid_client")
     assert response.headers["www-authenticate"].startswith("Basic ")
     only_id = token(http, {"grant_type": "client_credentials", "client_id": env.client_id})
-    assert_oauth_error(only_id, 400, "invalid_client")
+    assert_oauth_error(only_id, 401, "invalid_client")
 
 
 @scenario
@@ -385,6 +385,91 @@ def introspection_errors(http: httpx.Client, env: Any) -> None:
     assert_oauth_error(missing, 400, "invalid_request")
 
 
+# -- ambiguous credentials (issue 13, point 7) ---------------------------------------------------------
+
+
+def duplicates(valid: str) -> dict[str, list[tuple[str, str]]]:
+    """Every kind of second credential next to a valid one."""
+    auth = "authorization"
+    return {
+        "same value twice": [(auth, valid), (auth, valid)],
+        "valid then garbage": [(auth, valid), (auth, "garbage")],
+        "garbage then valid": [(auth, "garbage"), (auth, valid)],
+        "basic then bearer": [(auth, valid), (auth, "Bearer a.b.c")],
+        "bearer then basic": [(auth, "Bearer a.b.c"), (auth, valid)],
+        "valid then empty": [(auth, valid), (auth, "")],
+        "merged by a proxy": [(auth, f"{valid}, {valid}")],
+    }
+
+
+@scenario
+def duplicate_authorization_headers(http: httpx.Client, env: Any) -> None:
+    valid = basic(env.client_id, env.client_secret)["Authorization"]
+    forwarder = basic(env.forwarder_id, env.client_secret)["Authorization"]
+    forms = {
+        "/oauth/token": {"grant_type": "client_credentials"},
+        "/oauth/introspect": {"token": "x"},
+        "/oauth/revoke": {"token": "x"},
+    }
+    for path, form in forms.items():
+        assert http.post(path, data=form, headers={"authorization": valid}).status_code == 200
+        for name, headers in duplicates(valid).items():
+            response = http.post(path, data=form, headers=headers)
+            assert_oauth_error(response, 400, "invalid_request")
+            assert response.json()["error_description"] == (
+                "more than one credential in the Authorization header(s)"
+            ), (path, name)
+    body = {"username": env.username, "password": env.password}
+    address = {"x-modelberth-user-address": "192.0.2.10"}
+    assert (
+        http.post("/auth/login", json=body, headers={"authorization": forwarder, **address}).status_code
+        == 200
+    )
+    for name, headers in duplicates(forwarder).items():
+        response = http.post("/auth/login", json=body, headers=[*headers, *address.items()])
+        assert response.status_code == 400, (name, response.text)
+        assert response.json() == {"detail": "more than one credential in the Authorization header(s)"}
+        assert "access_token" not in response.text
+
+
+# -- the UI forwards the browser's address (issue 13, point 2) ------------------------------------------
+
+
+@scenario
+def forwarded_user_address(http: httpx.Client, env: Any) -> None:
+    body = {"username": env.username, "password": env.password}
+
+    def via(creds: dict[str, str], *addresses: str) -> httpx.Response:
+        headers = [*creds.items(), *(("X-Modelberth-User-Address", a) for a in addresses)]
+        return http.post("/auth/login", json=body, headers=headers)
+
+    ui = basic(env.forwarder_id, env.client_secret)
+    ok = via(ui, "198.51.100.23")
+    assert ok.status_code == 200, ok.text
+    assert "refresh_token" in ok.json()
+    assert via(ui, "2001:db8::7").status_code == 200
+    for wrong in (basic(env.forwarder_id, "wrong"), basic("no-such-client", env.client_secret)):
+        refused = via(wrong, "198.51.100.23")
+        assert refused.status_code == 401
+        assert refused.json() == {"detail": "invalid client credentials"}
+        assert refused.headers["www-authenticate"].startswith("Basic")
+    not_a_forwarder = via(basic(env.client_id, env.client_secret), "198.51.100.23")
+    assert not_a_forwarder.status_code == 403
+    assert not_a_forwarder.json() == {"detail": "this client may not forward user addresses"}
+    missing = via(ui)
+    assert missing.status_code == 400
+    assert missing.json() == {"detail": "a forwarder must send X-Modelberth-User-Address"}
+    for bad in ("", "localhost", "198.51.100.23, 10.0.0.1", "300.1.2.3", "198.51.100.23:80", "x" * 300):
+        response = via(ui, bad)
+        assert response.status_code == 400, bad
+        assert response.json() == {"detail": "X-Modelberth-User-Address must be one IP address"}
+    twice = via(ui, "198.51.100.23", "198.51.100.24")
+    assert twice.status_code == 400
+    assert twice.json() == {"detail": "more than one X-Modelberth-User-Address header"}
+    # A forwarder's secret mints nothing itself.
+    assert_oauth_error(token(http, {"grant_type": "client_credentials"}, ui), 400, "unauthorized_client")
+
+
 # -- discovery ----------------------------------------------------------------------------------------
 
 
@@ -413,10 +498,10 @@ def test_in_process(run: Scenario, client: TestClient, auth_env: Any) -> None:
 
 @pytest.mark.integration
 def test_real_process(start_service: Callable[..., Any], auth_env: Any) -> None:
-    # One process for every scenario, with the default lockout limits. uvicorn trusts X-Forwarded-For from
+    # One process for every scenario, with the default limits. uvicorn trusts X-Forwarded-For from
     # 127.0.0.1 (FORWARDED_ALLOW_IPS), so each scenario comes from its own address and failures do not add
-    # up across scenarios; no client id or username fails five times in total.
-    service = start_service("auth", env=auth_env.env())
+    # up across scenarios.
+    service = start_service("auth", env=auth_env.env(FORWARDED_ALLOW_IPS="127.0.0.1"))
     with httpx.Client(base_url=service.url, timeout=10.0) as http:
         for i, run in enumerate(SCENARIOS):
             http.headers["X-Forwarded-For"] = f"10.0.{i}.1"
@@ -430,7 +515,8 @@ def test_real_process(start_service: Callable[..., Any], auth_env: Any) -> None:
 
 
 def check_lockout(http: httpx.Client, env: Any) -> None:
-    """Lockout against the real process: per client address, then per username, with Retry-After."""
+    """Throttling against the real process, behind a trusted proxy (uvicorn believes X-Forwarded-For from
+    127.0.0.1): per (username, address) with Retry-After, never for the same user elsewhere."""
     limited = metric(http, "modelberth_auth_rate_limited_total")
     unknown = metric(http, "modelberth_auth_login_failures_total", reason="unknown_user")
 
@@ -440,15 +526,15 @@ def check_lockout(http: httpx.Client, env: Any) -> None:
 
     for i in range(5):
         assert from_address("203.0.113.1", f"guess{i}", "wrong password").status_code == 401
-    assert from_address("203.0.113.1", env.username, env.password).status_code == 429
-    assert from_address("203.0.113.2", env.username, env.password).status_code == 200
-    for i in range(5):
-        assert from_address(f"198.51.100.{i}", env.admin, "wrong password").status_code == 401
-    locked = from_address("192.0.2.9", env.admin, env.password)  # right password, locked username
+    assert from_address("203.0.113.1", env.username, env.password).status_code == 200  # other accounts
+    for _ in range(5):
+        assert from_address("198.51.100.1", env.admin, "wrong password").status_code == 401
+    locked = from_address("198.51.100.1", env.admin, env.password)  # right password, locked pair
     assert locked.status_code == 429
-    assert 800 < int(locked.headers["retry-after"]) <= 900
+    assert locked.headers["retry-after"] == "30"
     assert locked.json() == {"detail": "too many failed logins; try again later"}
-    assert metric(http, "modelberth_auth_rate_limited_total") == limited + 2
+    assert from_address("192.0.2.9", env.admin, env.password).status_code == 200  # the owner elsewhere
+    assert metric(http, "modelberth_auth_rate_limited_total") == limited + 1
     assert metric(http, "modelberth_auth_login_failures_total", reason="unknown_user") == unknown + 5
 
 

@@ -110,3 +110,39 @@ def test_two_apps_in_one_process_do_not_share_metrics() -> None:
     assert sample(first_metrics, "/items/{item_id}", "2xx") == 1
     assert sample(second_metrics, "/items/{item_id}", "2xx") == 0
     assert not math.isnan(sample(second_metrics, "/items/{item_id}", "2xx"))
+
+
+ODD_METHODS = [
+    "PROPFIND", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "PURGE", "LINK", "UNLINK", "BREW",
+    "WHEN", "FOO", "get", "Post", "X" * 40, "M-SEARCH", "NOTIFY", "SUBSCRIBE", "REPORT", "CHECKOUT",
+    *(f"VERB{i}" for i in range(60)),
+]  # fmt: skip
+"""Methods uvicorn parses and passes on (any RFC 9110 token): WebDAV, cache purges, case variants, noise."""
+
+
+def test_method_label_is_bounded_whatever_verbs_arrive() -> None:
+    app, metrics = make_app()
+    client = TestClient(app)
+    paths = ["/items/1", "/points", "/no/such/path"]
+    for method in ODD_METHODS:
+        for path in paths:
+            assert client.request(method, path).status_code < 500, method
+    for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"):
+        client.request(method, "/items/1")
+    series = [
+        sample.labels
+        for family in metrics.requests.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    ]
+    methods = {labels["method"] for labels in series}
+    standard = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+    assert methods <= standard | {"other"}
+    assert "other" in methods
+    # Unknown verbs add at most one series per route and status class, never one per verb.
+    others = [labels for labels in series if labels["method"] == "other"]
+    assert len(others) == len({(labels["route"], labels["status"]) for labels in others}) <= 2 * len(paths)
+    histogram_methods = {
+        sample.labels["method"] for family in metrics.duration.collect() for sample in family.samples
+    }
+    assert histogram_methods <= methods

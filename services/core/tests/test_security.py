@@ -356,3 +356,38 @@ def test_stale_keys_are_refreshed_so_removed_keys_stop_verifying(key: ECKey) -> 
         assert (await verifier.verify(sign(replacement))).subject == "alice"
 
     asyncio.run(run())
+
+
+# -- ambiguous credentials (RFC 6750 §3.1: more than one way of sending a token is invalid_request) ---------
+
+DUPLICATES = {
+    "same value twice": ["Bearer a.b.c", "Bearer a.b.c"],
+    "valid then garbage": ["Bearer a.b.c", "garbage"],
+    "garbage then valid": ["garbage", "Bearer a.b.c"],
+    "basic and bearer": ["Basic dXNlcjpwYXNz", "Bearer a.b.c"],
+    "bearer and basic": ["Bearer a.b.c", "Basic dXNlcjpwYXNz"],
+    "valid then empty": ["Bearer a.b.c", ""],
+    "three": ["Bearer a.b.c", "Bearer a.b.c", "Bearer x.y.z"],
+    "merged by a proxy": ["Bearer a.b.c, Bearer x.y.z"],
+    "merged with basic": ["Bearer a.b.c,Basic dXNlcjpwYXNz"],
+}
+
+
+@pytest.mark.parametrize("values", list(DUPLICATES.values()), ids=list(DUPLICATES))
+def test_more_than_one_credential_is_an_invalid_request(values: list[str]) -> None:
+    with pytest.raises(TokenError) as caught:
+        bearer_token(values)
+    assert (caught.value.error, caught.value.status_code) == ("invalid_request", 400)
+    assert caught.value.description == "more than one credential in the Authorization header(s)"
+
+
+@pytest.mark.parametrize("values", [[], [""], ["Bearer"], ["Basic abc"], ["Token abc"]])
+def test_one_missing_or_wrong_credential_is_still_invalid_token(values: list[str]) -> None:
+    with pytest.raises(TokenError) as caught:
+        bearer_token(values)
+    assert (caught.value.error, caught.value.status_code) == ("invalid_token", 401)
+
+
+def test_bearer_token_takes_the_header_list_or_one_value() -> None:
+    assert bearer_token(["Bearer a.b.c"]) == "a.b.c"
+    assert bearer_token("Bearer a.b.c") == "a.b.c"

@@ -209,6 +209,12 @@ def test_service_env_wires_the_services_to_each_other(tmp_path: Path) -> None:
     assert inference["INFERENCE_MODEL_DIR"] == str(config.model_dir)
     assert ui["UI_AUTH_URL"] == "http://127.0.0.1:18001"
     assert ui["UI_INFERENCE_URL"] == "http://127.0.0.1:18002"
+    assert "UI_CLIENT_SECRET" not in ui  # no client given, none wired
+    client = {"client_id": "modelberth-ui", "client_secret": "s" * 43}
+    with_client = {name: stack.service_env(config, name, base, client) for name in stack.SERVICES}
+    assert with_client["ui"]["UI_CLIENT_ID"] == "modelberth-ui"
+    assert with_client["ui"]["UI_CLIENT_SECRET"] == "s" * 43
+    assert not any("UI_CLIENT_SECRET" in with_client[name] for name in ("auth", "inference"))
     # An issuer the developer set is kept, and inference trusts the same one.
     custom = stack.service_env(config, "inference", {**base, "AUTH_ISSUER": "https://auth.example"})
     assert custom["INFERENCE_AUTH_ISSUER"] == "https://auth.example"
@@ -322,6 +328,20 @@ def test_loadtest_client_is_registered_once(tmp_path: Path) -> None:
     lost = FakeCli()
     assert stack.ensure_client(config, {}, run=lost) == client
     assert [c[0] for c in lost.calls] == [["clients", "list", "--json"], add]
+
+
+def test_ui_client_is_a_forwarder_registered_afresh_on_every_start(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    cli = FakeCli()
+    client = stack.ensure_ui_client(config, {}, run=cli)
+    assert client == {"client_id": "loadtest-123", "client_secret": "s3cr3t-value"}  # what the CLI printed
+    add = ["clients", "add", "modelberth-ui", "--client-id", "modelberth-ui", "--forwards-user-address"]
+    assert [c[0] for c in cli.calls] == [[*add, "--replace", "--json"]]
+    path = config.state_dir / "ui-client.json"
+    assert json.loads(path.read_text()) == client
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with pytest.raises(StackError, match=r"clients add \(ui\) failed"):
+        stack.ensure_ui_client(config, {}, run=FakeCli(fail=["clients add"]))
 
 
 @pytest.mark.parametrize(
@@ -514,6 +534,7 @@ def test_up_starts_everything_prints_a_working_curl_and_stops_cleanly(
     assert password in banner  # a new random password is shown once
     assert stat.S_IMODE((state / "demo-credentials.json").stat().st_mode) == 0o600
     assert stat.S_IMODE((state / "loadtest-client.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((state / "ui-client.json").stat().st_mode) == 0o600
 
     for name, port in ports.items():
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200, name
@@ -544,6 +565,38 @@ def test_up_starts_everything_prints_a_working_curl_and_stops_cleanly(
     children = {name: info["pid"] for name, info in pids["services"].items()}
     assert set(children) == {"auth", "inference", "ui", "prometheus"}
     assert all(_alive(pid) for pid in children.values())
+
+    # The UI process got its own client's credentials (and only the UI did); auth accepts them as the
+    # forwarder of a browser's address on login, and the failures then count against that address.
+    environ = {
+        name: dict(
+            item.split("=", 1)
+            for item in Path(f"/proc/{children[name]}/environ").read_text().split("\0")
+            if "=" in item
+        )
+        for name in ("auth", "inference", "ui")
+    }
+    ui_client = json.loads((state / "ui-client.json").read_text())
+    assert environ["ui"]["UI_CLIENT_ID"] == ui_client["client_id"] == "modelberth-ui"
+    assert environ["ui"]["UI_CLIENT_SECRET"] == ui_client["client_secret"]
+    assert all("UI_CLIENT_SECRET" not in environ[name] for name in ("auth", "inference"))
+    auth_url = f"http://127.0.0.1:{ports['auth']}"
+    forwarded = httpx.post(
+        f"{auth_url}/auth/login",
+        json={"username": "demo", "password": password},
+        auth=(ui_client["client_id"], ui_client["client_secret"]),
+        headers={"X-Modelberth-User-Address": "198.51.100.9"},
+        timeout=10,
+    )
+    assert forwarded.status_code == 200, forwarded.text
+    wrong = httpx.post(
+        f"{auth_url}/auth/login",
+        json={"username": "demo", "password": password},
+        auth=(ui_client["client_id"], "not-the-secret"),
+        headers={"X-Modelberth-User-Address": "198.51.100.9"},
+        timeout=10,
+    )
+    assert wrong.status_code == 401
 
     up.process.send_signal(signal.SIGTERM)
     assert up.process.wait(60) == 0

@@ -211,17 +211,50 @@ def users_remove(args: argparse.Namespace) -> int:
 # -- clients ------------------------------------------------------------------------------------------
 
 
+MIN_CLIENT_SECRET_CHARS = 32
+"""A secret given on stdin must be at least this long (the generated ones have 43 URL-safe characters)."""
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+
+
+def _client_secret(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """``(secret, problem)``: read from stdin with ``--secret-stdin``, else newly generated."""
+    if not args.secret_stdin:
+        return new_client_secret(), None
+    secret = sys.stdin.readline().rstrip("\r\n")
+    if not MIN_CLIENT_SECRET_CHARS <= len(secret) <= MAX_PASSWORD_CHARS:
+        return None, f"a client secret must have {MIN_CLIENT_SECRET_CHARS} to {MAX_PASSWORD_CHARS} characters"
+    return secret, None
+
+
 def clients_add(args: argparse.Namespace) -> int:
-    """Add a client and print its id and secret, once."""
+    """Add a client and print its id (and its secret, once, unless it came from stdin).
+
+    ``--forwards-user-address`` makes a trusted forwarder (the UI): it may name the user's address on
+    ``POST /auth/login`` and nothing else (no scopes, no grants), so its secret cannot mint tokens.
+    """
     if not _valid_name(args.name):
         return _fail("client names are 1-64 of A-Z a-z 0-9 . _ @ - (starting alphanumeric)", EXIT_USAGE)
-    scopes = _scopes(args.scope, DEFAULT_CLIENT_SCOPES)
+    if args.client_id is not None and re.fullmatch(CLIENT_ID_PATTERN, args.client_id) is None:
+        return _fail("client ids are 1-128 of A-Z a-z 0-9 . _ -", EXIT_USAGE)
+    if args.forwards_user_address and args.scope:
+        return _fail("a forwarder client gets no scopes: it only vouches for user addresses", EXIT_USAGE)
+    scopes: list[Scope] | None = (
+        [] if args.forwards_user_address else _scopes(args.scope, DEFAULT_CLIENT_SCOPES)
+    )
     if scopes is None:
         return _fail(f"unknown scope; choose from {', '.join(SCOPES)}", EXIT_USAGE)
+    secret, problem = _client_secret(args)
+    if secret is None:
+        return _fail(problem or "no client secret", EXIT_USAGE)
     path = _users_path(args)
-    client_id, secret = new_client_id(args.name.replace("@", "-")), new_client_secret()
+    client_id = args.client_id or new_client_id(args.name.replace("@", "-"))
     record = ClientRecord(
-        client_id=client_id, secret_hash=hash_secret(secret), scopes=scopes, created_at=now_utc()
+        client_id=client_id,
+        secret_hash=hash_secret(secret),
+        scopes=scopes,
+        grant_types=[] if args.forwards_user_address else ["client_credentials"],
+        forwards_user_address=args.forwards_user_address,
+        created_at=now_utc(),
     )
     with locked(path):
         try:
@@ -230,13 +263,21 @@ def clients_add(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         if args.name in document.clients and not args.replace:
             return _fail(f"client {args.name} exists; use --replace for a new id and secret")
+        if any(c.client_id == client_id for n, c in document.clients.items() if n != args.name):
+            return _fail(f"another client already has the id {client_id}")
         document.clients[args.name] = record
         write_document(path, document)
+    shown: dict[str, str | bool] = {"client_id": client_id, "scope": " ".join(scopes)}
+    if not args.secret_stdin:
+        shown["client_secret"] = secret
+    if args.forwards_user_address:
+        shown["forwards_user_address"] = True
     if args.json:
-        print(json.dumps({"client_id": client_id, "client_secret": secret, "scope": " ".join(scopes)}))
+        print(json.dumps(shown))
     else:
-        print(f"client_id: {client_id}\nclient_secret: {secret}\nscope: {' '.join(scopes)}")
-        print("the secret is shown only now; store it safely", file=sys.stderr)
+        print("\n".join(f"{key}: {json.dumps(v) if isinstance(v, bool) else v}" for key, v in shown.items()))
+        if not args.secret_stdin:
+            print("the secret is shown only now; store it safely", file=sys.stderr)
     return 0
 
 
@@ -247,14 +288,20 @@ def clients_list(args: argparse.Namespace) -> int:
     except PrincipalsError as exc:
         return _fail(str(exc))
     rows = [
-        {"name": name, "client_id": c.client_id, "scopes": list(c.scopes)}
+        {
+            "name": name,
+            "client_id": c.client_id,
+            "scopes": list(c.scopes),
+            "forwards_user_address": c.forwards_user_address,
+        }
         for name, c in sorted(document.clients.items())
     ]
     if args.json:
         print(json.dumps(rows))
     else:
-        for row in rows:
-            print(f"{row['name']}\t{row['client_id']}\t{' '.join(row['scopes'])}")
+        for name, c in sorted(document.clients.items()):
+            role = "\tforwards user addresses" if c.forwards_user_address else ""
+            print(f"{name}\t{c.client_id}\t{' '.join(c.scopes)}{role}")
     return 0
 
 

@@ -8,19 +8,22 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from modelberth_auth.errors import install_auth_error_handlers
 from modelberth_auth.keys import KeyRing, KeyRingSource, KeysetError, create_keyset
 from modelberth_auth.limits import BodyLimitMiddleware
 from modelberth_auth.oauth import Authority
 from modelberth_auth.principals import PrincipalsError, PrincipalStore
+from modelberth_auth.refresh import FileRefreshStore
 from modelberth_auth.routes import health, login, oauth, wellknown
+from modelberth_auth.schemas import SECURITY_SCHEMES
 from modelberth_auth.settings import Settings
 from modelberth_auth.telemetry import AuthMetrics
-from modelberth_auth.throttle import LoginThrottle
-from modelberth_auth.tokens import RefreshStore
+from modelberth_auth.throttle import MemoryThrottle
 from modelberth_core.metrics import (
     FASTAPI_TELEMETRY,
     HttpMetrics,
@@ -39,7 +42,7 @@ class Startup:
     """Loads the keyset and the users file; readiness retries whatever is still missing."""
 
     def __init__(
-        self, settings: Settings, keys: KeyRing, principals: PrincipalStore, refresh: RefreshStore
+        self, settings: Settings, keys: KeyRing, principals: PrincipalStore, refresh: FileRefreshStore
     ) -> None:
         self.settings = settings
         self.keys = keys
@@ -71,6 +74,28 @@ class Startup:
         return problems
 
 
+def install_openapi(app: FastAPI) -> None:
+    """Generate the OpenAPI document once, with the security schemes the routes refer to."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            components = document.setdefault("components", {})
+            components["securitySchemes"] = SECURITY_SCHEMES
+            # Validation errors never echo the input (core's handler drops input and ctx): say so.
+            validation = components.get("schemas", {}).get("ValidationError")
+            if validation is not None:
+                for echoed in ("input", "ctx"):
+                    validation["properties"].pop(echoed, None)
+                validation["additionalProperties"] = False
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the auth app (settings from ``AUTH_*`` unless given)."""
     settings = settings or Settings()
@@ -82,12 +107,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     principals = PrincipalStore(
         settings.users_path, settings.reload_interval_seconds, require_file=settings.environment != "dev"
     )
-    refresh = RefreshStore(
+    refresh = FileRefreshStore(
         settings.refresh_store_path,
         settings.refresh_token_ttl_seconds,
         settings.max_refresh_tokens_per_subject,
     )
-    throttle = LoginThrottle(settings.login_max_failures, settings.login_window_seconds)
+    throttle = MemoryThrottle(settings.throttle_policy)
     authority = Authority(settings, keys, principals, refresh, throttle, auth_metrics)
     verifier = TokenVerifier(KeyRingSource(keys), issuer=settings.issuer, audience=settings.audience)
     startup = Startup(settings, keys, principals, refresh)
@@ -121,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(login.router)
     app.include_router(wellknown.router)
+    install_openapi(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
     return app

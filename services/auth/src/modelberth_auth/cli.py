@@ -76,6 +76,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="predict, models:read, models:admin (repeatable; default: predict)",
     )
     cadd.add_argument("--json", action="store_true", help='print {"client_id": ..., "client_secret": ...}')
+    cadd.add_argument(
+        "--client-id", help="this client id instead of NAME-<random hex> (ids are public anyway)"
+    )
+    cadd.add_argument(
+        "--secret-stdin",
+        action="store_true",
+        help="read the secret (32+ characters) from stdin instead of generating one; it is not printed",
+    )
+    cadd.add_argument(
+        "--forwards-user-address",
+        action="store_true",
+        help="a trusted forwarder such as the UI: may send X-Modelberth-User-Address on /auth/login; "
+        "no scopes, no grants",
+    )
     cadd.add_argument("--replace", action="store_true", help="replace an existing client (new id and secret)")
     _file_option(cadd, "users", "AUTH_USERS_FILE")
     cadd.set_defaults(handler=_run("clients_add"))

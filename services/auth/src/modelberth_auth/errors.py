@@ -38,11 +38,13 @@ class OAuthError(Exception):
         self.headers = headers or {}
 
 
-def invalid_client(description: str, challenge: bool) -> OAuthError:
-    """``invalid_client``: 401 + Basic challenge when the client tried Basic (or sent nothing), else 400."""
-    if challenge:
-        return OAuthError("invalid_client", description, 401, {"WWW-Authenticate": BASIC_CHALLENGE})
-    return OAuthError("invalid_client", description, 400)
+def invalid_client(description: str) -> OAuthError:
+    """``invalid_client``: always 401 with a Basic challenge, however the client authenticated.
+
+    RFC 6749 §5.2 requires 401 after HTTP Basic and allows it for body credentials; one status for every
+    failed client authentication is what Keycloak and Hydra answer too, and what RFC 7235 clients expect.
+    """
+    return OAuthError("invalid_client", description, 401, {"WWW-Authenticate": BASIC_CHALLENGE})
 
 
 def oauth_error_response(

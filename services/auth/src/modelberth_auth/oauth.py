@@ -1,5 +1,6 @@
 """The authorization server's decisions, without HTTP: who is authenticated, which grant applies, which
-scopes a token gets. Routes parse requests and call these (sync, CPU-bound: argon2 runs in a threadpool).
+scopes a token gets, which address an attempt counts against. Routes parse requests and await these;
+argon2 runs in the threadpool, the throttle and the refresh store are awaited (a shared store is remote).
 
 Password hashes are checked in constant work: an unknown user or client is checked against a dummy hash
 with the same parameters, so "no such user" and "wrong password" cost the same and answer the same.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import logging
 import re
 from collections.abc import Sequence
@@ -17,17 +19,23 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from joserfc.jwk import KeySet
+from starlette.concurrency import run_in_threadpool
 
 from modelberth_auth.errors import OAuthError, invalid_client
 from modelberth_auth.keys import KeyRing
-from modelberth_auth.principals import PrincipalStore, verify_secret
+from modelberth_auth.principals import ClientRecord, PrincipalStore, UserRecord, verify_secret
+from modelberth_auth.refresh import RefreshError, RefreshStore
 from modelberth_auth.settings import Settings
 from modelberth_auth.telemetry import AuthMetrics
-from modelberth_auth.throttle import LoginThrottle
-from modelberth_auth.tokens import RefreshError, RefreshStore, mint_access_token
-from modelberth_core.security import SCOPES
+from modelberth_auth.throttle import Throttle
+from modelberth_auth.tokens import mint_access_token
+from modelberth_core.security import SCOPES, TokenError, single_authorization
 
 log = logging.getLogger("modelberth.auth")
+
+USER_ADDRESS_HEADER = "X-Modelberth-User-Address"
+"""The browser's address, sent by the UI with its own client credentials on ``POST /auth/login``; believed
+only from a client marked ``forwards_user_address`` (never because of where a request comes from)."""
 
 SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 """RFC 6749 §3.3 scope-token characters."""
@@ -39,7 +47,16 @@ class ClientCredentials:
 
     client_id: str
     client_secret: str | None
-    via_basic: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedClient:
+    """A client whose secret was verified."""
+
+    client_id: str
+    scopes: list[str]
+    grant_types: list[str]
+    forwards_user_address: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +82,7 @@ class TokenResult:
 
 
 class LoginLocked(Exception):
-    """Too many failures for this username/client or address; retry after ``retry_after`` seconds."""
+    """Too many failures for this account from this address, or from this address; retry later."""
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(retry_after)
@@ -76,19 +93,27 @@ class LoginFailed(Exception):
     """Wrong username or password (deliberately not saying which)."""
 
 
+def one_authorization(values: list[str]) -> str | None:
+    """The request's one ``Authorization`` value; ``invalid_request`` when there are several (ambiguous)."""
+    try:
+        return single_authorization(values)
+    except TokenError as exc:
+        raise OAuthError("invalid_request", exc.description) from None
+
+
 def parse_basic(authorization: str) -> ClientCredentials:
     """Client credentials from ``Authorization: Basic`` (RFC 6749 §2.3.1: form-encoded, then base64)."""
     scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() != "basic":
-        raise invalid_client("unsupported authentication scheme; use Basic or client_secret_post", True)
+        raise invalid_client("unsupported authentication scheme; use Basic or client_secret_post")
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise invalid_client("malformed Basic credentials", True) from None
+        raise invalid_client("malformed Basic credentials") from None
     client_id, sep, secret = decoded.partition(":")
     if not sep or not client_id:
-        raise invalid_client("malformed Basic credentials", True)
-    return ClientCredentials(unquote_plus(client_id), unquote_plus(secret), via_basic=True)
+        raise invalid_client("malformed Basic credentials")
+    return ClientCredentials(unquote_plus(client_id), unquote_plus(secret))
 
 
 def parse_scope(value: str | None) -> list[str] | None:
@@ -126,7 +151,7 @@ class Authority:
         keys: KeyRing,
         principals: PrincipalStore,
         refresh: RefreshStore,
-        throttle: LoginThrottle,
+        throttle: Throttle,
         metrics: AuthMetrics,
     ) -> None:
         self.settings = settings
@@ -138,54 +163,90 @@ class Authority:
 
     # -- authentication -----------------------------------------------------------------------------
 
-    def _check_locked(self, *keys: str) -> None:
-        retry = self.throttle.retry_after(*keys)
+    async def _admit(self, account: str | None, address: str) -> None:
+        retry = await self.throttle.admit(account, address)
         if retry is not None:
             self.metrics.rate_limited.inc()
             raise LoginLocked(retry)
 
-    def authenticate_client(
-        self, creds: ClientCredentials | None, address: str
-    ) -> tuple[str, list[str], list[str]]:
-        """``(client_id, scopes, grant_types)`` of the authenticated client, or ``invalid_client``.
-
-        Raises :class:`LoginLocked` after too many failures for this client id or address.
-        """
-        if creds is None:
-            raise invalid_client("client authentication required", True)
-        if creds.client_secret is None or not creds.client_secret:
-            raise invalid_client("client authentication failed", creds.via_basic)
-        client_key, addr_key = f"client:{creds.client_id}", f"addr:{address}"
-        self._check_locked(client_key, addr_key)
-        found = self.principals.client(creds.client_id)
+    def _check_client(self, client_id: str, secret: str) -> ClientRecord | None:
+        found = self.principals.client(client_id)
         stored = found[1].secret_hash if found else self.principals.dummy_hash
-        ok = verify_secret(stored, creds.client_secret) and found is not None
-        if not ok or found is None:
-            self.throttle.fail(client_key, addr_key)
+        ok = verify_secret(stored, secret) and found is not None
+        if found is None or not ok:
             self.metrics.login_failures.labels(
                 "unknown_client" if found is None else "bad_client_secret"
             ).inc()
             log.info("client authentication failed", extra={"known_client": found is not None})
-            raise invalid_client("client authentication failed", creds.via_basic)
-        _, record = found
-        return creds.client_id, list(record.scopes), list(record.grant_types)
+            return None
+        return found[1]
 
-    def login(self, username: str, password: str, address: str) -> TokenResult:
-        """First-party login of a person: access token plus refresh token, or :class:`LoginFailed`."""
-        user_key, addr_key = f"user:{username.casefold()}", f"addr:{address}"
-        self._check_locked(user_key, addr_key)
+    async def authenticate_client(self, creds: ClientCredentials | None, address: str) -> AuthenticatedClient:
+        """The authenticated client, or ``invalid_client``.
+
+        Failures count against ``address`` only, never against the client id: ids are public and secrets
+        are 256-bit, so a per-client lockout would only let anyone lock a client out. Raises
+        :class:`LoginLocked` while the address has too many failures.
+        """
+        if creds is None:
+            raise invalid_client("client authentication required")
+        if not creds.client_secret:
+            raise invalid_client("client authentication failed")
+        await self._admit(None, address)
+        record = await run_in_threadpool(self._check_client, creds.client_id, creds.client_secret)
+        if record is None:
+            await self.throttle.failed(None, address)
+            raise invalid_client("client authentication failed")
+        await self.throttle.succeeded(None, address)
+        return AuthenticatedClient(
+            creds.client_id, list(record.scopes), list(record.grant_types), record.forwards_user_address
+        )
+
+    async def forwarded_address(self, creds: ClientCredentials, peer: str, claimed: str | None) -> str:
+        """The user's address a trusted forwarder (the UI) vouches for, in place of ``peer`` (its own).
+
+        Only a client marked ``forwards_user_address`` may do this, authenticated with its secret on this
+        very request; failures count against ``peer``. ``invalid_client`` for wrong credentials,
+        ``unauthorized_client`` for a client that is not a forwarder, ``invalid_request`` for a claimed
+        address that is missing or not an IP address.
+        """
+        client = await self.authenticate_client(creds, peer)
+        if not client.forwards_user_address:
+            log.warning("client tried to forward a user address", extra={"client_id": client.client_id})
+            raise OAuthError("unauthorized_client", "this client may not forward user addresses", 403)
+        if claimed is None:
+            raise OAuthError("invalid_request", f"a forwarder must send {USER_ADDRESS_HEADER}")
+        try:
+            return str(ipaddress.ip_address(claimed.strip()))
+        except ValueError:
+            raise OAuthError("invalid_request", f"{USER_ADDRESS_HEADER} must be one IP address") from None
+
+    def _check_password(self, username: str, password: str) -> UserRecord | None:
         record = self.principals.user(username)
         stored = record.password_hash if record else self.principals.dummy_hash
         ok = verify_secret(stored, password) and record is not None
-        if not ok or record is None:
-            self.throttle.fail(user_key, addr_key)
+        if record is None or not ok:
             self.metrics.login_failures.labels("unknown_user" if record is None else "bad_password").inc()
             log.info("login failed", extra={"known_user": record is not None})
+            return None
+        return record
+
+    async def login(self, username: str, password: str, address: str) -> TokenResult:
+        """First-party login of a person: access token plus refresh token, or :class:`LoginFailed`.
+
+        ``address`` is the person's: the TCP peer as uvicorn resolved it through trusted proxies, or the
+        browser's address a trusted forwarder (the UI) vouched for.
+        """
+        account = f"user:{username.casefold()}"
+        await self._admit(account, address)
+        record = await run_in_threadpool(self._check_password, username, password)
+        if record is None:
+            await self.throttle.failed(account, address)
             raise LoginFailed
-        self.throttle.reset(user_key)
+        await self.throttle.succeeded(account, address)
         scopes = [s for s in SCOPES if s in record.scopes]
         result = self._issue(username, scopes, client_id=None)
-        refresh = self.refresh.issue(username, result.scope)
+        refresh = await self.refresh.issue(username, result.scope)
         log.info("login", extra={"sub": username, "scope": result.scope})
         return TokenResult(result.access_token, result.expires_in, result.scope, refresh)
 
@@ -204,35 +265,33 @@ class Authority:
         log.info("access token issued", extra={"sub": subject, "jti": token.token_id, "scope": token.scope})
         return TokenResult(token.value, token.expires_in, token.scope)
 
-    def client_credentials(
+    async def client_credentials(
         self, creds: ClientCredentials | None, scope: str | None, address: str
     ) -> TokenResult:
         """RFC 6749 §4.4: a token for the client itself; no refresh token (§4.4.3)."""
-        client_id, allowed, grants = self.authenticate_client(creds, address)
-        if "client_credentials" not in grants:
+        client = await self.authenticate_client(creds, address)
+        if "client_credentials" not in client.grant_types:
             raise OAuthError("unauthorized_client", "this client may not use the client_credentials grant")
-        scopes = grant_scopes(parse_scope(scope), allowed)
-        return self._issue(client_id, scopes, client_id=client_id)
+        scopes = grant_scopes(parse_scope(scope), client.scopes)
+        return self._issue(client.client_id, scopes, client_id=client.client_id)
 
-    def refresh_token(
+    async def refresh_token(
         self, creds: ClientCredentials | None, refresh_token: str | None, scope: str | None, address: str
     ) -> TokenResult:
         """RFC 6749 §6: rotate a refresh token issued by login (to the first-party, public client)."""
         if creds is not None:
-            self.authenticate_client(creds, address)
+            await self.authenticate_client(creds, address)
             raise OAuthError("unauthorized_client", "refresh tokens are issued to users, not to clients")
         if not refresh_token:
             raise OAuthError("invalid_request", "missing parameter: refresh_token")
         requested = parse_scope(scope)
-        record = self.refresh.lookup(refresh_token)
-        if (
-            record is not None
-            and requested is not None
-            and any(s not in record.scope.split() for s in requested)
-        ):
+        # A scope error must not burn the live token; any other token goes on to rotate(), which revokes
+        # its family when it is a rotated one.
+        live = await self.refresh.lookup(refresh_token)
+        if live is not None and requested is not None and any(s not in live.scope.split() for s in requested):
             raise OAuthError("invalid_scope", "requested scope exceeds the original grant")
         try:
-            record, successor = self.refresh.rotate(refresh_token)
+            record, successor = await self.refresh.rotate(refresh_token)
         except RefreshError as exc:
             text = {
                 "invalid": "refresh token is invalid",
@@ -243,7 +302,7 @@ class Authority:
             raise OAuthError("invalid_grant", text) from None
         user = self.principals.user(record.subject)
         if user is None:
-            self.refresh.revoke(successor)
+            await self.refresh.revoke(successor)
             raise OAuthError("invalid_grant", "refresh token is invalid")
         # Never more than the original grant, nor more than the user has now.
         allowed = [s for s in record.scope.split() if s in user.scopes]
@@ -257,9 +316,9 @@ class Authority:
         """The verification keys (public halves)."""
         return self.keys.public_keys()
 
-    def revoke_refresh(self, token: str) -> bool:
+    async def revoke_refresh(self, token: str) -> bool:
         """Revoke a refresh token's family (RFC 7009); False when unknown."""
-        revoked = self.refresh.revoke(token)
+        revoked = await self.refresh.revoke(token)
         if revoked:
             log.info("refresh token revoked")
         return revoked

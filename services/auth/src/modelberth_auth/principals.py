@@ -67,6 +67,9 @@ class ClientRecord(BaseModel):
     """Scopes this client's tokens may carry."""
     grant_types: list[GrantType] = Field(default_factory=lambda: list(GRANT_TYPES))
     """Grants this client may use at the token endpoint."""
+    forwards_user_address: bool = False
+    """A trusted forwarder (the UI): its ``POST /auth/login`` requests, authenticated with this client's
+    secret, may name the user's address in ``X-Modelberth-User-Address`` (failed logins count against it)."""
     created_at: datetime | None = None
     """When the client was added (UTC)."""
 

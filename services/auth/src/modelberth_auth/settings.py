@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from modelberth_auth.throttle import ThrottlePolicy
 from modelberth_core.settings import ServiceSettings, state_dir
 
 
@@ -35,14 +36,28 @@ class Settings(ServiceSettings):
     """Refresh token lifetime in seconds (a rotated token keeps the family's original expiry)."""
     max_refresh_tokens_per_subject: int = Field(default=50, ge=1, le=10_000)
     """Live refresh-token families per subject; the oldest is dropped beyond this."""
-    login_max_failures: int = Field(default=5, ge=1, le=1000)
-    """Failed logins per username or per client address before 429."""
-    login_window_seconds: int = Field(default=900, ge=1, le=86_400)
-    """Sliding window, in seconds, in which failed logins are counted."""
+    login_max_failures: int = Field(default=5, ge=1, le=100_000)
+    """Failed logins of one account from one source address before its attempts wait (backoff)."""
+    login_backoff_seconds: float = Field(default=30.0, ge=0.0, le=86_400.0)
+    """The first wait in seconds after ``login_max_failures``; it doubles with each further failure."""
+    login_backoff_max_seconds: float = Field(default=900.0, ge=0.0, le=86_400.0)
+    """The longest wait in seconds of one account from one address."""
+    login_reset_seconds: float = Field(default=43_200.0, ge=1.0, le=30 * 86_400.0)
+    """Seconds without a failure after which an account's count from an address starts over."""
+    address_max_failures: int = Field(default=50, ge=1, le=1_000_000)
+    """Failed logins and client authentications from one source address (IPv6: per /64) before 429."""
+    address_window_seconds: float = Field(default=900.0, ge=1.0, le=86_400.0)
+    """Sliding window in seconds of the per-address count."""
     reload_interval_seconds: float = Field(default=1.0, ge=0.0, le=3600.0)
     """At most this often, in seconds, the users and keyset files are checked for changes."""
     max_body_bytes: int = Field(default=65_536, ge=1024, le=10 * 1024 * 1024)
     """Larger request bodies get 413."""
+
+    @model_validator(mode="after")
+    def _backoff_fits(self) -> Settings:
+        if self.login_reset_seconds < self.login_backoff_max_seconds:
+            raise ValueError("login_reset_seconds must be at least login_backoff_max_seconds")
+        return self
 
     @model_validator(mode="after")
     def _default_paths(self) -> Settings:
@@ -74,6 +89,18 @@ class Settings(ServiceSettings):
         """The refresh-token store (resolved default)."""
         assert self.refresh_store_file is not None
         return self.refresh_store_file
+
+    @property
+    def throttle_policy(self) -> ThrottlePolicy:
+        """The brute-force limits these settings describe."""
+        return ThrottlePolicy(
+            max_failures=self.login_max_failures,
+            backoff_seconds=self.login_backoff_seconds,
+            backoff_max_seconds=self.login_backoff_max_seconds,
+            reset_seconds=self.login_reset_seconds,
+            address_max_failures=self.address_max_failures,
+            address_window_seconds=self.address_window_seconds,
+        )
 
     @property
     def may_generate_keyset(self) -> bool:

@@ -31,6 +31,11 @@ from modelberth_core.logging import request_id_var
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 """Kept out of request metrics and access logs: scrapes and probes would drown real traffic."""
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+"""The RFC 9110 methods plus PATCH: the only values of the ``method`` label. uvicorn passes on any token as
+a method (``PROPFIND``, ``get``, ``VERB123``...); each would start new series, so they all count as
+``other``."""
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 access_log = logging.getLogger("modelberth.access")
@@ -71,6 +76,11 @@ class HttpMetrics:
         self.in_flight = Gauge(
             f"{prefix}_requests_in_flight", "HTTP requests being handled now.", registry=registry
         )
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label of a request: the method itself when it is a standard one, else ``other``."""
+    return method if method in HTTP_METHODS else "other"
 
 
 def _route_template(scope: Scope) -> str:
@@ -117,7 +127,7 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - start
             self.metrics.in_flight.dec()
-            route, method = _route_template(scope), scope["method"]
+            route, method = _route_template(scope), method_label(scope["method"])
             self.metrics.requests.labels(route, method, f"{status // 100}xx").inc()
             self.metrics.duration.labels(route, method).observe(elapsed)
             access_log.info(

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,11 +43,14 @@ MAX_TOKEN_BYTES = 8192
 
 
 class TokenError(Exception):
-    """The token cannot be accepted; maps to 401 ``invalid_token`` (RFC 6750 §3.1)."""
+    """The token cannot be accepted: 401 ``invalid_token`` (RFC 6750 §3.1) unless ``error`` says otherwise
+    (400 ``invalid_request`` for an ambiguous request)."""
 
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str, error: str = "invalid_token", status_code: int = 401) -> None:
         super().__init__(description)
         self.description = description
+        self.error = error
+        self.status_code = status_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,8 +318,30 @@ def _has_kid(keys: KeySet, kid: str) -> bool:
     return any(key.kid == kid for key in keys.keys)
 
 
-def bearer_token(authorization: str | None) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header; raise :class:`TokenError` otherwise."""
+AMBIGUOUS_CREDENTIALS = "more than one credential in the Authorization header(s)"
+
+
+def single_authorization(values: str | Sequence[str] | None) -> str | None:
+    """The one ``Authorization`` value of a request (None when absent).
+
+    Two headers (or two credentials a proxy merged into one with a comma) are ambiguous: a server that
+    reads the first and a proxy or log that reads the last would disagree on who is calling. RFC 6750
+    §3.1 calls that ``invalid_request`` (400), whatever the values are.
+    """
+    if values is None or isinstance(values, str):
+        values = [] if values is None else [values]
+    if len(values) > 1 or (values and "," in values[0]):
+        raise TokenError(AMBIGUOUS_CREDENTIALS, "invalid_request", 400)
+    return values[0] if values else None
+
+
+def bearer_token(authorization: str | Sequence[str] | None) -> str:
+    """The token of the ``Authorization: Bearer <token>`` header; raise :class:`TokenError` otherwise.
+
+    Pass every value of the header (``request.headers.getlist("authorization")``), so that a request with
+    two of them is refused as ambiguous rather than judged by its first.
+    """
+    authorization = single_authorization(authorization)
     if not authorization:
         raise TokenError("missing bearer token")
     scheme, _, value = authorization.partition(" ")

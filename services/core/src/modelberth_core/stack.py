@@ -1,10 +1,11 @@
 """``modelberth up``: the whole product on one machine, supervised by one process.
 
-On a fresh clone it trains the default model if none exists, creates the ``demo`` user and a load-test
-client, starts auth, inference and ui (and, with ``--with-prometheus``, a real Prometheus) as child
-processes, waits for each ``/readyz`` by polling, prints the URLs, the credentials and a copy-paste curl,
-and on Ctrl-C / SIGTERM stops everything: each child gets SIGTERM, so uvicorn lets in-flight requests
-finish. A child that dies is reported and the stack stops with a non-zero exit code.
+On a fresh clone it trains the default model if none exists, creates the ``demo`` user, a load-test
+client and the UI's own client (which vouches for the browser's address on logins), starts auth,
+inference and ui (and, with ``--with-prometheus``, a real Prometheus) as child processes, waits for each
+``/readyz`` by polling, prints the URLs, the credentials and a copy-paste curl, and on Ctrl-C / SIGTERM
+stops everything: each child gets SIGTERM, so uvicorn lets in-flight requests finish. A child that dies is
+reported and the stack stops with a non-zero exit code.
 
 Everything heavy runs in subprocesses (``modelberth train``, ``modelberth users add``...): this module
 imports only the standard library at import time, so ``modelberth --help`` stays fast.
@@ -39,8 +40,11 @@ DEMO_USER = "demo"
 DEMO_SCOPES = ("predict", "models:read")
 LOADTEST_CLIENT = "loadtest"
 LOADTEST_SCOPES = ("predict", "models:read")
+UI_CLIENT = "modelberth-ui"
+"""Name and client id of the UI's confidential client (``forwards_user_address``: issue 13, point 2)."""
 DEMO_CREDENTIALS_FILE = "demo-credentials.json"
 LOADTEST_CLIENT_FILE = "loadtest-client.json"
+UI_CLIENT_FILE = "ui-client.json"
 PIDS_FILE = "stack.json"
 PROMETHEUS_NAMESPACE = "local"
 """The ``namespace`` label the local Prometheus attaches, so dashboards' ``$namespace`` works unchanged."""
@@ -261,8 +265,11 @@ def base_env(config: StackConfig, environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def service_env(config: StackConfig, name: str, env: Mapping[str, str]) -> dict[str, str]:
-    """The cross-wiring for one service: inference trusts auth's JWKS and issuer, the UI calls both."""
+def service_env(
+    config: StackConfig, name: str, env: Mapping[str, str], ui_client: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The cross-wiring for one service: inference trusts auth's JWKS and issuer, the UI calls both (with
+    ``ui_client``'s credentials, given to the UI process only)."""
     auth_url = config.url("auth")
     issuer = env.get("AUTH_ISSUER") or auth_url
     wired = dict(env)
@@ -275,6 +282,9 @@ def service_env(config: StackConfig, name: str, env: Mapping[str, str]) -> dict[
     elif name == "ui":
         wired["UI_AUTH_URL"] = auth_url
         wired["UI_INFERENCE_URL"] = config.url("inference")
+        if ui_client is not None:
+            wired["UI_CLIENT_ID"] = ui_client["client_id"]
+            wired["UI_CLIENT_SECRET"] = ui_client["client_secret"]
     return wired
 
 
@@ -455,6 +465,24 @@ def ensure_client(config: StackConfig, env: Mapping[str, str], run: Runner = run
     )
     client = parse_client_json(output)
     write_private_json(path, client)
+    return client
+
+
+def ensure_ui_client(config: StackConfig, env: Mapping[str, str], run: Runner = run_cli) -> dict[str, str]:
+    """The UI's client (``forwards_user_address``, no scopes, no grants), registered with a new secret on
+    every start, so the users file and ``ui-client.json`` (0600) always agree; only the UI gets it."""
+    argv = [
+        "clients",
+        "add",
+        UI_CLIENT,
+        "--client-id",
+        UI_CLIENT,
+        "--forwards-user-address",
+        "--replace",
+        "--json",
+    ]
+    client = parse_client_json(_must(run(argv, env), "clients add (ui)"))
+    write_private_json(config.state_dir / UI_CLIENT_FILE, client)
     return client
 
 
@@ -645,6 +673,7 @@ def run_stack(config: StackConfig, out: TextIO, environ: Mapping[str, str] | Non
         model = ensure_model(config, env, out)
         credentials = ensure_demo_user(config, env)
         client = ensure_client(config, env)
+        ui_client = ensure_ui_client(config, env)
     except StackError as exc:
         out.write(f"modelberth up: {exc}\n")
         return EXIT_FAILED
@@ -656,7 +685,8 @@ def run_stack(config: StackConfig, out: TextIO, environ: Mapping[str, str] | Non
             out.flush()
             for name in SERVICES:
                 log_path = config.logs_dir / f"{name}.log"
-                process = spawn(service_command(config, name), service_env(config, name, env), log_path)
+                wired = service_env(config, name, env, ui_client)
+                process = spawn(service_command(config, name), wired, log_path)
                 supervisor.add(Child(name, process, f"{config.url(name)}/readyz", log_path))
             if config.with_prometheus:
                 start_prometheus(config, supervisor)

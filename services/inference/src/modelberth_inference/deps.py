@@ -37,18 +37,18 @@ async def authorize(request: Request, scope: str) -> Principal:
     """Verify the bearer token (cached after its first check) and require ``scope``: 401/403/503 otherwise."""
     verifier: TokenVerifier = request.app.state.verifier
     try:
-        token = bearer_token(request.headers.get("authorization"))
+        token = bearer_token(request.headers.getlist("authorization"))  # two headers: 400
         principal = await verifier.verify(token)
     except TokenError as exc:
         keys = verifier.keys
-        if isinstance(keys, JwksKeySource) and not keys.loaded:
+        if exc.status_code == 401 and isinstance(keys, JwksKeySource) and not keys.loaded:
             raise ServiceError(
                 503, "token signing keys are not available yet", {"Retry-After": "5"}
             ) from None
         raise ServiceError(
-            401,
+            exc.status_code,
             exc.description,
-            {"WWW-Authenticate": www_authenticate("invalid_token", exc.description)},
+            {"WWW-Authenticate": www_authenticate(exc.error, exc.description)},
         ) from None
     if not principal.has_scope(scope):
         raise ServiceError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from modelberth_auth.schemas import ErrorResponse
+
 router = APIRouter(tags=["probes"])
 
 
@@ -14,7 +16,9 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "keyset or users file not loaded yet"}})
+@router.get(
+    "/readyz", responses={503: {"model": ErrorResponse, "description": "keyset or users file not loaded yet"}}
+)
 def readyz(request: Request) -> JSONResponse:
     """Ready once the signing keyset and the users file are loaded (retried on each probe until then)."""
     state = request.app.state

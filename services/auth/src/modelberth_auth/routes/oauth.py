@@ -8,16 +8,21 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from modelberth_auth.deps import AddressDep, AuthorityDep, MetricsDep, VerifierDep
 from modelberth_auth.errors import NO_STORE, OAuthError
-from modelberth_auth.oauth import ClientCredentials, LoginLocked, parse_basic
+from modelberth_auth.oauth import ClientCredentials, LoginLocked, one_authorization, parse_basic
 from modelberth_auth.schemas import (
+    MAX_FIELDS,
+    MAX_NAME_CHARS,
+    MAX_VALUE_CHARS,
+    OAUTH_ERRORS,
+    OPTIONAL_CLIENT,
+    REQUIRED_CLIENT,
+    TOKEN_ERRORS,
     TOKEN_FORM,
     TOKEN_PARAM_FORM,
     IntrospectionResponse,
-    OAuthErrorResponse,
     TokenResponse,
 )
 from modelberth_core.security import TokenError
@@ -25,18 +30,9 @@ from modelberth_core.security import TokenError
 router = APIRouter(prefix="/oauth", tags=["oauth"])
 
 FORM_TYPE = "application/x-www-form-urlencoded"
-MAX_FIELDS = 16
-MAX_VALUE_CHARS = 8192
-"""No parameter (token, secret, scope) is longer than this; longer ones are refused unread."""
 KNOWN_FIELDS = frozenset(
     {"grant_type", "client_id", "client_secret", "scope", "refresh_token", "token", "token_type_hint"}
 )
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": OAuthErrorResponse, "description": "RFC 6749 §5.2 error"},
-    401: {"model": OAuthErrorResponse, "description": "invalid_client (HTTP Basic was used or nothing sent)"},
-    413: {"model": OAuthErrorResponse, "description": "body too large"},
-    429: {"model": OAuthErrorResponse, "description": "too many failed client authentications"},
-}
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -53,7 +49,7 @@ async def read_form(request: Request) -> dict[str, str]:
         raise OAuthError("invalid_request", "malformed form body") from None
     form: dict[str, str] = {}
     for key, value in pairs:
-        if len(value) > MAX_VALUE_CHARS or len(key) > 64:
+        if len(value) > MAX_VALUE_CHARS or len(key) > MAX_NAME_CHARS:
             raise OAuthError("invalid_request", "a parameter is too long")
         if key in form:
             name = key if key in KNOWN_FIELDS else "a parameter"
@@ -65,7 +61,7 @@ async def read_form(request: Request) -> dict[str, str]:
 
 def client_credentials(request: Request, form: dict[str, str]) -> ClientCredentials | None:
     """The client's credentials from HTTP Basic or the body (never both), or None when none are sent."""
-    authorization = request.headers.get("authorization")
+    authorization = one_authorization(request.headers.getlist("authorization"))
     body_id, body_secret = form.get("client_id"), form.get("client_secret")
     if authorization is not None:
         creds = parse_basic(authorization)
@@ -76,7 +72,7 @@ def client_credentials(request: Request, form: dict[str, str]) -> ClientCredenti
         return None
     if body_id is None:
         raise OAuthError("invalid_request", "client_secret sent without client_id")
-    return ClientCredentials(body_id, body_secret, via_basic=False)
+    return ClientCredentials(body_id, body_secret)
 
 
 def locked_error(exc: LoginLocked) -> OAuthError:
@@ -89,7 +85,12 @@ def locked_error(exc: LoginLocked) -> OAuthError:
     )
 
 
-@router.post("/token", response_model=TokenResponse, responses=ERRORS, openapi_extra=TOKEN_FORM)
+@router.post(
+    "/token",
+    response_model=TokenResponse,
+    responses=TOKEN_ERRORS,
+    openapi_extra={**TOKEN_FORM, **OPTIONAL_CLIENT},
+)
 async def token(
     request: Request, authority: AuthorityDep, metrics: MetricsDep, address: AddressDep
 ) -> JSONResponse:
@@ -107,10 +108,10 @@ async def token(
         grant = requested
         creds = client_credentials(request, form)
         if grant == "client_credentials":
-            result = await run_in_threadpool(authority.client_credentials, creds, form.get("scope"), address)
+            result = await authority.client_credentials(creds, form.get("scope"), address)
         else:
-            result = await run_in_threadpool(
-                authority.refresh_token, creds, form.get("refresh_token"), form.get("scope"), address
+            result = await authority.refresh_token(
+                creds, form.get("refresh_token"), form.get("scope"), address
             )
     except OAuthError as exc:
         metrics.token_request(grant, exc.error)
@@ -123,7 +124,10 @@ async def token(
 
 
 @router.post(
-    "/introspect", response_model=IntrospectionResponse, responses=ERRORS, openapi_extra=TOKEN_PARAM_FORM
+    "/introspect",
+    response_model=IntrospectionResponse,
+    responses=OAUTH_ERRORS,
+    openapi_extra={**TOKEN_PARAM_FORM, **REQUIRED_CLIENT},
 )
 async def introspect(
     request: Request, authority: AuthorityDep, verifier: VerifierDep, address: AddressDep
@@ -132,7 +136,7 @@ async def introspect(
     form = await read_form(request)
     creds = client_credentials(request, form)
     try:
-        await run_in_threadpool(authority.authenticate_client, creds, address)
+        await authority.authenticate_client(creds, address)
     except LoginLocked as exc:
         raise locked_error(exc) from None
     value = form.get("token")
@@ -152,7 +156,7 @@ async def introspect(
     return JSONResponse(body, headers=NO_STORE)
 
 
-@router.post("/revoke", responses=ERRORS, openapi_extra=TOKEN_PARAM_FORM)
+@router.post("/revoke", responses=OAUTH_ERRORS, openapi_extra={**TOKEN_PARAM_FORM, **OPTIONAL_CLIENT})
 async def revoke(
     request: Request, authority: AuthorityDep, verifier: VerifierDep, address: AddressDep
 ) -> JSONResponse:
@@ -165,13 +169,13 @@ async def revoke(
     creds = client_credentials(request, form)
     if creds is not None:
         try:
-            await run_in_threadpool(authority.authenticate_client, creds, address)
+            await authority.authenticate_client(creds, address)
         except LoginLocked as exc:
             raise locked_error(exc) from None
     value = form.get("token")
     if value is None:
         raise OAuthError("invalid_request", "missing parameter: token")
-    if await run_in_threadpool(authority.revoke_refresh, value):
+    if await authority.revoke_refresh(value):
         return JSONResponse({}, headers=NO_STORE)
     try:
         await verifier.verify(value)

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from modelberth_auth.deps import AuthorityDep, SettingsDep
 from modelberth_auth.keys import ALGORITHM
+from modelberth_auth.schemas import ErrorResponse, error_responses
 from modelberth_core.security import SCOPES
 
 router = APIRouter(prefix="/.well-known", tags=["discovery"])
@@ -17,7 +18,7 @@ JWKS_MAX_AGE_SECONDS = 60
 """Caches may keep the JWKS this long; verifiers refetch on an unknown kid anyway."""
 
 
-@router.get("/jwks.json")
+@router.get("/jwks.json", responses=error_responses(ErrorResponse, {503: "signing keys not loaded yet"}))
 def jwks(authority: AuthorityDep) -> JSONResponse:
     """The public keys that verify access tokens (never a private parameter)."""
     keys = authority.public_keys()  # KeysetError -> 503 (errors.py)

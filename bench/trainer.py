@@ -232,7 +232,7 @@ def run_case(case: Case, out: Path, budget: float | None) -> dict[str, Any]:
     checks = case.check(card, wall)
     row |= {
         "artifact": str(version_dir),
-        "champion": card["champion"]["estimator"],
+        "champion": (card.get("selected") or card["champion"])["estimator"],
         "metrics_test": card["metrics"]["test"],
         "test_at_threshold": card["metrics"]["test_at_threshold"],
         "leak_warnings": [w["column"] for w in card["leak_warnings"]],

@@ -1,4 +1,4 @@
-"""Turn a fitted champion into a published artifact: card, model, report and examples, via the contract."""
+"""Turn the fitted selected candidate into an artifact: card, model, report and examples, via the store."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _threshold(prep: Prepared, result: SearchResult, settings: TrainerSettings) 
     assert problem.positive is not None
     pos = problem.classes.index(problem.positive)
     return choose_threshold(
-        prep.y_train == problem.positive, result.champion.oof[:, pos], settings.cost_fp, settings.cost_fn
+        prep.y_train == problem.positive, result.selected.oof[:, pos], settings.cost_fp, settings.cost_fn
     )
 
 
@@ -75,7 +75,7 @@ def build_and_publish(
     metrics = contract.Metrics(
         primary=problem.metric,
         greater_is_better=greater_is_better(problem.metric),
-        cv=result.champion.scores,
+        cv=result.selected.scores,
         test=test,
         test_at_threshold=at_threshold,
         confusion_matrix=matrix,
@@ -107,7 +107,7 @@ def build_and_publish(
         examples.to_csv(staged / contract.EXAMPLES_FILE, index=False)
         timings["write_seconds"] = time.monotonic() - t0
         timings["total_seconds"] = time.monotonic() - started
-        champion = result.champion
+        selected = result.selected
         card = contract.ModelCard(
             name=name,
             version=version,
@@ -122,8 +122,8 @@ def build_and_publish(
             dropped_columns=prep.plan.dropped,
             leak_warnings=guard.warnings,
             metrics=metrics,
-            champion=contract.ChampionInfo(
-                candidate=champion.candidate, estimator=champion.estimator, params=champion.params
+            selected=contract.SelectedInfo(
+                candidate=selected.candidate, estimator=selected.estimator, params=selected.params
             ),
             leaderboard=result.leaderboard,
             data=contract.DataInfo(

@@ -226,8 +226,8 @@ def render_report(
     parts = [
         f"<h1>{_e(card.name)} <span class=sub>{_e(card.version)}</span></h1>",
         f"<div class=sub>{_e(card.task)} of <code>{_e(card.target)}</code> from {_e(card.data.source)}"
-        f" · {card.data.rows} rows · champion <b>{_e(card.champion.candidate)}</b>"
-        f" ({_e(card.champion.estimator)})"
+        f" · {card.data.rows} rows · selected <b>{_e(card.selected.candidate)}</b>"
+        f" ({_e(card.selected.estimator)})"
         f" · created {_e(card.created_at.isoformat(timespec='seconds'))}</div>",
         "<div class=cards>"
         + "".join(f"<div class=card><b>{v}</b><span>{_e(k)}</span></div>" for v, k in cards)

@@ -309,12 +309,12 @@ def _run(settings: TrainerSettings, say: Say) -> Path:
     timings["search_seconds"] = time.monotonic() - t0
     for line in leaderboard_table(result, prep.problem.metric):
         say(line)
-    champion = result.champion
-    chosen = next(c for c in candidates if c.name == champion.candidate)
+    selected = result.selected
+    chosen = next(c for c in candidates if c.name == selected.candidate)
     t0 = time.monotonic()
-    pipeline = fit_quietly(chosen.build(champion.params), prep.x_train, prep.y_train, result.warnings)
+    pipeline = fit_quietly(chosen.build(selected.params), prep.x_train, prep.y_train, result.warnings)
     timings["refit_seconds"] = time.monotonic() - t0
-    say(f"champion: {champion.candidate} ({champion.estimator}) refit on {len(prep.x_train)} rows")
+    say(f"selected: {selected.candidate} ({selected.estimator}) refit on {len(prep.x_train)} rows")
     test_scores = predict_scores(pipeline, prep.x_test, prep.problem)
     return build_and_publish(
         settings=settings,

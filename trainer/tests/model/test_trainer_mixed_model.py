@@ -69,7 +69,7 @@ def test_feature_specs_let_inference_validate_requests(mixed: Path) -> None:
     assert isinstance(specs["review"].example, str)
     dropped = {d.name: d.reason for d in card.dropped_columns}
     assert set(dropped) == {"ticket_id", "country"}
-    assert card.champion.candidate == card.leaderboard[0].candidate
+    assert card.selected.candidate == card.leaderboard[0].candidate
     assert card.leaderboard[0].candidate == "linear_tfidf" or card.leaderboard[0].cv_score is not None
 
 

@@ -237,7 +237,7 @@ class ModelRegistry:
                     "features": card.feature_names,
                     "created_at": card.created_at.isoformat(),
                     "metrics": {"primary": card.metrics.primary, "test": card.metrics.test},
-                    "champion": card.champion.model_dump(mode="json"),
+                    "selected": card.selected.model_dump(mode="json"),
                 }
             )
         return out

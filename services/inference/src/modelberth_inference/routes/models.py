@@ -15,13 +15,13 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 @router.get("")
 async def list_models(registry: RegistryDep, _: ReadPrincipal) -> Response:
-    """Every served model: name, version, task, classes, features, test metrics, champion."""
+    """Every served model: name, version, task, classes, features, test metrics, selected candidate."""
     return json_response({"models": registry.summary()})
 
 
 @router.get("/{name}")
 async def get_model(name: str, request: Request, _: ReadPrincipal) -> Response:
-    """The served version's model card (``model.json``): features, metrics, champion, leaderboard..."""
+    """The served version's model card (``model.json``): features, metrics, selection, leaderboard..."""
     served = served_model(request, name)
     return json_response(served.model.card.model_dump(mode="json"))
 

@@ -145,27 +145,19 @@ def test_publish_moves_latest_but_never_what_is_served(tmp_path: Path, publish_v
     store = FilesystemStore(tmp_path)
     first = publish_version(store)
     second = publish_version(store, score=0.8)
-    assert store.aliases("iris") == {CHAMPION: first.version, LATEST: second.version}
+    assert store.aliases("iris") == {LATEST: second.version}  # champion is the gate's to move
     assert [v.version for v in store.versions("iris")] == [first.version, second.version]
     assert [v.score for v in store.versions("iris")] == [0.9, 0.8]
     events = store.history("iris")
     assert [(e.alias, e.from_version, e.to_version, e.reason) for e in events] == [
         (LATEST, None, first.version, "publish"),
-        (CHAMPION, None, first.version, "promote"),  # it was served as champion = latest until now
         (LATEST, first.version, second.version, "publish"),
     ]
+    with pytest.raises(AliasNotFound, match="iris has no alias 'champion' \\(aliases: latest\\)"):
+        store.resolve("iris")
     assert events[0].actor == default_actor()
     assert events[0].at.tzinfo is not None
     assert store.fetch("iris", first.version) == tmp_path / "iris" / first.version
-
-
-def test_a_store_where_no_alias_moved_serves_latest_as_champion(
-    tmp_path: Path, publish_version: Publish
-) -> None:
-    store = FilesystemStore(tmp_path)
-    only = publish_version(store)
-    assert store.resolve("iris") == Resolved("iris", only.version)
-    assert store.aliases("iris") == {CHAMPION: only.version, LATEST: only.version}
 
 
 def test_a_refused_first_version_leaves_the_model_without_champion(
@@ -291,7 +283,7 @@ def test_resolve_names_what_is_missing(tmp_path: Path, publish_version: Publish)
     assert store.resolve(Reference("iris", alias=LATEST)) == Resolved("iris", version)
     with pytest.raises(VersionNotFound, match=f"1 versions, newest: {version}"):
         store.resolve("iris:20990101T000000Z")
-    with pytest.raises(AliasNotFound, match="iris has no alias 'canary' \\(aliases: champion, latest\\)"):
+    with pytest.raises(AliasNotFound, match="iris has no alias 'canary' \\(aliases: latest\\)"):
         store.resolve("iris@canary")
     with pytest.raises(InvalidReference, match="digest references need a registry store"):
         store.resolve(f"iris@{DIGEST}")

@@ -47,11 +47,11 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = TrainerSettings(
         data=tmp / "tickets.csv",
         target="label",
-        out=tmp / "models",
+        store=str(tmp / "models"),
         time_budget_seconds=8,
         max_configs_per_candidate=1,
     )
-    return run(settings, lambda _line: None)
+    return run(settings, lambda _line: None).path
 
 
 def test_feature_specs_let_inference_validate_requests(mixed: Path) -> None:

@@ -212,8 +212,9 @@ class GateCheck(_Strict):
 class GateResult(_Strict):
     """The promotion gate's verdict: the candidate against the champion it was compared with."""
 
-    verdict: GateVerdict
-    alias: Literal["champion", "challenger"] = Field(description="The alias the gate moved to this version")
+    verdict: GateVerdict = Field(
+        description="promoted (to champion), refused (published as challenger) or skipped (--no-gate)"
+    )
     champion_version: str | None = Field(
         default=None, description="The champion compared against (None: there was no champion)"
     )

@@ -13,8 +13,9 @@ history (one ``write``, fsynced) and then rename a fsynced temporary pointer ove
 processes never lose an event or tear a pointer, and a reader always sees a complete version id. Readers
 take no lock, so a read-only mount (inference) works: an unfinished last history line is skipped.
 
-A store written before aliases existed has only ``latest``: until any other alias exists, ``champion``
-reads as ``latest`` (noted once in the log), so no migration step is needed.
+A store written before aliases existed has only ``latest`` and no history: there ``champion`` reads as
+``latest`` (noted once in the log), so no migration step is needed; the first publish into it makes that
+version the champion explicitly, so publishing never changes what is served.
 """
 
 from __future__ import annotations
@@ -162,9 +163,9 @@ class FilesystemStore(ModelStore):
         return versions[-1] if versions else None
 
     def _is_legacy(self, base: Path) -> bool:
-        # Every move other than latest's creates its pointer file, so "no pointer but latest" means no
-        # alias was ever moved: a store written before aliases (or by publish alone).
-        return all(alias == LATEST for alias in self._pointer_names(base))
+        # Every write (publish included) appends to the history: a model without one was written before
+        # aliases existed, when latest was what got served.
+        return not (base / HISTORY_FILE).exists()
 
     def _alias(self, base: Path, alias: str) -> str | None:
         if alias == LATEST:

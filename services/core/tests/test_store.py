@@ -422,3 +422,42 @@ def test_champion_lineage_replays_the_history_as_a_stack(
     events: list[AliasEvent], current: str | None, stack: list[str]
 ) -> None:
     assert champion_lineage(events, current) == stack
+
+
+def test_a_damaged_pointer_is_reported_and_repaired_by_moving_it(
+    tmp_path: Path, publish_version: Publish
+) -> None:
+    store = FilesystemStore(tmp_path)
+    version = publish_version(store).version
+    (tmp_path / "iris" / CHAMPION).write_bytes(b"\x00\xff garbage")
+    (tmp_path / "iris" / LATEST).write_text("garbage\n")
+    with pytest.raises(StoreError, match="champion"):
+        store.resolve("iris")
+    assert store.aliases("iris") == {LATEST: version}  # the rest still lists; latest falls back
+    event = store.move_alias("iris", CHAMPION, version, reason="promote")
+    assert event.from_version is None
+    assert store.resolve("iris").version == version
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"name": "../etc", "alias": "champion"},
+        {"name": "iris", "alias": "../../etc/passwd"},
+        {"name": "iris", "version": "../x"},
+        {"name": "iris", "digest": "sha256:zz"},
+        {"name": "iris"},
+        {"name": "iris", "alias": "champion", "version": "20260101T000000Z"},
+    ],
+)
+def test_a_reference_is_valid_however_it_is_made(kwargs: dict[str, str]) -> None:
+    with pytest.raises(InvalidReference):
+        Reference(**kwargs)
+
+
+def test_an_actor_too_long_to_record_is_refused_cleanly(tmp_path: Path, publish_version: Publish) -> None:
+    store = FilesystemStore(tmp_path)
+    version = publish_version(store).version
+    with pytest.raises(InvalidReference, match="cannot record the move: actor"):
+        store.move_alias("iris", CHAMPION, version, reason="promote", actor="x" * 300)
+    assert store.aliases("iris") == {LATEST: version}

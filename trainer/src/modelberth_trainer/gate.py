@@ -82,10 +82,13 @@ def evaluate(
     metric = problem.metric
     higher = greater_is_better(metric)
     candidate_score = _finite(all_scores(problem, prep.y_test, test_scores).get(metric))
+    unreadable: str | None = None
     try:
         current = store.champion(name)
     except ModelNotFound:
         current = None
+    except StoreError as exc:  # a damaged pointer: nothing to compare with, nothing to promote over
+        current, unreadable = None, f"cannot read the champion: {exc}"
     base = {
         "metric": metric,
         "greater_is_better": higher,
@@ -98,6 +101,8 @@ def evaluate(
         return GateOutcome(GateResult(verdict="skipped", **base))
 
     checks: list[GateCheck] = []
+    if unreadable is not None:
+        checks.append(GateCheck(kind="comparable", name="champion", passed=False, detail=unreadable))
     champion_scores: NDArray[np.float64] | None = None
     champion_score: float | None = None
     if current is not None:

@@ -287,3 +287,15 @@ def test_a_promotion_that_lost_a_race_lands_as_challenger(tmp_path: Path) -> Non
     assert gate.apply(store, Resolved("iris", second.published.version), stale) == CHALLENGER
     assert store.champion("iris") == first.published.version
     assert "promotion lost a race" in (store.history("iris")[-1].detail or "")
+
+
+def test_an_unreadable_champion_pointer_refuses_and_a_promote_repairs_it(tmp_path: Path) -> None:
+    store_dir = tmp_path / "models"
+    first = _train(store_dir)
+    (first.path.parent / CHAMPION).write_text("not a version\n")
+    second = _train(store_dir)
+    assert not second.promoted
+    (check,) = [c for c in second.gate.checks if not c.passed]
+    assert check.detail.startswith("cannot read the champion: ")
+    FilesystemStore(store_dir).move_alias("iris", CHAMPION, first.published.version, reason="promote")
+    assert _train(store_dir).promoted

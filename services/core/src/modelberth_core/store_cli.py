@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     models = subparsers.add_parser(
         "models",
         help="list models, show their history, promote, roll back and compare versions",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description="Inspect the models of a store and move their aliases. Every command takes --store "
+        "(else $MODELBERTH_STORE, else artifacts/models) and --json. An unknown model, version or alias is "
+        "one line on stderr and exit status 2, with nothing moved.",
     )
     sub = models.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
     listing = sub.add_parser(

@@ -129,6 +129,19 @@ class Reference:
     version: str | None = None
     digest: str | None = None
 
+    def __post_init__(self) -> None:
+        # Names become file and URL paths: a Reference is valid however it was made, not only when parsed.
+        check_name(self.name)
+        given = [x for x in (self.alias, self.version, self.digest) if x is not None]
+        if len(given) != 1:
+            raise InvalidReference(f"a reference names exactly one alias, version or digest of {self.name}")
+        if self.alias is not None:
+            check_alias(self.alias)
+        if self.version is not None:
+            check_version(self.version)
+        if self.digest is not None and not re.match(DIGEST_PATTERN, self.digest):
+            raise InvalidReference("invalid digest: expected sha256: and 64 lowercase hex digits")
+
     @classmethod
     def parse(cls, text: str) -> Reference:
         """``NAME`` (its champion), ``NAME@ALIAS``, ``NAME:VERSION`` or ``NAME@sha256:<64 hex>``."""
@@ -350,13 +363,6 @@ class ModelStore(ABC):
             detail=f"rolled back from {current}",
             expected=current,
         )
-
-    def require_models(self, names: Sequence[str]) -> None:
-        """Raise :class:`ModelNotFound` for the first name the store does not hold."""
-        known = self.models()
-        for name in names:
-            if name not in known:
-                raise ModelNotFound(self._no_model_message(name, known))
 
     def _no_model_message(self, name: str, known: Sequence[str] | None = None) -> str:
         known = self.models() if known is None else known

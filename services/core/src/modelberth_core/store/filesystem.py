@@ -156,7 +156,10 @@ class FilesystemStore(ModelStore):
         return (base / version / CARD_FILE).is_file()
 
     def _latest(self, base: Path) -> str | None:
-        version = self._read_pointer(base, LATEST)
+        try:
+            version = self._read_pointer(base, LATEST)
+        except StoreError:  # as before aliases: a damaged latest falls back to the newest version
+            version = None
         if version is not None and self._complete(base, version):
             return version
         versions = self._version_ids(base)  # no (valid) pointer: the newest complete version
@@ -186,7 +189,11 @@ class FilesystemStore(ModelStore):
         base = self._model_dir(name)
         out: dict[str, str] = {}
         for alias in {*self._pointer_names(base), LATEST, CHAMPION}:
-            version = self._alias(base, alias)
+            try:
+                version = self._alias(base, alias)
+            except StoreError as exc:  # resolving this alias says why; listing the others still works
+                log.warning("unreadable alias pointer skipped", extra={"model": name, "error": str(exc)})
+                continue
             if version is not None:
                 out[alias] = version
         return dict(sorted(out.items()))
@@ -345,7 +352,11 @@ class FilesystemStore(ModelStore):
         with self._locked(base):
             if not self._complete(base, version):
                 raise VersionNotFound(self._no_version_message(base, version))
-            current = self._alias(base, alias)
+            try:
+                current = self._alias(base, alias)
+            except StoreError:  # a damaged pointer: moving the alias is how it gets repaired
+                log.warning("replacing an unreadable alias pointer", extra={"model": name, "alias": alias})
+                current = None
             if expected is not UNCHECKED and current != expected:
                 raise AliasConflict(
                     f"{name}@{alias} names {current or 'nothing'} now, not {expected or 'nothing'}"
@@ -367,16 +378,21 @@ class FilesystemStore(ModelStore):
         detail: str | None = None,
     ) -> AliasEvent:
         """Under the lock: prepare the pointer, append the event, then rename the pointer into place."""
-        event = AliasEvent(
-            model=base.name,
-            alias=alias,
-            from_version=previous,
-            to_version=version,
-            actor=actor or default_actor(),
-            at=datetime.now(UTC),
-            reason=reason,
-            detail=detail,
-        )
+        try:
+            event = AliasEvent(
+                model=base.name,
+                alias=alias,
+                from_version=previous,
+                to_version=version,
+                actor=actor or default_actor(),
+                at=datetime.now(UTC),
+                reason=reason,
+                detail=detail,
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidReference(f"cannot record the move: {where}: {first['msg']}") from None
         fd, tmp = tempfile.mkstemp(dir=base, prefix=f".{alias}.", suffix=".tmp")
         try:
             try:

@@ -461,3 +461,38 @@ def test_an_actor_too_long_to_record_is_refused_cleanly(tmp_path: Path, publish_
     with pytest.raises(InvalidReference, match="cannot record the move: actor"):
         store.move_alias("iris", CHAMPION, version, reason="promote", actor="x" * 300)
     assert store.aliases("iris") == {LATEST: version}
+
+
+def test_a_read_only_store_is_read_and_refuses_writes_cleanly(
+    tmp_path: Path, publish_version: Publish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inference mounts the store read-only: reading works; a write says why it cannot (EROFS injected:
+    the tests run as root, whom file modes do not stop)."""
+    store = FilesystemStore(tmp_path / "models")
+    version = publish_version(store).version
+    store.move_alias("iris", CHAMPION, version, reason="gate")
+    before = _files(tmp_path)
+    real_open, real_mkdtemp = os.open, fs.tempfile.mkdtemp
+
+    def read_only_open(path: Any, flags: int, *args: Any) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, *args)
+
+    def read_only_mkdtemp(*args: Any, **kwargs: Any) -> str:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fs.os, "open", read_only_open)
+    monkeypatch.setattr(fs.tempfile, "mkdtemp", read_only_mkdtemp)
+    assert store.resolve("iris").version == version
+    assert store.history("iris")[-1].to_version == version
+    with pytest.raises(StoreError, match=r"Read-only file system\); is the store mounted read-only"):
+        store.move_alias("iris", CHALLENGER, version, reason="gate")
+    with pytest.raises(StoreError, match="read-only"), store.staging("iris"):
+        pass
+    monkeypatch.setattr(fs.tempfile, "mkdtemp", real_mkdtemp)
+    assert _files(tmp_path) == before
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -262,7 +262,12 @@ class FilesystemStore(ModelStore):
 
     @contextmanager
     def _locked(self, base: Path) -> Iterator[None]:
-        fd = os.open(base / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fd = os.open(base / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write to {base} ({exc.strerror}); is the store mounted read-only?"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -276,8 +281,13 @@ class FilesystemStore(ModelStore):
     @contextmanager
     def _staging(self, name: str) -> Iterator[Path]:
         base = self.root / name
-        base.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=base, prefix=STAGING_PREFIX))
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=base, prefix=STAGING_PREFIX))
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write to {base} ({exc.strerror}); is the store mounted read-only?"
+            ) from exc
         try:
             yield tmp
         finally:

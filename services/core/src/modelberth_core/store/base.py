@@ -333,8 +333,11 @@ class ModelStore(ABC):
     # --- built on the primitives above: the same for every backend ---
 
     def champion(self, name: str) -> str | None:
-        """The version ``name``'s champion names, or None when it has none."""
-        return self.aliases(name).get(CHAMPION)
+        """The version ``name``'s champion names, or None when it has none; a damaged champion raises."""
+        try:
+            return self.resolve(Reference(name, alias=CHAMPION)).version
+        except AliasNotFound:
+            return None
 
     def lineage(self, name: str) -> list[str]:
         """The champion's versions, oldest first, ending with the current one (:func:`champion_lineage`)."""

@@ -43,8 +43,8 @@ test-unit: install ## fast tests only (no processes, no real datasets)
 test-integration: install install-system ## real processes on 127.0.0.1 only
 	$(RUN) pytest -m integration $(PYTEST_ARGS)
 
-train: install ## train DATASET (default iris) into MODEL_DIR
-	$(RUN) modelberth train --dataset $(DATASET) --out $(MODEL_DIR)
+train: install ## train DATASET (default iris) into the store MODEL_DIR (exit 3: the gate kept the champion)
+	$(RUN) modelberth train --dataset $(DATASET) --store $(MODEL_DIR)
 
 bench: install ## trainer quality/speed and inference throughput; results in bench/results/
 	$(RUN) python -m bench.trainer
@@ -55,7 +55,7 @@ schema: install ## regenerate the checked-in JSON Schema of model.json
 	  open('services/core/model.schema.json','w').write(json.dumps(contract.card_json_schema(), indent=2, sort_keys=True)+'\n')"
 
 up: install ## the whole stack on this machine: train iris if needed, start auth, inference and ui
-	$(RUN) modelberth up --model-dir $(MODEL_DIR)
+	$(RUN) modelberth up --store $(MODEL_DIR)
 
 # Load test (issue 6). HOST is the API base URL; AUTH_URL is auth's (leave it empty behind one ingress host,
 # where every path is served from HOST). By default both point at the local stack of `make up`.

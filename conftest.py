@@ -135,7 +135,8 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
 def write_tiny_artifact(
     model_dir: Path, name: str = "iris", rows: int = 60, now: datetime | None = None
 ) -> Path:
-    """Fit a small real Pipeline on iris and publish it through the contract (like the trainer does).
+    """Fit a small real Pipeline on iris, publish it into the store and make it champion (like a version the
+    trainer promoted).
 
     Fast (well under a second) and complete enough for inference and UI tests; the trainer's own tests
     and the contract test cover artifacts the trainer writes.
@@ -150,6 +151,7 @@ def write_tiny_artifact(
     from sklearn.preprocessing import StandardScaler
 
     from modelberth_core import contract
+    from modelberth_core.store import CHAMPION, FilesystemStore
     from modelberth_trainer.train import versions
 
     iris = load_iris(as_frame=True)
@@ -165,8 +167,9 @@ def write_tiny_artifact(
         ]
     )
     pipeline.fit(x, y)
-    version = contract.unique_version(model_dir, name, now or datetime.now(UTC))
-    with contract.staging_dir(model_dir, name) as staged:
+    store = FilesystemStore(model_dir)
+    version = store.new_version(name, now or datetime.now(UTC))
+    with store.staging(name) as staged:
         joblib.dump(pipeline, staged / contract.MODEL_FILE)
         x.head(10).to_csv(staged / contract.EXAMPLES_FILE, index=False)
         (staged / contract.REPORT_FILE).write_text("<html><body>tiny</body></html>", encoding="utf-8")
@@ -202,7 +205,7 @@ def write_tiny_artifact(
                 cv={"f1_macro": accuracy},
                 test={"f1_macro": accuracy, "accuracy": accuracy},
             ),
-            champion=contract.ChampionInfo(
+            selected=contract.SelectedInfo(
                 candidate="logistic", estimator="LogisticRegression", params={"C": 1.0}
             ),
             leaderboard=[
@@ -223,12 +226,15 @@ def write_tiny_artifact(
             model_sha256=contract.sha256_file(staged / contract.MODEL_FILE),
             reference_profile=profile,
         )
-        return contract.publish(model_dir, staged, card)
+        store.publish(staged, card)
+    # Served at once, as a version that passed the promotion gate would be.
+    store.move_alias(name, CHAMPION, version, reason="promote", detail="test artifact")
+    return store.fetch(name, version)
 
 
 @pytest.fixture
 def tiny_model_dir(tmp_path: Path) -> Path:
-    """A model root holding one tiny iris artifact (``iris/<version>/``) and its ``latest`` pointer."""
+    """A model store holding one tiny iris artifact (``iris/<version>/``), its ``champion`` and ``latest``."""
     model_dir = tmp_path / "models"
     write_tiny_artifact(model_dir)
     return model_dir

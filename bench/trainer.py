@@ -223,7 +223,9 @@ def run_case(case: Case, out: Path, budget: float | None) -> dict[str, Any]:
         "wall_seconds": round(wall, 2),
         "load_average_1m": [round(load_before, 2), round(_load(), 2)],
     }
-    if done.returncode != 0:
+    # 3: published, but the promotion gate kept the champion (a leak warning, a worse score than an
+    # earlier case of the same model): the version is there to check all the same.
+    if done.returncode not in (0, 3):
         row |= {"passed": False, "error": done.stderr.strip().splitlines()[-1:] or ["(no stderr)"]}
         return row
     published = [line for line in done.stdout.splitlines() if line.startswith("published ")]
@@ -232,7 +234,8 @@ def run_case(case: Case, out: Path, budget: float | None) -> dict[str, Any]:
     checks = case.check(card, wall)
     row |= {
         "artifact": str(version_dir),
-        "champion": card["champion"]["estimator"],
+        "champion": (card.get("selected") or card["champion"])["estimator"],
+        "gate": (card.get("gate") or {}).get("verdict"),
         "metrics_test": card["metrics"]["test"],
         "test_at_threshold": card["metrics"]["test_at_threshold"],
         "leak_warnings": [w["column"] for w in card["leak_warnings"]],

@@ -5,6 +5,9 @@
 #                                 [--time-budget S] [-- more `modelberth train` flags]
 #   scripts/docker-model-image.sh --from MODEL_ROOT --name NAME [--version V]   (package, no training)
 #
+# The packaged version is the model's champion (a store written before aliases: its latest); a training the
+# promotion gate refuses (exit 3, e.g. a standing leak warning) builds no image.
+#
 # Training runs as uid 10001 in modelberth-trainer:$IMAGE_TAG with no network, a read-only root
 # filesystem and only the output directory (and the data file's directory, read-only) mounted.
 # The image is tagged modelberth-model-<name>:<version>; the last line printed is that reference.
@@ -47,7 +50,7 @@ if [ -z "$from" ]; then
   fi
   mkdir -p "$work/out"
   chown 10001:10001 "$work/out" 2>/dev/null || chmod 0777 "$work/out"
-  args=(modelberth train --out /out)
+  args=(modelberth train --store /out)
   mounts=(-v "$work/out:/out")
   if [ -n "$data" ]; then
     [ -f "$data" ] || { echo "docker-model-image: no file $data" >&2; exit 2; }
@@ -73,7 +76,11 @@ if [ -z "$from" ]; then
 fi
 
 [ -n "$name" ] || { echo "docker-model-image: --name is required with --from" >&2; exit 2; }
-[ -n "$version" ] || version="$(tr -d '[:space:]' <"$from/$name/latest")"
+if [ -z "$version" ]; then
+  pointer="$from/$name/champion"
+  [ -f "$pointer" ] || pointer="$from/$name/latest"
+  version="$(tr -d '[:space:]' <"$pointer")"
+fi
 src="$from/$name/$version"
 [ -f "$src/model.json" ] || { echo "docker-model-image: no artifact at $src" >&2; exit 1; }
 

@@ -236,11 +236,111 @@ def test_trainer_job_and_cronjob_publish_into_the_claim_inference_reads(
             continue
         (container,) = pod["spec"]["containers"]
         assert container["command"] == ["modelberth", "train"]
-        assert container["args"][:4] == ["--dataset", "iris", "--out", "/models"]
+        assert container["args"][:4] == ["--dataset", "iris", "--store", "/models"]
         claim = next(v for v in pod["spec"]["volumes"] if v["name"] == "models")["persistentVolumeClaim"]
         assert claim == {"claimName": "rel-modelberth-models"}
     cron = next(d for d in manifests if d["kind"] == "CronJob")
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def _trainer_jobs(manifests: list[Manifest]) -> list[Manifest]:
+    """The Job spec of the install Job and of the CronJob's template."""
+    jobs = [d["spec"] for d in manifests if d["kind"] == "Job"]
+    jobs += [d["spec"]["jobTemplate"]["spec"] for d in manifests if d["kind"] == "CronJob"]
+    return jobs
+
+
+def test_trainer_jobs_run_the_gate_with_its_tolerance_and_checks(
+    named_set: Callable[[str], list[Manifest]],
+) -> None:
+    manifests = named_set("trainer")
+    (configmap,) = [
+        d for d in manifests if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-gate")
+    ]
+    checks = yaml.safe_load(configmap["data"]["expectations.yaml"])
+    assert checks["examples"][0]["expect"] == "setosa"
+    jobs = _trainer_jobs(manifests)
+    assert len(jobs) == 2
+    for job in jobs:
+        pod = job["template"]["spec"]
+        (container,) = pod["containers"]
+        args = container["args"]
+        assert args[args.index("--gate-tolerance") + 1] == "0.01"
+        assert args[args.index("--expectations") + 1] == "/etc/modelberth/gate/expectations.yaml"
+        assert "--no-gate" not in args
+        assert "--allow-leaks" not in args
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "gate")
+        assert (mount["mountPath"], mount["readOnly"]) == ("/etc/modelberth/gate", True)
+        volume = next(v for v in pod["volumes"] if v["name"] == "gate")
+        assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+
+
+def test_a_refused_promotion_or_bad_input_is_never_retried(
+    named_set: Callable[[str], list[Manifest]],
+) -> None:
+    for job in _trainer_jobs(named_set("trainer")):
+        rules = job["podFailurePolicy"]["rules"]
+        assert rules[0] == {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [2, 3]},
+        }
+        assert rules[1] == {
+            "action": "Ignore",
+            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+        }
+        assert job["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy requires it
+        assert job["backoffLimit"] == 2  # crashes (exit 1, OOM) are still retried
+
+
+@pytest.mark.parametrize(
+    ("gate", "present", "absent"),
+    [
+        ({"disabled": True, "allowLeaks": True}, ["--no-gate", "--allow-leaks"], ["--expectations"]),
+        ({"existingConfigMap": "my-checks"}, ["--expectations"], ["--no-gate"]),
+    ],
+)
+def test_gate_values_become_flags(
+    render: Callable[[dict[str, Any] | None], list[Manifest]],
+    gate: dict[str, Any],
+    present: list[str],
+    absent: list[str],
+) -> None:
+    values = {"inference": {"model": {"source": "pvc"}}, "trainer": {"enabled": True, "gate": gate}}
+    manifests = render(values)
+    assert not [d for d in manifests if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-gate")]
+    (job,) = _trainer_jobs(manifests)
+    args = job["template"]["spec"]["containers"][0]["args"]
+    assert all(flag in args for flag in present)
+    assert not any(flag in args for flag in absent)
+    if "existingConfigMap" in gate:
+        volume = next(v for v in job["template"]["spec"]["volumes"] if v["name"] == "gate")
+        assert volume["configMap"]["name"] == "my-checks"
+
+
+@pytest.mark.parametrize(
+    ("models", "ok"),
+    [
+        (["iris", "iris@challenger", "wine:20261122T144500Z", "bank=20261122T144500Z-2"], True),
+        (["Iris"], False),
+        (["iris@Champion"], False),
+        (["iris:latest"], False),
+    ],
+)
+def test_inference_models_take_store_references(
+    render: Callable[[dict[str, Any] | None], list[Manifest]], models: list[str], ok: bool
+) -> None:
+    values = {"inference": {"models": models}}
+    if ok:
+        env = {
+            e["name"]: e.get("value")
+            for d in render(values)
+            if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("inference")
+            for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["INFERENCE_MODELS"] == ",".join(models)
+    else:
+        with pytest.raises(Exception, match="models"):
+            render(values)
 
 
 def test_hpa_scales_inference_on_cpu_and_requests_per_second(

@@ -50,3 +50,33 @@ def test_serve_runs_one_worker_that_outlives_client_keep_alive(monkeypatch: pyte
     # httpx drops idle connections after 5 s; the server must keep them longer or requests race its close.
     assert isinstance(seen["timeout_keep_alive"], int)
     assert seen["timeout_keep_alive"] > 60
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (["--store", "/srv/a"], {}, "/srv/a"),
+        (["--model-dir", "/srv/b"], {"MODELBERTH_STORE": "/srv/env"}, "/srv/b"),
+        ([], {"MODELBERTH_STORE": "/srv/env"}, "/srv/env"),
+        ([], {"MODELBERTH_STORE": "/srv/env", "INFERENCE_STORE": "/srv/own"}, "/srv/own"),
+        ([], {}, None),
+    ],
+)
+def test_serve_inference_takes_the_store_from_flag_or_environment(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str, str], expected: str | None
+) -> None:
+    import os
+
+    import uvicorn
+
+    from modelberth_core import logging as core_logging
+
+    monkeypatch.setattr(uvicorn, "run", lambda *_, **__: None)
+    monkeypatch.setattr(core_logging, "configure_logging", lambda *_: None)
+    for key in ("INFERENCE_HOST", "INFERENCE_PORT", "INFERENCE_STORE", "MODELBERTH_STORE"):
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["serve", "inference", "--port", "18998", *argv]) == 0
+    assert os.environ.get("INFERENCE_STORE") == expected

@@ -70,3 +70,39 @@ def test_checked_in_json_schema_is_current() -> None:
     schema_file = Path(__file__).resolve().parents[1] / "model.schema.json"
     expected = json.dumps(contract.card_json_schema(), indent=2, sort_keys=True) + "\n"
     assert schema_file.read_text(encoding="utf-8") == expected, "run `make schema` and commit the result"
+
+
+GOLDEN_V1 = Path(__file__).resolve().parent / "golden" / "model-v1.json"
+
+
+def test_a_version_one_card_as_the_trainer_wrote_it_still_reads() -> None:
+    """Inference keeps loading artifacts trained before the card's `champion` became `selected`."""
+    raw = json.loads(GOLDEN_V1.read_text(encoding="utf-8"))
+    card = contract.ModelCard.model_validate_json(GOLDEN_V1.read_bytes())
+    assert raw["schema_version"] == card.schema_version == 1
+    assert card.selected.model_dump() == raw["champion"]
+    assert card.gate is None
+    assert card.feature_names == [f["name"] for f in raw["features"]]
+
+
+def test_a_card_naming_both_champion_and_selected_is_refused() -> None:
+    raw = json.loads(GOLDEN_V1.read_text(encoding="utf-8"))
+    raw["selected"] = raw["champion"]
+    with pytest.raises(ValueError, match="champion"):
+        contract.ModelCard.model_validate(raw)
+
+
+def test_new_cards_follow_the_checked_in_schema(tiny_model_dir: Path) -> None:
+    """What the writer produces now is what model.schema.json documents: `selected`, schema version 2."""
+    import jsonschema
+
+    version_dir = next(p for p in (tiny_model_dir / "iris").iterdir() if p.is_dir() and p.name[0].isdigit())
+    raw = json.loads((version_dir / contract.CARD_FILE).read_text(encoding="utf-8"))
+    assert raw["schema_version"] == contract.SCHEMA_VERSION == 2
+    assert "selected" in raw
+    assert "champion" not in raw
+    schema = json.loads((Path(__file__).resolve().parents[1] / "model.schema.json").read_text())
+    jsonschema.validate(raw, schema)
+    old = json.loads(GOLDEN_V1.read_text(encoding="utf-8"))
+    with pytest.raises(jsonschema.ValidationError):  # the schema documents what is written now
+        jsonschema.validate(old, schema)

@@ -192,7 +192,7 @@ def test_child_log_tail(tmp_path: Path) -> None:
 
 def _config(tmp_path: Path, **kwargs: Any) -> StackConfig:
     ports = {"auth": 18001, "inference": 18002, "ui": 18003, "prometheus": 19090}
-    return StackConfig(model_dir=tmp_path / "models", state_dir=tmp_path / "state", ports=ports, **kwargs)
+    return StackConfig(store=str(tmp_path / "models"), state_dir=tmp_path / "state", ports=ports, **kwargs)
 
 
 def test_service_env_wires_the_services_to_each_other(tmp_path: Path) -> None:
@@ -206,7 +206,7 @@ def test_service_env_wires_the_services_to_each_other(tmp_path: Path) -> None:
     assert auth["AUTH_ISSUER"] == "http://127.0.0.1:18001"
     assert inference["INFERENCE_AUTH_JWKS_URL"] == "http://127.0.0.1:18001/.well-known/jwks.json"
     assert inference["INFERENCE_AUTH_ISSUER"] == auth["AUTH_ISSUER"]
-    assert inference["INFERENCE_MODEL_DIR"] == str(config.model_dir)
+    assert inference["INFERENCE_STORE"] == config.store
     assert ui["UI_AUTH_URL"] == "http://127.0.0.1:18001"
     assert ui["UI_INFERENCE_URL"] == "http://127.0.0.1:18002"
     assert "UI_CLIENT_SECRET" not in ui  # no client given, none wired
@@ -225,7 +225,7 @@ def test_service_command_runs_modelberth_serve(tmp_path: Path) -> None:
     argv = stack.service_command(config, "inference")
     assert argv[:3] == [sys.executable, "-m", "modelberth_core.cli"]
     assert argv[3:] == [
-        "serve", "inference", "--host", "127.0.0.1", "--port", "18002", "--model-dir", str(config.model_dir)
+        "serve", "inference", "--host", "127.0.0.1", "--port", "18002", "--store", config.store
     ]  # fmt: skip
 
 
@@ -362,17 +362,27 @@ def test_parse_client_json_refuses_other_output(output: str) -> None:
 
 
 def test_existing_model_is_used_without_training(tiny_model_dir: Path, tmp_path: Path) -> None:
-    config = StackConfig(model_dir=tiny_model_dir, state_dir=tmp_path / "s")
+    config = StackConfig(store=str(tiny_model_dir), state_dir=tmp_path / "s")
     out = io.StringIO()
     assert stack.ensure_model(config, {}, out) == "iris"
     assert out.getvalue() == ""
-    with pytest.raises(StackError, match="model 'churn' not found"):
-        stack.ensure_model(StackConfig(model_dir=tiny_model_dir, state_dir=tmp_path, model="churn"), {}, out)
+    with pytest.raises(StackError, match="model 'churn' has no champion"):
+        stack.ensure_model(StackConfig(store=str(tiny_model_dir), state_dir=tmp_path, model="churn"), {}, out)
+
+
+def test_a_store_whose_models_have_no_champion_says_how_to_promote_one(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    (tiny_model_dir / "iris" / "champion").unlink()
+    (tiny_model_dir / "iris" / "challenger").write_text((tiny_model_dir / "iris" / "latest").read_text())
+    config = StackConfig(store=str(tiny_model_dir), state_dir=tmp_path / "s")
+    with pytest.raises(StackError, match="modelberth models promote NAME VERSION"):
+        stack.ensure_model(config, {}, io.StringIO())
 
 
 def test_curl_uses_the_credentials_file_and_the_cards_example(tiny_model_dir: Path, tmp_path: Path) -> None:
-    config = StackConfig(model_dir=tiny_model_dir, state_dir=tmp_path / "state")
-    row = stack.example_row(tiny_model_dir, "iris")
+    config = StackConfig(store=str(tiny_model_dir), state_dir=tmp_path / "state")
+    row = stack.example_row(str(tiny_model_dir), "iris")
     assert set(row) == {"sepal_length", "sepal_width", "petal_length", "petal_width"}
     assert all(isinstance(v, float) for v in row.values())
     login, predict = stack.curl_lines(config, tmp_path / "state" / "demo-credentials.json", "iris", row)
@@ -424,7 +434,7 @@ def test_up_is_a_cli_command() -> None:
     assert config.ports["inference"] == 8002
     assert config.with_prometheus
     assert config.state_dir == Path("/tmp/x")
-    assert config.model_dir.is_absolute()
+    assert Path(config.store).is_absolute()
 
 
 # --- the real command ---------------------------------------------------------------------------------
@@ -497,7 +507,7 @@ def run_up(tmp_path: Path) -> Iterator[Callable[..., tuple[UpProcess, dict[str, 
         state = tmp_path / "up-state"
         argv = [
             *stack.modelberth_command("up"),
-            "--model-dir", str(model_dir), "--state-dir", str(state),
+            "--store", str(model_dir), "--state-dir", str(state),
             "--auth-port", str(ports["auth"]), "--inference-port", str(ports["inference"]),
             "--ui-port", str(ports["ui"]), "--ready-timeout", "300", *extra,
         ]  # fmt: skip

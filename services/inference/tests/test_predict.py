@@ -166,7 +166,7 @@ def test_model_list_card_and_report(client: TestClient, signer: Any, tiny_model_
     card = client.get("/v1/models/iris", headers=headers).json()
     on_disk = contract.read_card(tiny_model_dir / "iris" / card["version"])
     assert contract.ModelCard.model_validate(card) == on_disk
-    assert card["champion"]["params"] == {"C": 1.0}
+    assert card["selected"]["params"] == {"C": 1.0}
     assert card["leaderboard"][0]["candidate"] == "logistic"
     report = client.get("/v1/models/iris/report", headers=headers)
     assert report.status_code == 200

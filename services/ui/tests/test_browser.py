@@ -416,7 +416,7 @@ def _run(journey: Journey, tmp_path: Path) -> None:
 
     # 6. The model card: overview, metrics, leaderboard, data fingerprint, versions.
     page.get_by_role("tab", name="Model").click()
-    page.get_by_text("Champion:").wait_for()
+    page.get_by_text("Selected:").wait_for()
     page.locator("#mb-card-versions table").wait_for()
     assert "LogisticRegression" in page.locator("#mb-card-leaderboard").inner_text()
     assert "sklearn:iris" in page.locator("#mb-card-data").inner_text()

@@ -1,8 +1,9 @@
-"""Turn a fitted champion into a published artifact: card, model, report and examples, via the contract."""
+"""Turn the fitted selected candidate into an artifact: card, model, report and examples, via the store."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ from sklearn.metrics import confusion_matrix
 from sklearn.pipeline import Pipeline
 
 from modelberth_core import contract
+from modelberth_core.store import CHAMPION, ModelStore, Resolved
+from modelberth_trainer import gate
 from modelberth_trainer.evaluation import fairness, hard_predictions, importance
 from modelberth_trainer.leakage import GuardResult
 from modelberth_trainer.profiling import feature_specs, reference_profiles
@@ -23,9 +26,25 @@ from modelberth_trainer.search import Say, SearchResult, all_scores
 from modelberth_trainer.settings import TrainerSettings
 
 if TYPE_CHECKING:
+    from modelberth_trainer.expectations import Expectations
     from modelberth_trainer.train import Prepared
 
 MAX_EXAMPLES = 200
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What one run published: the version (and its local directory), the gate's verdict, the alias moved."""
+
+    published: Resolved
+    path: Path
+    gate: contract.GateResult
+    alias: str
+
+    @property
+    def promoted(self) -> bool:
+        """True when the version became champion."""
+        return self.alias == CHAMPION
 
 
 def _threshold(prep: Prepared, result: SearchResult, settings: TrainerSettings) -> contract.Threshold | None:
@@ -35,13 +54,15 @@ def _threshold(prep: Prepared, result: SearchResult, settings: TrainerSettings) 
     assert problem.positive is not None
     pos = problem.classes.index(problem.positive)
     return choose_threshold(
-        prep.y_train == problem.positive, result.champion.oof[:, pos], settings.cost_fp, settings.cost_fn
+        prep.y_train == problem.positive, result.selected.oof[:, pos], settings.cost_fp, settings.cost_fn
     )
 
 
 def build_and_publish(
     *,
     settings: TrainerSettings,
+    store: ModelStore,
+    expectations: Expectations | None,
     name: str,
     prep: Prepared,
     pipeline: Pipeline,
@@ -53,8 +74,9 @@ def build_and_publish(
     say: Say,
     git_sha: str | None,
     created_at: datetime,
-) -> Path:
-    """Evaluate on the test part (once), write everything into a staging dir and publish it atomically."""
+) -> Trained:
+    """Evaluate on the test part (once), run the promotion gate, write everything into a staging dir,
+    publish it atomically and move the alias the gate chose."""
     from modelberth_trainer.report import render_report
     from modelberth_trainer.train import versions
 
@@ -75,7 +97,7 @@ def build_and_publish(
     metrics = contract.Metrics(
         primary=problem.metric,
         greater_is_better=greater_is_better(problem.metric),
-        cv=result.champion.scores,
+        cv=result.selected.scores,
         test=test,
         test_at_threshold=at_threshold,
         confusion_matrix=matrix,
@@ -86,7 +108,22 @@ def build_and_publish(
     timings["evaluate_seconds"] = time.monotonic() - t0
     _say_results(say, problem.metric, metrics, threshold, fair)
 
-    version = contract.unique_version(settings.out, name, created_at)
+    t0 = time.monotonic()
+    outcome = gate.evaluate(
+        store,
+        name,
+        pipeline=pipeline,
+        prep=prep,
+        test_scores=test_scores,
+        threshold=threshold,
+        leak_warnings=guard.warnings,
+        settings=settings,
+        expectations=expectations,
+        target_std=target_std,
+    )
+    timings["gate_seconds"] = time.monotonic() - t0
+
+    version = store.new_version(name, created_at)
     notes = list(prep.notes)
     notes += [f"leak guard: {col!r} {reason}" for col, reason in guard.reasons.items()]
     if result.warnings:
@@ -96,7 +133,7 @@ def build_and_publish(
         if problem.classification
         else None
     )
-    with contract.staging_dir(settings.out, name) as staged:
+    with store.staging(name) as staged:
         t0 = time.monotonic()
         model_path = staged / contract.MODEL_FILE
         # Serving predicts a few rows per request: threads would cost more than they save there.
@@ -107,7 +144,7 @@ def build_and_publish(
         examples.to_csv(staged / contract.EXAMPLES_FILE, index=False)
         timings["write_seconds"] = time.monotonic() - t0
         timings["total_seconds"] = time.monotonic() - started
-        champion = result.champion
+        selected = result.selected
         card = contract.ModelCard(
             name=name,
             version=version,
@@ -122,8 +159,8 @@ def build_and_publish(
             dropped_columns=prep.plan.dropped,
             leak_warnings=guard.warnings,
             metrics=metrics,
-            champion=contract.ChampionInfo(
-                candidate=champion.candidate, estimator=champion.estimator, params=champion.params
+            selected=contract.SelectedInfo(
+                candidate=selected.candidate, estimator=selected.estimator, params=selected.params
             ),
             leaderboard=result.leaderboard,
             data=contract.DataInfo(
@@ -143,17 +180,21 @@ def build_and_publish(
             fairness=fair,
             timings={k: round(v, 3) for k, v in timings.items()},
             notes=notes,
+            gate=outcome.result,
         )
         t0 = time.monotonic()
-        report = render_report(card, prep, test_scores, threshold, guard)
+        report = render_report(card, prep, test_scores, threshold, guard, outcome.champion_scores)
         (staged / contract.REPORT_FILE).write_text(report, encoding="utf-8")
         timings["report_seconds"] = time.monotonic() - t0
         timings["total_seconds"] = time.monotonic() - started
         card = card.model_copy(update={"timings": {k: round(v, 3) for k, v in timings.items()}})
-        staged.chmod(0o755)  # mkdtemp makes it 0700; the serving process may run as another user
-        final = contract.publish(settings.out, staged, card)
+        published = store.publish(staged, card)
+    alias = gate.apply(store, published, outcome)
+    final = store.fetch(name, version)
     say(f"published {final} in {time.monotonic() - started:.1f}s")
-    return final
+    for line in gate.summary_lines(outcome.result, alias, published):
+        say(line)
+    return Trained(published, final, outcome.result, alias)
 
 
 def _say_results(

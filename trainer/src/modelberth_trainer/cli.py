@@ -1,11 +1,20 @@
-"""``modelberth train``: the trainer's command. Import-light: sklearn and pandas load in the handler only."""
+"""``modelberth train``: the trainer's command. Import-light: sklearn and pandas load in the handler only.
+
+Exit status: 0 the new version is champion (promoted, or ``--no-gate``); 3 the gate refused it (published as
+``challenger``, the champion stays); 2 bad usage or input (nothing published); 1 any other error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+EXIT_ERROR = 1
+"""Something failed that is not the input's fault (a full disk, an unreadable store)."""
 EXIT_BAD_INPUT = 2
+"""Bad flags, data or expectations file: nothing was published."""
+EXIT_REFUSED = 3
+"""The promotion gate refused the new version: it was published as challenger, the champion stays."""
 
 _FLAG_FIELDS = (
     "data",
@@ -26,6 +35,9 @@ _FLAG_FIELDS = (
     "columns",
     "n_jobs",
     "candidates",
+    "store",
+    "gate_tolerance",
+    "expectations",
 )
 
 
@@ -42,8 +54,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "train",
         help="train a model from a CSV file or a bundled dataset and publish an artifact",
         description="Leak-free training: hold-out split, CV model search within a time budget, "
-        "artifact (model.joblib, model.json, report.html, examples.csv) published atomically. "
+        "artifact (model.joblib, model.json, report.html, examples.csv) published atomically, then the "
+        "promotion gate: the new version becomes champion, or challenger if it is worse than the champion "
+        "on the same rows, a leak warning stands or a declared check fails. "
         "Flags override TRAINER_* environment variables.",
+        epilog="Exit status: 0 promoted to champion, 3 refused by the gate (published as challenger), "
+        "2 bad usage or input (nothing published), 1 other errors.",
     )
     source = train.add_argument_group("data")
     source.add_argument("--data", metavar="PATH", help="CSV/TSV file (separator , ; or tab, sniffed)")
@@ -78,7 +94,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     model.add_argument("--n-jobs", type=int, metavar="N", help="threads (default min(2, cores))")
     output = train.add_argument_group("output")
     output.add_argument("--name", help="model name (default: dataset name or file stem)")
-    output.add_argument("--out", metavar="DIR", help="model root (default artifacts/models)")
+    output.add_argument(
+        "--store",
+        "--out",
+        dest="store",
+        metavar="LOCATION",
+        help="model store: a directory (TRAINER_STORE, else MODELBERTH_STORE, else artifacts/models)",
+    )
+    gate = train.add_argument_group("promotion gate")
+    gate.add_argument(
+        "--gate-tolerance",
+        type=float,
+        metavar="DELTA",
+        help="how much worse than the champion's the primary test metric may be (default 0.005)",
+    )
+    gate.add_argument(
+        "--expectations",
+        metavar="FILE",
+        help="YAML of behavioural checks: known examples, invariance, directional (see trainer/README.md)",
+    )
+    gate.add_argument(
+        "--allow-leaks", action="store_true", default=None, help="a leak warning does not block promotion"
+    )
+    gate.add_argument(
+        "--no-gate", action="store_true", default=None, help="promote to champion unconditionally (logged)"
+    )
     train.set_defaults(handler=handle_train)
 
 
@@ -87,15 +127,18 @@ def settings_from_args(args: argparse.Namespace) -> object:
     from modelberth_trainer.settings import TrainerSettings
 
     overrides = {k: getattr(args, k) for k in _FLAG_FIELDS if getattr(args, k, None) is not None}
-    if getattr(args, "no_header", None):
-        overrides["no_header"] = True
+    for switch in ("no_header", "allow_leaks", "no_gate"):
+        if getattr(args, switch, None):
+            overrides[switch] = True
     return TrainerSettings(**overrides)
 
 
 def handle_train(args: argparse.Namespace) -> int:
-    """Run one training; bad input prints one line on stderr and returns exit code 2."""
+    """Run one training; bad input prints one line on stderr and returns 2, a refused promotion 3."""
     from pydantic import ValidationError
 
+    from modelberth_core.contract import ContractError
+    from modelberth_core.store import StoreError
     from modelberth_trainer.errors import DataError
     from modelberth_trainer.train import run
 
@@ -111,8 +154,11 @@ def handle_train(args: argparse.Namespace) -> int:
         sys.stderr.write(f"modelberth train: error: {where + ': ' if where else ''}{first['msg']}\n")
         return EXIT_BAD_INPUT
     try:
-        run(settings, say)  # type: ignore[arg-type]
+        trained = run(settings, say)  # type: ignore[arg-type]
     except DataError as exc:
         sys.stderr.write(f"modelberth train: error: {exc}\n")
         return EXIT_BAD_INPUT
-    return 0
+    except (StoreError, ContractError) as exc:
+        sys.stderr.write(f"modelberth train: error: {exc}\n")
+        return EXIT_ERROR
+    return 0 if trained.promoted else EXIT_REFUSED

@@ -202,14 +202,122 @@ def _importance(card: ModelCard) -> str:
     return _figure(fig, "Permutation importance (test)")
 
 
+def _gate_plot(
+    prep: Prepared, candidate: NDArray[np.float64], champion: NDArray[np.float64], who: str
+) -> str:
+    """Both models on the same test rows: ROC curves for a classifier, predicted vs actual for a regressor."""
+    problem = prep.problem
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    if problem.classification and problem.classes is not None:
+        if len(problem.classes) == 2 and problem.positive is not None:
+            pos = problem.classes.index(problem.positive)
+            truth = prep.y_test == problem.positive
+            pairs = [(truth, candidate[:, pos]), (truth, champion[:, pos])]
+            caption = f"ROC curves on the same test rows (positive = {problem.positive})"
+        else:  # micro-average: every (row, class) pair as one binary decision
+            onehot = np.asarray(prep.y_test)[:, None] == np.asarray(problem.classes)[None, :]
+            pairs = [(onehot.ravel(), candidate.ravel()), (onehot.ravel(), champion.ravel())]
+            caption = "ROC curves on the same test rows (micro-averaged over the classes)"
+        for (truth, score), label, color in zip(
+            pairs, ("candidate", who), ("#4c78a8", "#d4380d"), strict=True
+        ):
+            fpr, tpr, _ = skm.roc_curve(truth, score)
+            ax.plot(fpr, tpr, color=color, label=f"{label} (AUC {skm.auc(fpr, tpr):.3f})")
+        ax.plot([0, 1], [0, 1], "--", color="#999")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        actual = prep.y_test.astype(float)
+        ax.scatter(actual, candidate[:, 0], s=8, alpha=0.5, color="#4c78a8", label="candidate")
+        ax.scatter(actual, champion[:, 0], s=8, alpha=0.5, color="#d4380d", label=who)
+        low, high = float(actual.min()), float(actual.max())
+        ax.plot([low, high], [low, high], "--", color="#999")
+        ax.set_xlabel("actual")
+        ax.set_ylabel("predicted")
+        ax.legend(fontsize=8)
+        caption = "Predicted vs actual on the same test rows"
+    return _figure(fig, caption)
+
+
+def _gate_section(
+    card: ModelCard,
+    prep: Prepared,
+    scores: NDArray[np.float64],
+    champion_scores: NDArray[np.float64] | None,
+) -> list[str]:
+    gate = card.gate
+    if gate is None:
+        return []
+    parts = ["<h2>Promotion gate: champion vs candidate</h2>"]
+    if gate.verdict == "skipped":
+        parts.append(
+            "<div class=warn>The gate was skipped (<code>--no-gate</code>): promoted to champion"
+            " without comparison or checks.</div>"
+        )
+        return parts
+    if gate.verdict == "promoted":
+        against = (
+            f" over champion {_e(gate.champion_version)}" if gate.champion_version else " (first version)"
+        )
+        parts.append(f"<div class=ok><b>Promoted to champion</b>{against}.</div>")
+    else:
+        stays = f"champion {_e(gate.champion_version)} stays" if gate.champion_version else "no champion yet"
+        parts.append(
+            f"<div class=warn><b>Refused</b>: published as challenger, {stays}."
+            "<ul>" + "".join(f"<li>{_e(r)}</li>" for r in gate.reasons) + "</ul></div>"
+        )
+    champion = f"champion {gate.champion_version}" if gate.champion_version else "champion (none)"
+    parts.append(
+        _table(
+            ["metric", "candidate", champion, "tolerance", "rows"],
+            [
+                [
+                    gate.metric,
+                    _fmt(gate.candidate_score),
+                    _fmt(gate.champion_score),
+                    f"{gate.tolerance:g}",
+                    gate.rows,
+                ]
+            ],
+            {1, 2, 3, 4},
+        )
+    )
+    parts.append(
+        _table(
+            ["check", "result", "detail", "value", "limit", "margin"],
+            [
+                [
+                    f"{c.kind}: {c.name}",
+                    "pass" if c.passed else "FAIL",
+                    c.detail,
+                    _fmt(c.value),
+                    _fmt(c.limit),
+                    _fmt(c.margin),
+                ]
+                for c in gate.checks
+            ],
+            {3, 4, 5},
+        )
+    )
+    if champion_scores is not None:
+        parts.append(
+            "<div class=plots>"
+            + _gate_plot(prep, scores, champion_scores, f"champion {gate.champion_version}")
+            + "</div>"
+        )
+    return parts
+
+
 def render_report(
     card: ModelCard,
     prep: Prepared,
     scores: NDArray[np.float64],
     threshold: Threshold | None,
     guard: GuardResult,
+    champion_scores: NDArray[np.float64] | None = None,
 ) -> str:
-    """The whole report as one HTML string."""
+    """The whole report as one HTML string; ``champion_scores`` are the champion's on the same test rows."""
     m = card.metrics
     primary = m.primary
     cards = [
@@ -226,13 +334,14 @@ def render_report(
     parts = [
         f"<h1>{_e(card.name)} <span class=sub>{_e(card.version)}</span></h1>",
         f"<div class=sub>{_e(card.task)} of <code>{_e(card.target)}</code> from {_e(card.data.source)}"
-        f" · {card.data.rows} rows · champion <b>{_e(card.champion.candidate)}</b>"
-        f" ({_e(card.champion.estimator)})"
+        f" · {card.data.rows} rows · selected <b>{_e(card.selected.candidate)}</b>"
+        f" ({_e(card.selected.estimator)})"
         f" · created {_e(card.created_at.isoformat(timespec='seconds'))}</div>",
         "<div class=cards>"
         + "".join(f"<div class=card><b>{v}</b><span>{_e(k)}</span></div>" for v, k in cards)
         + "</div>",
     ]
+    parts += _gate_section(card, prep, scores, champion_scores)
     parts.append("<h2>Leak guard</h2>")
     if card.leak_warnings:
         for w in card.leak_warnings:

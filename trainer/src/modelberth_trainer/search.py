@@ -57,11 +57,12 @@ class Evaluation:
 
 @dataclass
 class SearchResult:
-    """The leaderboard (one row per candidate) and the best evaluation of each candidate."""
+    """The leaderboard (one row per candidate), the best evaluation of each candidate, and the selected one
+    (the best overall: what the trainer refits and publishes)."""
 
     leaderboard: list[LeaderboardRow]
     best: dict[str, Evaluation]
-    champion: Evaluation
+    selected: Evaluation
     warnings: set[str] = field(default_factory=set)
 
 
@@ -188,7 +189,7 @@ def run_search(
     """Spread the time left before ``deadline`` (a ``time.monotonic()`` value) across the candidates.
 
     ``hard_end`` is the end of the whole budget: the search also stops early enough to refit and
-    evaluate the current champion before it.
+    evaluate the current leader before it.
 
     Each candidate gets an equal share of what is left when its turn comes, so time a fast candidate
     does not use flows to the next. A candidate stops early after ``patience`` configurations in a row
@@ -198,18 +199,18 @@ def run_search(
     rng = np.random.default_rng(seed)
     rows: list[LeaderboardRow] = []
     best: dict[str, Evaluation] = {}
-    champion: Evaluation | None = None
+    leader: Evaluation | None = None
     seen: set[str] = set()
     n = len(candidates)
 
     def limit() -> float:
-        # Leave time to refit the champion on all training rows and evaluate it (about 2.5 folds' fits).
-        reserve = 2.5 * champion.seconds / max(1, champion.folds) if champion is not None else 0.0
+        # Leave time to refit the leader on all training rows and evaluate it (about 2.5 folds' fits).
+        reserve = 2.5 * leader.seconds / max(1, leader.folds) if leader is not None else 0.0
         return min(deadline, hard_end - reserve)
 
     for i, candidate in enumerate(candidates, start=1):
         now = time.monotonic()
-        if now >= limit() and champion is not None:
+        if now >= limit() and leader is not None:
             say(f"[{i}/{n}] {candidate.name:<24} skipped: time budget spent")
             rows.append(
                 LeaderboardRow(
@@ -253,10 +254,10 @@ def run_search(
             stale = 0 if _improves(evaluation, cand_best, problem.metric) else stale + 1
             if _better(evaluation, cand_best, problem.metric):
                 cand_best = evaluation
-            if _better(evaluation, champion, problem.metric):
-                champion = evaluation
+            if _better(evaluation, leader, problem.metric):
+                leader = evaluation
             assert cand_best is not None
-            assert champion is not None
+            assert leader is not None
             say(
                 f"[{i}/{n}] {candidate.name:<24} config {tried:>2}"
                 f"  cv {problem.metric}={evaluation.score:.4f}"
@@ -293,10 +294,10 @@ def run_search(
                 message=f"{failures} configuration(s) failed: {last_error}" if failures else None,
             )
         )
-    if champion is None:
+    if leader is None:
         raise RuntimeError("no candidate could be trained; see the leaderboard messages")
     reverse = greater_is_better(problem.metric)
     rows.sort(
         key=lambda r: (r.cv_score is None, -(r.cv_score or 0.0) if reverse else (r.cv_score or 0.0)),
     )
-    return SearchResult(rows, best, champion, seen)
+    return SearchResult(rows, best, leader, seen)

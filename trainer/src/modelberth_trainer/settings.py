@@ -48,8 +48,8 @@ class TrainerSettings(BaseSettings):
     """Wall-clock budget for the whole run, in seconds; the search stops when its share is spent."""
     name: str | None = None
     """Model name; default the dataset name or the file stem, sanitised."""
-    out: Path = Path("artifacts/models")
-    """Model root directory: ``<out>/<name>/<version>/``."""
+    store: str = ""
+    """Model store location (a directory); empty: ``$MODELBERTH_STORE``, else ``artifacts/models``."""
     seed: int = 0
     """Random seed for the split, the folds and the search."""
     test_size: float = Field(default=0.2, gt=0.0, lt=0.9)
@@ -72,6 +72,15 @@ class TrainerSettings(BaseSettings):
     """A candidate's search stops after this many configurations in a row without real improvement."""
     candidates: list[str] | None = None
     """Restrict the search to these candidates (logistic/ridge, forest, hist_gradient_boosting)."""
+    gate_tolerance: float = Field(default=0.005, ge=0.0)
+    """How much worse than the champion's the candidate's primary test metric may be (absolute, in the
+    metric's unit) and still be promoted."""
+    allow_leaks: bool = False
+    """Promote even when the leak guard warns (by default a standing leak warning blocks promotion)."""
+    expectations: Path | None = None
+    """YAML file of behavioural checks (known examples, invariance, directional) the candidate must pass."""
+    no_gate: bool = False
+    """Promote to champion unconditionally: no comparison, no checks (recorded as such in the history)."""
 
     @model_validator(mode="after")
     def _costs_together(self) -> TrainerSettings:

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from modelberth_core import contract
+from modelberth_core.store import StoreError, check_name, default_location, open_store
 from modelberth_trainer.columns import (
     MIN_CLASS_ROWS,
     ColumnPlan,
@@ -33,6 +34,9 @@ from modelberth_trainer.data import Table, load_input, sanitise_name
 from modelberth_trainer.errors import DataError
 from modelberth_trainer.search import Problem, Say, SearchResult, fit_quietly, predict_scores, run_search
 from modelberth_trainer.settings import TrainerSettings
+
+if TYPE_CHECKING:
+    from modelberth_trainer.artifact import Trained
 
 SEARCH_SHARE = 0.8
 """Share of the time budget for the search; the rest is for the refit, the evaluation and the report."""
@@ -55,6 +59,9 @@ class Prepared:
     table: Table
     test_table: Table | None
     target: str
+    raw_test: pd.DataFrame
+    """The test rows as read from the input: every column (before --drop), the target included. The
+    promotion gate scores the champion on them, whatever features it was trained with."""
 
 
 def _target(frame: pd.DataFrame, target: str, task: str) -> pd.Series:
@@ -145,18 +152,21 @@ def prepare(settings: TrainerSettings, say: Say) -> Prepared:
         x_test = test_frame[features].reset_index(drop=True)
         y_test = y_test_all.to_numpy(dtype=object if classes else float)
         seen = pd.concat([x_train, x_test], ignore_index=True)
+        raw_test = test_frame.reset_index(drop=True)
     else:
         from sklearn.model_selection import train_test_split
 
-        x_train, x_test, y_train, y_test = train_test_split(
+        x_train, x_test, y_train, y_test, _, test_rows = train_test_split(
             x_all,
             y_np,
+            np.arange(len(frame)),
             test_size=settings.test_size,
             random_state=settings.seed,
             stratify=y_np if classes else None,
         )
         x_train, x_test = x_train.reset_index(drop=True), x_test.reset_index(drop=True)
         seen = x_all
+        raw_test = frame.iloc[test_rows].reset_index(drop=True)
     if len(x_test) == 0 or len(x_train) < 10:
         raise DataError(f"too few rows to train and test ({len(x_train)} train, {len(x_test)} test)")
     _duplicate_notes(x_train, x_test, notes)
@@ -168,7 +178,9 @@ def prepare(settings: TrainerSettings, say: Say) -> Prepared:
     )
     for dropped in plan.dropped:
         say(f"dropped column {dropped.name!r}: {dropped.reason}")
-    return Prepared(plan, problem, x_train, y_train, x_test, y_test, seen, notes, table, test_table, target)
+    return Prepared(
+        plan, problem, x_train, y_train, x_test, y_test, seen, notes, table, test_table, target, raw_test
+    )
 
 
 def _duplicate_notes(x_train: pd.DataFrame, x_test: pd.DataFrame, notes: list[str]) -> None:
@@ -238,8 +250,8 @@ def leaderboard_table(result: SearchResult, metric: str) -> list[str]:
     return lines
 
 
-def run(settings: TrainerSettings, say: Say) -> Path:
-    """Train and publish one model version; return its directory. Raises DataError on bad input."""
+def run(settings: TrainerSettings, say: Say) -> Trained:
+    """Train, gate and publish one model version. Raises DataError on bad input (nothing published)."""
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     # OpenMP/BLAS pools stay at one thread: their spinning barriers collapse on a shared CPU (boosting
@@ -248,7 +260,8 @@ def run(settings: TrainerSettings, say: Say) -> Path:
         return _run(settings, say)
 
 
-def _run(settings: TrainerSettings, say: Say) -> Path:
+def _run(settings: TrainerSettings, say: Say) -> Trained:
+    from modelberth_trainer import expectations as expectations_module
     from modelberth_trainer.artifact import build_and_publish
     from modelberth_trainer.leakage import check_leaks
     from modelberth_trainer.pipelines import build_candidates
@@ -256,8 +269,19 @@ def _run(settings: TrainerSettings, say: Say) -> Path:
     started = time.monotonic()
     budget = settings.time_budget_seconds
     timings: dict[str, float] = {}
+    # Everything that can be refused is refused before the search spends the time budget.
+    try:
+        store = open_store(default_location(settings.store))
+    except StoreError as exc:
+        raise DataError(str(exc)) from exc
+    expectations = expectations_module.load(settings.expectations) if settings.expectations else None
     prep = prepare(settings, say)
-    name = sanitise_name(settings.name or prep.table.stem)
+    try:
+        name = check_name(sanitise_name(settings.name or prep.table.stem))
+    except StoreError as exc:
+        raise DataError(f"--name: {exc}") from exc
+    if expectations is not None:
+        expectations_module.check_against(expectations, prep)
     timings["load_seconds"] = time.monotonic() - started
 
     t0 = time.monotonic()
@@ -309,15 +333,17 @@ def _run(settings: TrainerSettings, say: Say) -> Path:
     timings["search_seconds"] = time.monotonic() - t0
     for line in leaderboard_table(result, prep.problem.metric):
         say(line)
-    champion = result.champion
-    chosen = next(c for c in candidates if c.name == champion.candidate)
+    selected = result.selected
+    chosen = next(c for c in candidates if c.name == selected.candidate)
     t0 = time.monotonic()
-    pipeline = fit_quietly(chosen.build(champion.params), prep.x_train, prep.y_train, result.warnings)
+    pipeline = fit_quietly(chosen.build(selected.params), prep.x_train, prep.y_train, result.warnings)
     timings["refit_seconds"] = time.monotonic() - t0
-    say(f"champion: {champion.candidate} ({champion.estimator}) refit on {len(prep.x_train)} rows")
+    say(f"selected: {selected.candidate} ({selected.estimator}) refit on {len(prep.x_train)} rows")
     test_scores = predict_scores(pipeline, prep.x_test, prep.problem)
     return build_and_publish(
         settings=settings,
+        store=store,
+        expectations=expectations,
         name=name,
         prep=prep,
         pipeline=pipeline,

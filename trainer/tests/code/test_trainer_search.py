@@ -60,6 +60,6 @@ def test_patience_and_config_cap_bound_the_search_and_the_leaderboard_is_sorted(
     assert all(1 <= row.n_configs <= 3 for row in rows)
     scores = [row.cv_score for row in rows]
     assert scores == sorted(scores, reverse=True)
-    assert result.champion.score == scores[0]  # type: ignore[attr-defined]
-    assert result.champion.oof.shape == (150, 2)  # type: ignore[attr-defined]
+    assert result.selected.score == scores[0]  # type: ignore[attr-defined]
+    assert result.selected.oof.shape == (150, 2)  # type: ignore[attr-defined]
     assert any(line.startswith("[1/3]") and "elapsed" in line for line in lines)

@@ -33,7 +33,7 @@ def _settings(tmp_path: Path, data: Path, **kwargs: object) -> TrainerSettings:
     base: dict[str, object] = {
         "data": data,
         "target": "y",
-        "out": tmp_path / "models",
+        "store": str(tmp_path / "models"),
         "time_budget_seconds": 10,
         "candidates": ["logistic"],
         "max_configs_per_candidate": 1,
@@ -50,7 +50,7 @@ def _linear_numeric_steps(version_dir: Path) -> tuple[object, object]:
 def test_preprocessing_statistics_equal_train_only_statistics_on_a_holdout_split(tmp_path: Path) -> None:
     data = _write(tmp_path / "d.csv", _tabular(600, 0.0, 0))
     settings = _settings(tmp_path, data)
-    version_dir = run(settings, lambda _line: None)
+    version_dir = run(settings, lambda _line: None).path
     prep = prepare(settings, lambda _line: None)  # same seed: the same split
     imputer, scaler = _linear_numeric_steps(version_dir)
     train, everything = prep.x_train, pd.concat([prep.x_train, prep.x_test])
@@ -70,7 +70,7 @@ def test_preprocessing_never_sees_a_shifted_user_test_file(tmp_path: Path) -> No
     settings = _settings(
         tmp_path, _write(tmp_path / "train.csv", train), test_data=_write(tmp_path / "test.csv", test)
     )
-    version_dir = run(settings, lambda _line: None)
+    version_dir = run(settings, lambda _line: None).path
     imputer, scaler = _linear_numeric_steps(version_dir)
     assert imputer.statistics_ == pytest.approx(train[["x1", "x2"]].median().to_numpy())
     imputed = train[["x1", "x2"]].fillna(train[["x1", "x2"]].median())
@@ -87,7 +87,7 @@ def test_a_planted_proxy_column_is_flagged_in_console_card_and_report(tmp_path: 
     proxy = (frame["y"] == "yes").astype(float) + rng.normal(0, 0.05, len(frame))
     frame.insert(0, "settled_amount", proxy)
     lines: list[str] = []
-    version_dir = run(_settings(tmp_path, _write(tmp_path / "d.csv", frame)), lines.append)
+    version_dir = run(_settings(tmp_path, _write(tmp_path / "d.csv", frame)), lines.append).path
     card = contract.read_card(version_dir)
     assert [w.column for w in card.leak_warnings] == ["settled_amount"]
     assert card.leak_warnings[0].score > 0.99
@@ -100,14 +100,14 @@ def test_a_planted_proxy_column_is_flagged_in_console_card_and_report(tmp_path: 
 def test_no_leak_warning_without_a_proxy(tmp_path: Path) -> None:
     version_dir = run(
         _settings(tmp_path, _write(tmp_path / "d.csv", _tabular(600, 0.0, 5))), lambda _line: None
-    )
+    ).path
     assert contract.read_card(version_dir).leak_warnings == []
 
 
 def test_duplicate_rows_across_the_split_are_reported(tmp_path: Path) -> None:
     frame = _tabular(300, 0.0, 6)
     frame = pd.concat([frame, frame.head(100)], ignore_index=True)
-    version_dir = run(_settings(tmp_path, _write(tmp_path / "d.csv", frame)), lambda _line: None)
+    version_dir = run(_settings(tmp_path, _write(tmp_path / "d.csv", frame)), lambda _line: None).path
     notes = " ".join(contract.read_card(version_dir).notes)
     assert "repeat another training row" in notes
     assert "also occur in the training part" in notes

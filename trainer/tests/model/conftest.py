@@ -28,5 +28,5 @@ def iris_artifact(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     if given:
         return _version_dir(Path(given))
     out = tmp_path_factory.mktemp("models")
-    settings = TrainerSettings(dataset="iris", out=out, time_budget_seconds=20, seed=0)
-    return run(settings, lambda _line: None)
+    settings = TrainerSettings(dataset="iris", store=str(out), time_budget_seconds=20, seed=0)
+    return run(settings, lambda _line: None).path

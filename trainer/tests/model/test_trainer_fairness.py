@@ -29,13 +29,13 @@ def _flip_rate(tmp_path: Path, depends: bool) -> contract.FairnessResult:
     settings = TrainerSettings(
         data=_planted(tmp_path / f"planted_{depends}.csv", depends),
         target="y",
-        out=tmp_path / "models",
+        store=str(tmp_path / "models"),
         time_budget_seconds=5,
         candidates=["logistic"],
         max_configs_per_candidate=1,
         protected=["SEX"],
     )
-    card = contract.read_card(run(settings, lambda _line: None))
+    card = contract.read_card(run(settings, lambda _line: None).path)
     assert card.positive_label == "1"
     assert card.threshold is not None
     assert card.threshold.strategy == "max_f1"
@@ -63,13 +63,13 @@ def test_costs_set_a_min_cost_threshold(tmp_path: Path) -> None:
         "max_configs_per_candidate": 1,
     }
     cautious = run(
-        TrainerSettings(**base, out=tmp_path / "a", cost_fp=1.0, cost_fn=20.0),  # type: ignore[arg-type]
+        TrainerSettings(**base, store=str(tmp_path / "a"), cost_fp=1.0, cost_fn=20.0),  # type: ignore[arg-type]
         lambda _line: None,
-    )
+    ).path
     strict = run(
-        TrainerSettings(**base, out=tmp_path / "b", cost_fp=20.0, cost_fn=1.0),  # type: ignore[arg-type]
+        TrainerSettings(**base, store=str(tmp_path / "b"), cost_fp=20.0, cost_fn=1.0),  # type: ignore[arg-type]
         lambda _line: None,
-    )
+    ).path
     low, high = contract.read_card(cautious).threshold, contract.read_card(strict).threshold
     assert low is not None
     assert high is not None

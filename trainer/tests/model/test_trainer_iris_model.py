@@ -54,7 +54,7 @@ def test_card_is_complete(card: contract.ModelCard) -> None:
     assert set(card.metrics.cv) >= {"accuracy", "f1_macro"}
     assert np.asarray(card.metrics.confusion_matrix).sum() == card.data.test_rows
     assert len(card.leaderboard) == 3
-    assert card.leaderboard[0].candidate == card.champion.candidate
+    assert card.leaderboard[0].candidate == card.selected.candidate
     assert card.data.source == "sklearn:iris"
     assert len(card.data.sha256) == 64
     assert card.data.class_counts is not None
@@ -135,7 +135,7 @@ def test_report_is_one_self_contained_page(iris_artifact: Path, card: contract.M
         "Timings",
     ):
         assert section in page
-    assert card.champion.candidate in page
+    assert card.selected.candidate in page
 
 
 def test_card_json_round_trips(iris_artifact: Path) -> None:

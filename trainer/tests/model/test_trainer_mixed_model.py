@@ -47,11 +47,11 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = TrainerSettings(
         data=tmp / "tickets.csv",
         target="label",
-        out=tmp / "models",
+        store=str(tmp / "models"),
         time_budget_seconds=8,
         max_configs_per_candidate=1,
     )
-    return run(settings, lambda _line: None)
+    return run(settings, lambda _line: None).path
 
 
 def test_feature_specs_let_inference_validate_requests(mixed: Path) -> None:
@@ -69,7 +69,7 @@ def test_feature_specs_let_inference_validate_requests(mixed: Path) -> None:
     assert isinstance(specs["review"].example, str)
     dropped = {d.name: d.reason for d in card.dropped_columns}
     assert set(dropped) == {"ticket_id", "country"}
-    assert card.champion.candidate == card.leaderboard[0].candidate
+    assert card.selected.candidate == card.leaderboard[0].candidate
     assert card.leaderboard[0].candidate == "linear_tfidf" or card.leaderboard[0].cv_score is not None
 
 

@@ -35,14 +35,14 @@ def _train_with_console(
     tmp_path: Path, candidate: str, **kwargs: Any
 ) -> tuple[contract.ModelCard, list[str]]:
     settings = TrainerSettings(
-        out=tmp_path / "models",
+        store=str(tmp_path / "models"),
         time_budget_seconds=30,
         candidates=[candidate],
         max_configs_per_candidate=1,
         **kwargs,
     )
     lines: list[str] = []
-    return contract.read_card(run(settings, lines.append)), lines
+    return contract.read_card(run(settings, lines.append).path), lines
 
 
 def test_bank_marketing_auc_and_accuracy_at_threshold_and_duration_flagged(tmp_path: Path) -> None:

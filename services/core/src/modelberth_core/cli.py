@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
-from modelberth_core import stack
+from modelberth_core import stack, store_cli
 
 EXIT_USAGE = 2
 """Exit code for bad input (bad flags, unreadable data): nothing was written."""
@@ -52,8 +52,11 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ[f"{prefix}_HOST"], os.environ[f"{prefix}_PORT"] = host, str(port)
     for key, value in args.set or []:
         os.environ[f"{prefix}_{key.upper()}"] = value
-    if getattr(args, "model_dir", None):
-        os.environ["INFERENCE_MODEL_DIR"] = args.model_dir
+    store = getattr(args, "store", None) or (
+        None if os.environ.get("INFERENCE_STORE") else os.environ.get("MODELBERTH_STORE")
+    )
+    if name == "inference" and store:
+        os.environ["INFERENCE_STORE"] = store
     configure_logging(name, os.environ.get(f"{prefix}_LOG_LEVEL", "info"))
     uvicorn.run(
         _service_factories()[name],
@@ -89,7 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_argument("service", choices=services)
         serve.add_argument("--host", help="interface (default 127.0.0.1, or <SERVICE>_HOST)")
         serve.add_argument("--port", type=int, help="port (default auth 8001, inference 8002, ui 8003)")
-        serve.add_argument("--model-dir", help="inference only: the artifact root (INFERENCE_MODEL_DIR)")
+        serve.add_argument(
+            "--store",
+            "--model-dir",
+            dest="store",
+            metavar="LOCATION",
+            help="inference only: the model store (INFERENCE_STORE, else MODELBERTH_STORE)",
+        )
         serve.add_argument(
             "--set",
             action="append",
@@ -99,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         serve.set_defaults(handler=_serve)
     stack.register(sub)
+    store_cli.register(sub)
     for ep in sorted(entry_points(group="modelberth.commands"), key=lambda e: e.name):
         ep.load()(sub)
     return parser

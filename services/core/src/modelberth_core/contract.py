@@ -2,8 +2,9 @@
 
 One model version is one directory ``<model_dir>/<name>/<version>/`` holding ``model.joblib`` (the fitted
 scikit-learn Pipeline), ``model.json`` (this module's :class:`ModelCard`), ``report.html`` and
-``examples.csv``. A text file ``<model_dir>/<name>/latest`` names the version to serve. Versions sort
-lexicographically in time order, so without ``latest`` the greatest version is the newest.
+``examples.csv``. Where versions live and which one each alias (``champion``, ``latest``...) names is the
+model store's business (:mod:`modelberth_core.store`); the functions at the end of this module that touch
+the directory layout are kept for callers written before the store existed and delegate to it.
 
 This module never imports scikit-learn: it reads and writes metadata and files; loading the pickle is the
 inference service's job, after it has checked what this module reports.
@@ -12,21 +13,24 @@ inference service's job, after it has checked what this module reports.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = 1
-"""Bumped on every incompatible change of :class:`ModelCard`; inference refuses other versions."""
+if TYPE_CHECKING:
+    from modelberth_core.store import FilesystemStore
+
+SCHEMA_VERSION = 2
+"""Bumped on every incompatible change of :class:`ModelCard`; the trainer writes this one.
+
+2: the search's winning candidate is ``selected`` (was ``champion``, which now names only the store alias);
+optional ``gate`` (the promotion gate's verdict)."""
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+"""Schema versions readers accept: a version-1 card reads with ``champion`` as ``selected``."""
 
 MODEL_FILE = "model.joblib"
 CARD_FILE = "model.json"
@@ -81,12 +85,17 @@ class LeakWarning(_Strict):
     dropped: bool = False
 
 
-class ChampionInfo(_Strict):
-    """The selected candidate."""
+class SelectedInfo(_Strict):
+    """The candidate the search selected (its best configuration); not to be confused with the store's
+    ``champion`` alias, which names the version being served."""
 
     candidate: str
     estimator: str
     params: dict[str, Any]
+
+
+ChampionInfo = SelectedInfo
+"""The version-1 name of :class:`SelectedInfo`, kept so code written against version 1 still runs."""
 
 
 class LeaderboardRow(_Strict):
@@ -106,7 +115,7 @@ class LeaderboardRow(_Strict):
 class Metrics(_Strict):
     """Scores keyed by scikit-learn scorer names without the ``neg_`` prefix (``rmse``, ``roc_auc``...)."""
 
-    primary: str = Field(description="The metric the champion was chosen on")
+    primary: str = Field(description="The metric the selected candidate was chosen on")
     greater_is_better: bool
     cv: dict[str, float]
     test: dict[str, float]
@@ -183,6 +192,42 @@ class Threshold(_Strict):
     cost_fn: float | None = None
 
 
+GateVerdict = Literal["promoted", "refused", "skipped"]
+GateCheckKind = Literal["comparable", "metric", "leaks", "example", "invariance", "directional"]
+
+
+class GateCheck(_Strict):
+    """One check of the promotion gate: what was measured, against which limit, and by how much it passed
+    (``margin`` >= 0) or failed (``margin`` < 0)."""
+
+    kind: GateCheckKind
+    name: str
+    passed: bool
+    detail: str = Field(description="One line a person reads: what was checked and what came out")
+    value: float | None = Field(default=None, description="What was measured")
+    limit: float | None = Field(default=None, description="The bound the value was held to")
+    margin: float | None = Field(default=None, description="Distance to the limit; negative when failed")
+
+
+class GateResult(_Strict):
+    """The promotion gate's verdict: the candidate against the champion it was compared with."""
+
+    verdict: GateVerdict = Field(
+        description="promoted (to champion), refused (published as challenger) or skipped (--no-gate)"
+    )
+    champion_version: str | None = Field(
+        default=None, description="The champion compared against (None: there was no champion)"
+    )
+    metric: str
+    greater_is_better: bool
+    candidate_score: float | None = None
+    champion_score: float | None = None
+    tolerance: float = Field(ge=0.0, description="How much worse than the champion the candidate may be")
+    rows: int = Field(ge=0, description="Test rows both models were scored on")
+    checks: list[GateCheck] = []
+    reasons: list[str] = Field(default=[], description="Why the gate refused (empty when promoted)")
+
+
 class ModelCard(_Strict):
     """The content of ``model.json``: everything inference and a person need to know about one version."""
 
@@ -200,7 +245,7 @@ class ModelCard(_Strict):
     dropped_columns: list[DroppedColumn] = []
     leak_warnings: list[LeakWarning] = []
     metrics: Metrics
-    champion: ChampionInfo
+    selected: SelectedInfo = Field(validation_alias=AliasChoices("selected", "champion"))
     leaderboard: list[LeaderboardRow]
     data: DataInfo
     versions: Versions
@@ -210,12 +255,14 @@ class ModelCard(_Strict):
     fairness: list[FairnessResult] = []
     timings: dict[str, float] = {}
     notes: list[str] = []
+    gate: GateResult | None = None
 
     @field_validator("schema_version")
     @classmethod
     def _known_schema(cls, value: int) -> int:
-        if value != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {value} is not supported (expected {SCHEMA_VERSION})")
+        if value not in SUPPORTED_SCHEMA_VERSIONS:
+            supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
+            raise ValueError(f"schema_version {value} is not supported (this version reads {supported})")
         return value
 
     @model_validator(mode="after")
@@ -290,97 +337,80 @@ def verify_checksum(version_dir: Path, card: ModelCard) -> Path:
     return model_path
 
 
+# --- the directory layout, for callers written before the store ------------------------------------------
+# New code opens a store (modelberth_core.store.open_store) and calls its methods; these keep the
+# pre-store functions working by delegating to the filesystem store, so the layout lives in one place.
+
+
+def _store(model_dir: Path) -> FilesystemStore:
+    from modelberth_core.store import FilesystemStore
+
+    return FilesystemStore(model_dir)
+
+
 def list_models(model_dir: Path) -> list[str]:
     """Names of the models under ``model_dir`` (directories whose names are valid model names)."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(p.name for p in model_dir.iterdir() if p.is_dir() and re.match(NAME_PATTERN, p.name))
+    return _store(model_dir).models()
 
 
 def list_versions(model_dir: Path, name: str) -> list[str]:
     """Complete versions of one model, oldest first (a version counts once its card exists)."""
-    base = model_dir / name
-    if not base.is_dir():
+    from modelberth_core.store import ModelNotFound
+
+    try:
+        return [v.version for v in _store(model_dir).versions(name)]
+    except ModelNotFound:
         return []
-    return sorted(
-        p.name for p in base.iterdir() if re.match(VERSION_PATTERN, p.name) and (p / CARD_FILE).is_file()
-    )
 
 
 def resolve_latest(model_dir: Path, name: str) -> str | None:
     """The version the ``latest`` pointer names, else the newest complete version, else None."""
-    pointer = model_dir / name / LATEST_FILE
-    try:
-        version = pointer.read_text(encoding="utf-8").strip()
-    except OSError:
-        version = ""
-    if re.match(VERSION_PATTERN, version) and (model_dir / name / version / CARD_FILE).is_file():
-        return version
-    versions = list_versions(model_dir, name)
-    return versions[-1] if versions else None
+    from modelberth_core.store import LATEST, StoreError
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return _store(model_dir).aliases(name).get(LATEST)
+    except StoreError:
+        return None
 
 
 def set_latest(model_dir: Path, name: str, version: str) -> None:
-    """Point ``latest`` at ``version`` atomically (write a temp file, then rename over the old pointer)."""
-    if not (model_dir / name / version / CARD_FILE).is_file():
-        raise ContractError(f"cannot point latest at {name}/{version}: no such complete version")
-    _atomic_write_text(model_dir / name / LATEST_FILE, version + "\n")
+    """Serve ``version``, as moving ``latest`` did before the store: moves ``latest`` and ``champion``."""
+    from modelberth_core.store import CHAMPION, LATEST, StoreError
+
+    store = _store(model_dir)
+    try:
+        store.move_alias(name, LATEST, version, reason="publish", detail="contract.set_latest")
+        store.move_alias(name, CHAMPION, version, reason="promote", detail="contract.set_latest")
+    except StoreError as exc:
+        raise ContractError(f"cannot point latest at {name}/{version}: {exc}") from exc
 
 
 @contextmanager
 def staging_dir(model_dir: Path, name: str) -> Iterator[Path]:
-    """A temporary directory beside the final one (same filesystem, so the publish rename is atomic).
-
-    It is removed if the block raises, so a failed run leaves nothing half-written.
-    """
-    base = model_dir / name
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=base, prefix=".staging-"))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """A temporary directory beside the final one; removed if the block raises (nothing half-written)."""
+    with _store(model_dir).staging(name) as staged:
+        yield staged
 
 
 def publish(model_dir: Path, staged: Path, card: ModelCard, *, update_latest: bool = True) -> Path:
-    """Finish an artifact: check the model checksum, write ``model.json``, rename into place, move ``latest``.
+    """Publish ``staged`` and serve it, as before the store: moves ``latest`` and then ``champion``.
 
-    ``staged`` must already hold ``model.joblib`` (and optionally the report and examples). The card is
-    validated again here; the version directory appears complete or not at all.
+    New code calls :meth:`ModelStore.publish` (``latest`` only) and lets the promotion gate move aliases.
     """
-    if not re.match(NAME_PATTERN, card.name):
-        raise ContractError(f"invalid model name {card.name!r}")
-    verify_checksum(staged, card)
-    payload = card.model_dump(mode="json")
-    ModelCard.model_validate(payload)  # a card that does not round-trip is a bug, not an artifact
-    (staged / CARD_FILE).write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    final = model_dir / card.name / card.version
-    if final.exists():
-        raise ContractError(f"{final} already exists; versions are immutable")
-    staged.rename(final)
-    if update_latest:
-        set_latest(model_dir, card.name, card.version)
-    return final
+    from modelberth_core.store import CHAMPION, StoreError
+
+    del update_latest  # publishing always moves latest now
+    store = _store(model_dir)
+    try:
+        resolved = store.publish(staged, card)
+        store.move_alias(
+            card.name, CHAMPION, resolved.version, reason="promote", detail="contract.publish (no gate)"
+        )
+    except StoreError as exc:
+        raise ContractError(str(exc)) from exc
+    return store.fetch(card.name, resolved.version)
 
 
 def unique_version(model_dir: Path, name: str, now: datetime | None = None) -> str:
     """A fresh version for ``name``: the timestamp, with ``-2``, ``-3``... when that one is taken."""
-    base = new_version(now)
-    version, n = base, 1
-    while (model_dir / name / version).exists():
-        n += 1
-        version = f"{base}-{n}"
-    return version
+    return _store(model_dir).new_version(name, now)

@@ -229,7 +229,7 @@ class Supervisor:
 class StackConfig:
     """Everything ``modelberth up`` needs; built from flags, which default to environment variables."""
 
-    model_dir: Path
+    store: str
     state_dir: Path
     host: str = "127.0.0.1"
     ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
@@ -276,7 +276,7 @@ def service_env(
     if name == "auth":
         wired["AUTH_ISSUER"] = issuer
     elif name == "inference":
-        wired["INFERENCE_MODEL_DIR"] = str(config.model_dir)
+        wired["INFERENCE_STORE"] = config.store
         wired["INFERENCE_AUTH_JWKS_URL"] = f"{auth_url}/.well-known/jwks.json"
         wired["INFERENCE_AUTH_ISSUER"] = issuer
     elif name == "ui":
@@ -292,7 +292,7 @@ def service_command(config: StackConfig, name: str) -> list[str]:
     """argv of ``modelberth serve NAME`` on the configured host and port."""
     argv = modelberth_command("serve", name, "--host", config.host, "--port", str(config.ports[name]))
     if name == "inference":
-        argv += ["--model-dir", str(config.model_dir)]
+        argv += ["--store", config.store]
     return argv
 
 
@@ -352,37 +352,60 @@ def _must(result: subprocess.CompletedProcess[str], what: str) -> str:
     return result.stdout
 
 
-def ensure_model(config: StackConfig, env: Mapping[str, str], out: TextIO) -> str:
-    """The model to show in the curl; trains ``config.dataset`` first when the model dir holds none."""
-    from modelberth_core import contract
+def _served_models(store: str) -> list[str]:
+    """Models of the store that have a champion: what inference will serve."""
+    from modelberth_core.store import StoreError, open_store
 
-    models = contract.list_models(config.model_dir)
+    opened = open_store(store)
+    served = []
+    for name in opened.models():
+        try:
+            opened.resolve(name)
+        except StoreError:
+            continue
+        served.append(name)
+    return served
+
+
+def ensure_model(config: StackConfig, env: Mapping[str, str], out: TextIO) -> str:
+    """The model to show in the curl; trains ``config.dataset`` first when the store holds no model."""
+    from modelberth_core.store import StoreError, open_store
+
+    try:
+        known = open_store(config.store).models()
+        if not known:
+            out.write(f"No model in {config.store}: training {config.dataset!r} first...\n")
+            out.flush()
+            # The trainer's progress goes to the console: training is the one slow step of a first start.
+            argv = modelberth_command("train", "--dataset", config.dataset, "--store", config.store)
+            code = subprocess.run(argv, env=dict(env), check=False).returncode
+            if code != 0:
+                raise StackError(f"training {config.dataset!r} failed (exit {code})")
+        models = _served_models(config.store)
+    except StoreError as exc:
+        raise StackError(str(exc)) from exc
     if not models:
-        out.write(f"No model under {config.model_dir}: training {config.dataset!r} first...\n")
-        out.flush()
-        # The trainer's progress goes to the console: training is the one slow step of a first start.
-        argv = modelberth_command("train", "--dataset", config.dataset, "--out", str(config.model_dir))
-        code = subprocess.run(argv, env=dict(env), check=False).returncode
-        if code != 0:
-            raise StackError(f"training {config.dataset!r} failed (exit {code})")
-        models = contract.list_models(config.model_dir)
-        if not models:
-            raise StackError(f"training finished but {config.model_dir} holds no model")
+        raise StackError(
+            f"no model in {config.store} has a champion to serve;"
+            " see `modelberth models list` and promote one with `modelberth models promote NAME VERSION`"
+        )
     if config.model:
         if config.model not in models:
-            raise StackError(f"model {config.model!r} not found under {config.model_dir}: {models}")
+            raise StackError(f"model {config.model!r} has no champion in {config.store} (these do: {models})")
         return config.model
     return config.dataset if config.dataset in models else models[0]
 
 
-def example_row(model_dir: Path, name: str) -> dict[str, Any]:
-    """One valid input row for model ``name``, from its card's example values (for the printed curl)."""
-    from modelberth_core import contract
+def example_row(store: str, name: str) -> dict[str, Any]:
+    """One valid input row for model ``name``'s champion, from its card's example values (for the curl)."""
+    from modelberth_core.store import StoreError, open_store
 
-    version = contract.resolve_latest(model_dir, name)
-    if version is None:
+    opened = open_store(store)
+    try:
+        champion = opened.resolve(name)
+    except StoreError:
         return {}
-    card = contract.read_card(model_dir / name / version)
+    card = opened.card(name, champion.version)
     row: dict[str, Any] = {}
     for feature in card.features:
         value: Any = feature.example
@@ -719,11 +742,12 @@ def run_stack(config: StackConfig, out: TextIO, environ: Mapping[str, str] | Non
 
 
 def _safe_example(config: StackConfig, model: str) -> dict[str, Any]:
-    from modelberth_core import contract
+    from modelberth_core.contract import ContractError
+    from modelberth_core.store import StoreError
 
     try:
-        return example_row(config.model_dir, model)
-    except contract.ContractError:
+        return example_row(config.store, model)
+    except (ContractError, StoreError):
         return {}
 
 
@@ -735,11 +759,16 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _absolute(location: str) -> str:
+    """A directory made absolute (children run elsewhere); a URL as given."""
+    return location if "://" in location else str(Path(location).resolve())
+
+
 def config_from_args(args: argparse.Namespace) -> StackConfig:
     """A :class:`StackConfig` from parsed ``modelberth up`` flags (paths made absolute)."""
     rules = Path(args.rules_dir).resolve() if args.rules_dir else None
     return StackConfig(
-        model_dir=Path(args.model_dir).resolve(),
+        store=_absolute(args.store),
         state_dir=Path(args.state_dir).resolve(),
         host=args.host,
         ports={
@@ -774,9 +803,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     up.add_argument(
+        "--store",
         "--model-dir",
-        default=env.get("INFERENCE_MODEL_DIR") or "artifacts/models",
-        help="artifact root (INFERENCE_MODEL_DIR, default artifacts/models)",
+        dest="store",
+        default=env.get("MODELBERTH_STORE") or env.get("INFERENCE_MODEL_DIR") or "artifacts/models",
+        metavar="LOCATION",
+        help="the model store (MODELBERTH_STORE, default artifacts/models)",
     )
     up.add_argument(
         "--state-dir",

@@ -129,10 +129,9 @@ def _check_schema_version(version_dir: Path) -> None:
     except (OSError, ValueError) as exc:
         raise LoadError(f"{path}: cannot read the model card ({type(exc).__name__})") from exc
     found = raw.get("schema_version") if isinstance(raw, dict) else None
-    if found != contract.SCHEMA_VERSION:
-        raise LoadError(
-            f"{path}: schema_version {found!r} is not supported (expected {contract.SCHEMA_VERSION})"
-        )
+    if found not in contract.SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(map(str, contract.SUPPORTED_SCHEMA_VERSIONS))
+        raise LoadError(f"{path}: schema_version {found!r} is not supported (this server reads {supported})")
 
 
 def load_model(model_dir: Path, name: str, version: str, *, max_text_length: int) -> LoadedModel:

@@ -1,4 +1,7 @@
-"""The set of models being served: initial load, polling of ``latest`` pointers, reloads and atomic swaps.
+"""The set of models being served: initial load, polling of the aliases followed, reloads and atomic swaps.
+
+Each model serves what its reference names in the store: its ``champion`` by default, or the alias or
+version ``INFERENCE_MODELS`` gives. A moved alias is picked up at the next poll.
 
 A request looks its model up once and keeps that object until it has answered, so swapping the dict entry
 is the whole hot-reload protocol: new requests see the new version, in-flight ones finish on the old one,
@@ -15,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from modelberth_core import contract
+from modelberth_core.store import CHAMPION, Reference, StoreError, open_store
 from modelberth_inference.batching import MicroBatcher
 from modelberth_inference.model import LoadedModel, LoadError, Prediction, columns_from, load_model
 from modelberth_inference.monitoring import DriftTracker, InferenceMetrics
@@ -103,22 +106,36 @@ class ModelRegistry:
         self.metrics = metrics
         self.models: dict[str, Served] = {}
         self.failures: dict[str, tuple[str, str]] = {}
+        self.unresolved: dict[str, str] = {}
+        """Configured models whose reference names nothing now, and why."""
         self.scanned = False
         self._locks: dict[str, asyncio.Lock] = {}
+        self.store = open_store(settings.store_location())
 
     def get(self, name: str) -> Served | None:
         """The served version of ``name``, if any."""
         return self.models.get(name)
 
     def configured(self) -> list[str]:
-        """Model names to serve: the pins, else every model under the model dir."""
-        pins = self.settings.pins()
-        return sorted(pins) if pins else contract.list_models(self.settings.model_dir)
+        """Model names to serve: the configured references, else every model in the store with a champion."""
+        references = self.settings.references()
+        if references:
+            return sorted(references)
+        return [name for name in self.store.models() if self.target(name) is not None]
+
+    def reference(self, name: str) -> Reference:
+        """What ``name`` follows: its configured reference, else its champion."""
+        return self.settings.references().get(name) or Reference(name, alias=CHAMPION)
 
     def target(self, name: str) -> str | None:
-        """The version ``name`` should serve: its pin, else its ``latest`` pointer."""
-        pinned = self.settings.pins().get(name)
-        return pinned or contract.resolve_latest(self.settings.model_dir, name)
+        """The version ``name`` should serve now; None (and the reason in ``unresolved``) if it names none."""
+        try:
+            version = self.store.resolve(self.reference(name)).version
+        except StoreError as exc:
+            self.unresolved[name] = str(exc)
+            return None
+        self.unresolved.pop(name, None)
+        return version
 
     @property
     def ready(self) -> bool:
@@ -132,11 +149,16 @@ class ModelRegistry:
             return "models are loading"
         names = self.configured()
         if not names:
-            return f"no models under {self.settings.model_dir}"
+            if self.store.models():
+                return f"no model under {self.store.location} has a champion (modelberth models promote)"
+            return f"no models under {self.store.location}"
         waiting = [n for n in names if n not in self.models]
         failed = [n for n in waiting if n in self.failures]
         if failed:
             return "models failed to load: " + ", ".join(failed)
+        unresolved = [f"{n} ({self.unresolved[n]})" for n in waiting if n in self.unresolved]
+        if unresolved:
+            return "models with nothing to serve: " + "; ".join(unresolved)
         return "models not loaded yet: " + ", ".join(waiting)
 
     async def refresh(self) -> None:
@@ -158,7 +180,7 @@ class ModelRegistry:
         """Load ``name``'s target version in a worker thread and swap it in; keep the old one on failure."""
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
-            target = self.target(name)
+            target = await asyncio.to_thread(self.target, name)
             current = self.models.get(name)
             previous = current.model.version if current else None
             if target is None:
@@ -169,13 +191,7 @@ class ModelRegistry:
             if failed and failed[0] == target and not retry_failed:
                 return LoadOutcome("failed", version=target, previous=previous, error=failed[1])
             try:
-                model = await asyncio.to_thread(
-                    load_model,
-                    self.settings.model_dir,
-                    name,
-                    target,
-                    max_text_length=self.settings.max_text_length,
-                )
+                model = await asyncio.to_thread(self._load, name, target)
             except LoadError as exc:
                 self.failures[name] = (target, str(exc))
                 self.metrics.model_load_failures.labels(name).inc()
@@ -186,6 +202,16 @@ class ModelRegistry:
                 return LoadOutcome("failed", version=target, previous=previous, error=str(exc))
             self._swap(name, model, previous)
             return LoadOutcome("loaded", version=target, previous=previous)
+
+    def _load(self, name: str, version: str) -> LoadedModel:
+        try:
+            version_dir = self.store.fetch(name, version)
+        except StoreError as exc:
+            raise LoadError(str(exc)) from exc
+        # fetch gives <root>/<name>/<version>: the root is what load_model keeps every file inside.
+        return load_model(
+            version_dir.parent.parent, name, version, max_text_length=self.settings.max_text_length
+        )
 
     def _swap(self, name: str, model: LoadedModel, previous: str | None) -> None:
         settings = self.settings
@@ -237,7 +263,7 @@ class ModelRegistry:
                     "features": card.feature_names,
                     "created_at": card.created_at.isoformat(),
                     "metrics": {"primary": card.metrics.primary, "test": card.metrics.test},
-                    "champion": card.champion.model_dump(mode="json"),
+                    "selected": card.selected.model_dump(mode="json"),
                 }
             )
         return out

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from modelberth_core.contract import NAME_PATTERN, VERSION_PATTERN
 from modelberth_core.settings import ServiceSettings
+from modelberth_core.store import InvalidReference, Reference
 
 
 class Settings(ServiceSettings):
@@ -19,8 +18,10 @@ class Settings(ServiceSettings):
 
     port: int = Field(default=8002, ge=1, le=65535)
     """TCP port to listen on."""
+    store: str = ""
+    """Model store location (a directory); empty uses ``model_dir``. Versions are read from here only."""
     model_dir: Path = Path("artifacts/models")
-    """Artifact root: ``<model_dir>/<name>/<version>/``; joblib files are loaded from here only."""
+    """The model store directory when ``store`` is empty (its older name)."""
     auth_jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
     """Where the auth service publishes its public keys (fetched at start, cached)."""
     auth_issuer: str = "http://127.0.0.1:8001"
@@ -28,10 +29,11 @@ class Settings(ServiceSettings):
     auth_audience: str = "modelberth"
     """Required ``aud`` claim of access tokens."""
     models: str = ""
-    """Optional comma-separated pins: ``iris`` (follow latest) or ``iris=20261122T144500Z`` (fixed version);
-    empty serves the latest version of every model under model_dir."""
+    """Optional comma-separated model references: ``iris`` (follow its champion), ``iris@challenger`` (follow
+    that alias) or ``iris:20261122T144500Z`` (that version; ``iris=VERSION`` is read the same); empty serves
+    the champion of every model in the store."""
     poll_seconds: float = Field(default=5.0, ge=0.0)
-    """Seconds between checks of the ``latest`` pointers (0 turns polling off)."""
+    """Seconds between checks of the aliases being followed (0 turns polling off)."""
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest accepted request body, in bytes (larger gets 413 while reading)."""
     max_instances: int = Field(default=1000, ge=1)
@@ -57,21 +59,32 @@ class Settings(ServiceSettings):
 
     @field_validator("models")
     @classmethod
-    def _valid_pins(cls, value: str) -> str:
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            name, _, version = item.partition("=")
-            if not re.match(NAME_PATTERN, name) or (version and not re.match(VERSION_PATTERN, version)):
-                raise ValueError(f"invalid model pin {item!r}: expected NAME or NAME=VERSION")
+    def _valid_references(cls, value: str) -> str:
+        _references(value)
         return value
 
-    def pins(self) -> dict[str, str | None]:
-        """Configured models: name -> pinned version (None follows ``latest``); empty means all."""
-        out: dict[str, str | None] = {}
-        for item in filter(None, (part.strip() for part in self.models.split(","))):
-            name, _, version = item.partition("=")
-            out[name] = version or None
-        return out
+    def references(self) -> dict[str, Reference]:
+        """Configured models: name -> the reference to serve; empty means every model's champion."""
+        return _references(self.models)
+
+    def store_location(self) -> str:
+        """Where the models are: ``store``, else ``model_dir``."""
+        return self.store or str(self.model_dir)
 
     def redacted_fields(self) -> frozenset[str]:
         """Feature names to redact in the prediction log."""
         return frozenset(filter(None, (p.strip() for p in self.prediction_log_redact.split(","))))
+
+
+def _references(text: str) -> dict[str, Reference]:
+    out: dict[str, Reference] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, version = item.partition("=")
+        try:
+            ref = Reference.parse(f"{name}:{version}" if sep else item)
+        except InvalidReference as exc:
+            raise ValueError(str(exc)) from None
+        if ref.name in out:
+            raise ValueError(f"model {ref.name!r} is listed twice ({out[ref.name]} and {ref})")
+        out[ref.name] = ref
+    return out

@@ -134,8 +134,8 @@ def overview(card: ModelCard) -> str:
         f"### {card.name} · version `{card.version}`",
         f"{task} of **{card.target}** · {len(card.features)} features · trained {created}"
         + (f" · git `{card.git_sha[:12]}`" if card.git_sha else ""),
-        f"\n**Champion:** {card.champion.estimator} (`{card.champion.candidate}`)"
-        + (f" with {_params(card.champion.params)}" if card.champion.params else ""),
+        f"\n**Selected:** {card.selected.estimator} (`{card.selected.candidate}`)"
+        + (f" with {_params(card.selected.params)}" if card.selected.params else ""),
     ]
     primary = card.metrics.primary
     test, cv = card.metrics.test.get(primary), card.metrics.cv.get(primary)
@@ -191,7 +191,7 @@ def leaderboard_table(card: ModelCard) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "candidate": [
-                r.candidate + (" ★" if r.candidate == card.champion.candidate else "") for r in rows
+                r.candidate + (" ★" if r.candidate == card.selected.candidate else "") for r in rows
             ],
             "estimator": [r.estimator for r in rows],
             f"cv {card.metrics.primary}": [_round(r.cv_score) for r in rows],

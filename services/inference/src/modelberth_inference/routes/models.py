@@ -15,13 +15,13 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 @router.get("")
 async def list_models(registry: RegistryDep, _: ReadPrincipal) -> Response:
-    """Every served model: name, version, task, classes, features, test metrics, champion."""
+    """Every served model: name, version, task, classes, features, test metrics, selected candidate."""
     return json_response({"models": registry.summary()})
 
 
 @router.get("/{name}")
 async def get_model(name: str, request: Request, _: ReadPrincipal) -> Response:
-    """The served version's model card (``model.json``): features, metrics, champion, leaderboard..."""
+    """The served version's model card (``model.json``): features, metrics, selection, leaderboard..."""
     served = served_model(request, name)
     return json_response(served.model.card.model_dump(mode="json"))
 
@@ -38,12 +38,14 @@ async def get_report(name: str, request: Request, _: ReadPrincipal) -> Response:
 
 @router.post("/{name}/reload")
 async def reload_model(name: str, registry: RegistryDep, _: AdminPrincipal) -> Response:
-    """Load the version ``latest`` (or the pin) names now; a failed load keeps the old version serving."""
+    """Load the version the model's reference (its champion by default) names now; a failed load keeps the
+    old version serving."""
     if name not in registry.configured():
         raise ServiceError(404, f"model {name!r} not found")
     outcome = await registry.load(name, retry_failed=True)
     if outcome.status == "missing":
-        raise ServiceError(404, f"model {name!r} has no complete version")
+        why = registry.unresolved.get(name, "no complete version")
+        raise ServiceError(404, f"model {name!r} has nothing to serve: {why}")
     if outcome.status == "failed":
         serving = f"still serving {outcome.previous}" if outcome.previous else "nothing is serving"
         raise ServiceError(409, f"reload of {name} {outcome.version} failed ({serving}): {outcome.error}")

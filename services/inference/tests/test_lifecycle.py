@@ -1,0 +1,138 @@
+"""The model lifecycle with real processes: the trainer's gate, the ``models`` commands and a running
+inference that follows the champion without a restart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from modelberth_core.store import CHALLENGER, CHAMPION, FilesystemStore
+
+pytestmark = pytest.mark.integration
+
+PETALS = ["petal_length_cm", "petal_width_cm"]
+SETOSA = {"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_cm": 1.4, "petal_width_cm": 0.2}
+
+
+def _modelberth(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modelberth_core.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def _token(auth_url: str) -> dict[str, str]:
+    added = _modelberth(
+        "clients", "add", "lifecycle", "--scope", "predict", "--scope", "models:read", "--json"
+    )
+    assert added.returncode == 0, added.stderr
+    response = httpx.post(
+        auth_url + "/oauth/token",
+        data={"grant_type": "client_credentials", **json.loads(added.stdout)},
+        timeout=10.0,
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def test_train_gate_promote_and_rollback_under_a_running_inference(
+    start_service: Callable[..., Any], tmp_path: Path
+) -> None:
+    store_dir = tmp_path / "models"
+    store = FilesystemStore(store_dir)
+    train = ["train", "--dataset", "iris", "--store", str(store_dir), "--time-budget", "3"]
+    train += ["--candidates", "logistic"]
+
+    first = _modelberth(*train)
+    assert first.returncode == 0, first.stderr
+    champion = store.champion("iris")
+    assert champion is not None
+    assert first.stdout.strip().splitlines()[-1] == f"gate: PROMOTED iris:{champion} to champion"
+
+    auth = start_service("auth", timeout=180.0)
+    inference = start_service(
+        "inference",
+        env={
+            "INFERENCE_STORE": str(store_dir),
+            "INFERENCE_AUTH_JWKS_URL": auth.url + "/.well-known/jwks.json",
+            "INFERENCE_POLL_SECONDS": "0.2",
+        },
+        timeout=180.0,
+    )
+    pid = inference.process.pid
+    headers = _token(auth.url)
+
+    def served() -> str:
+        response = httpx.get(inference.url + "/v1/models/iris", headers=headers, timeout=10.0)
+        assert response.status_code == 200, response.text
+        return str(response.json()["version"])
+
+    def wait_for(version: str) -> None:
+        deadline = time.monotonic() + 30
+        while served() != version:
+            assert time.monotonic() < deadline, f"inference still serves {served()}, not {version}"
+            time.sleep(0.1)
+
+    def predict(row: dict[str, float]) -> str:
+        response = httpx.post(
+            inference.url + "/v1/models/iris/predict",
+            json={"instances": [row]},
+            headers=headers,
+            timeout=10.0,
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["version"])
+
+    assert served() == champion
+    assert predict(SETOSA) == champion
+
+    # A worse candidate (no petal features) is refused: challenger, exit 3, the champion keeps serving.
+    worse = _modelberth(*train, "--drop", *PETALS)
+    assert worse.returncode == 3, worse.stdout[-2000:] + worse.stderr
+    challenger = store.aliases("iris")[CHALLENGER]
+    assert challenger != champion
+    assert store.champion("iris") == champion
+    assert worse.stdout.strip().splitlines()[-1] == (
+        f"gate: REFUSED iris:{challenger}: published as challenger; champion stays {champion}"
+    )
+    time.sleep(1.0)  # five poll intervals: nothing may have moved
+    assert served() == champion
+
+    # promote: the running process switches at its next poll, no restart.
+    promoted = _modelberth("models", "promote", "iris", "challenger", "--store", str(store_dir))
+    assert promoted.returncode == 0, promoted.stderr
+    wait_for(challenger)
+    sepals = {k: v for k, v in SETOSA.items() if k not in PETALS}
+    assert predict(sepals) == challenger
+
+    rolled = _modelberth("models", "rollback", "iris", "--store", str(store_dir))
+    assert rolled.returncode == 0, rolled.stderr
+    wait_for(champion)
+    assert predict(SETOSA) == champion
+    assert inference.process.poll() is None
+    assert inference.process.pid == pid
+
+    history = _modelberth("models", "history", "iris", "--store", str(store_dir), "--json")
+    assert history.returncode == 0, history.stderr
+    moves = [
+        (e["alias"], e["reason"], e["from_version"], e["to_version"])
+        for e in json.loads(history.stdout)["events"]
+        if e["alias"] in (CHAMPION, CHALLENGER)
+    ]
+    assert moves == [
+        (CHAMPION, "gate", None, champion),
+        (CHALLENGER, "gate", None, challenger),
+        (CHAMPION, "promote", champion, challenger),
+        (CHAMPION, "rollback", challenger, champion),
+    ]

@@ -87,6 +87,8 @@ class RunResult:
     exit_code: int | None = None
     stop_seconds: float | None = None
     lost: list[dict[str, Any]] = field(default_factory=list)
+    closed_after_sigterm: list[dict[str, Any]] = field(default_factory=list)
+    """When (ms after SIGTERM) and on which connection of its client each unanswered later request went."""
 
 
 def classify(requests: list[Request], sigterm_at: float) -> dict[str, int]:
@@ -202,6 +204,16 @@ async def soak_once(
     statuses = Counter(str(r.status) for r in requests if r.status is not None)
     result = RunResult(service, clients, round(load_seconds, 2), counts, len(in_flight), dict(statuses))
     result.lost = lost
+    result.closed_after_sigterm = [
+        {
+            "client": r.client,
+            "connection": r.connection,
+            "written_ms_after_sigterm": round((r.written_at - sigterm_at) * 1000, 2),
+            "error": r.error,
+        }
+        for r in requests
+        if r.status is None and r.written_at is not None and r.written_at >= sigterm_at
+    ]
     return result, sigterm_at
 
 
@@ -396,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="modelberth-soak-") as tmp:
         services = args.services.split(",")
         results = run_soak(args.runs, args.clients, services, args.seed, Path(tmp), args.think_ms / 1000)
-    doc = {
+    summary = summarise(results)
+    doc: dict[str, Any] = {
         "setup": {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "runs": args.runs,
@@ -405,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             "think_ms": args.think_ms,
             "note": args.note,
         },
-        "summary": summarise(results),
+        "summary": summary,
         "runs": [asdict(r) for r in results],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -413,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     report = markdown(doc)
     (RESULTS / f"{args.name}.md").write_text(report, encoding="utf-8")
     print(report)
-    return 1 if any(s["lost"] for s in doc["summary"].values()) else 0
+    return 1 if any(s["lost"] for s in summary.values()) else 0
 
 
 if __name__ == "__main__":

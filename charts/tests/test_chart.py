@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import helm_python
 import kubernetes_validate
 import pytest
 import yaml
+
+from modelberth_core import cli, shutdown
 
 CHART = Path(__file__).resolve().parents[1] / "modelberth"
 KUBE_VERSION = "1.33.0"
@@ -123,8 +126,10 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-        # uvicorn finishes in-flight requests for up to 20 s after SIGTERM (modelberth_core.cli).
-        assert pod["terminationGracePeriodSeconds"] > sleep + 20
+        # After SIGTERM the server drains (under a second), then uvicorn finishes in-flight requests for up to
+        # 20 s (modelberth_core.shutdown and .cli); the grace period must also leave the app time to stop.
+        after_sigterm = math.ceil(shutdown.DRAIN_SECONDS) + cli.GRACEFUL_SHUTDOWN_SECONDS
+        assert pod["terminationGracePeriodSeconds"] > sleep + after_sigterm
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env[f"{component.upper()}_PORT"] == str(port)
         assert env[f"{component.upper()}_HOST"] == "0.0.0.0"
@@ -387,6 +392,8 @@ _INVALID = [
         "minReplicas must not exceed",
     ),
     ({"ui": {"terminationGracePeriodSeconds": 10}}, "ui.terminationGracePeriodSeconds must exceed"),
+    # 5 s preStop + under 1 s of drain + 20 s graceful: 26 leaves the app no time to stop.
+    ({"auth": {"terminationGracePeriodSeconds": 26}}, "auth.terminationGracePeriodSeconds must exceed"),
 ]
 
 

@@ -413,6 +413,8 @@ _SCHEMA_ERRORS = [
     ({"ingres": {"enabled": False}}, "ingres"),
     ({"auth": {"securityContext": {"allowPrivilegeEscalation": True}}}, "allowPrivilegeEscalation"),
     ({"monitoring": {"serviceMonitor": {"interval": 15}}}, "interval"),
+    # `modelberth train --dataset` takes a bundled dataset's name only; a CSV path fails the Job otherwise.
+    ({"trainer": {"dataset": "/models/data/train.csv"}}, "dataset"),
 ]
 
 
@@ -424,6 +426,13 @@ def test_wrong_types_and_unknown_keys_fail_schema_validation(values: dict[str, A
     assert key in str(caught.value)
     report = helm_python.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSION}")
     assert report["errors"] or [m for m in report["messages"] if m["severity"] == 3]
+
+
+def test_the_trainer_dataset_values_are_the_bundled_datasets() -> None:
+    from modelberth_trainer.settings import BUNDLED_DATASETS
+
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    assert schema["properties"]["trainer"]["properties"]["dataset"]["enum"] == list(BUNDLED_DATASETS)
 
 
 def test_every_value_is_documented() -> None:

@@ -1,8 +1,9 @@
 """SIGTERM loses nothing: a request that reached the server before shutdown began is answered.
 
-The race, made deterministic: the server's main loop is replaced by an event the test sets right after
-writing a request, without yielding, so the shutdown runs before the event loop has read those bytes,
-exactly as when SIGTERM lands while the loop is busy. Real uvicorn, real sockets, in-process.
+The race (the integration tests here), made deterministic: the server's main loop is replaced by an event
+the test sets right after writing a request, without yielding, so the shutdown runs before the event loop
+has read those bytes, exactly as when SIGTERM lands while the loop is busy. Real uvicorn, real sockets,
+in-process.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from typing import cast
 import h11
 import pytest
 import uvicorn
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from modelberth_core import shutdown
-
-pytestmark = pytest.mark.integration
 
 Scenario = Callable[[int, asyncio.Event], Awaitable[None]]
 
@@ -101,6 +100,7 @@ def run_server(port: int, scenario: Scenario) -> None:
 Answer = tuple[int, dict[bytes, bytes], bytes]
 
 
+@pytest.mark.integration
 def test_a_request_waiting_on_an_idle_keep_alive_connection_is_answered(
     port_factory: Callable[[], int],
 ) -> None:
@@ -124,6 +124,7 @@ def test_a_request_waiting_on_an_idle_keep_alive_connection_is_answered(
     assert after == [b""]  # then the server closed the connection, cleanly
 
 
+@pytest.mark.integration
 def test_a_request_on_a_connection_the_loop_has_not_accepted_yet_is_answered(
     port_factory: Callable[[], int],
 ) -> None:
@@ -145,6 +146,7 @@ def test_a_request_on_a_connection_the_loop_has_not_accepted_yet_is_answered(
     assert [(status, body) for status, _, body in answers] == [(200, b"3")] * 5
 
 
+@pytest.mark.integration
 def test_while_draining_answers_say_close_new_connections_are_refused_idle_ones_closed(
     port_factory: Callable[[], int],
 ) -> None:
@@ -181,3 +183,34 @@ def test_while_draining_answers_say_close_new_connections_are_refused_idle_ones_
     # A client that sends nothing keeps its connection for the drain, and no longer (not its keep-alive).
     assert seen["idle then"] == b""
     assert shutdown.DRAIN_SECONDS <= cast(float, seen["idle held seconds"]) < shutdown.DRAIN_SECONDS + 2
+
+
+def test_the_middleware_adds_connection_close_only_while_draining_and_only_to_http() -> None:
+    class Server:
+        draining = False
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 201, "headers": [(b"x-a", b"1")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    def run(scope_type: str) -> list[Message]:
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        middleware = shutdown.CloseWhenDraining(app, Server())  # type: ignore[arg-type]
+        asyncio.run(middleware({"type": scope_type}, receive, send))
+        return sent
+
+    normal = run("http")
+    assert normal[0]["headers"] == [(b"x-a", b"1")]
+    Server.draining = True
+    draining = run("http")
+    assert draining[0]["headers"] == [(b"x-a", b"1"), (b"connection", b"close")]
+    assert draining[0]["status"] == 201
+    assert draining[1] == normal[1] == {"type": "http.response.body", "body": b"ok"}
+    assert run("websocket")[0]["headers"] == [(b"x-a", b"1")]  # other scopes pass through untouched

@@ -21,6 +21,8 @@ from starlette.types import Message, Receive, Scope, Send
 from modelberth_core import shutdown
 
 Scenario = Callable[[int, asyncio.Event], Awaitable[None]]
+HTTP_PROTOCOLS = ["httptools", "h11"]
+"""uvicorn's HTTP/1.1 implementations installed here; ``modelberth serve`` uses httptools ("auto")."""
 
 
 async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,10 +76,16 @@ class Client:
         self.sock.close()
 
 
-def run_server(port: int, scenario: Scenario) -> None:
+def run_server(port: int, scenario: Scenario, http: str = "auto") -> None:
     """Serve ``echo_app`` on ``port`` until ``scenario`` sets its event, then let the shutdown finish."""
     config = uvicorn.Config(
-        echo_app, host="127.0.0.1", port=port, lifespan="off", log_config=None, timeout_graceful_shutdown=5
+        echo_app,
+        host="127.0.0.1",
+        port=port,
+        http=http,
+        lifespan="off",
+        log_config=None,
+        timeout_graceful_shutdown=5,
     )
     server = shutdown.build_server(config)
     stop = asyncio.Event()
@@ -101,8 +109,9 @@ Answer = tuple[int, dict[bytes, bytes], bytes]
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("http", HTTP_PROTOCOLS)
 def test_a_request_waiting_on_an_idle_keep_alive_connection_is_answered(
-    port_factory: Callable[[], int],
+    port_factory: Callable[[], int], http: str
 ) -> None:
     answers: list[Answer] = []
     after: list[bytes] = []
@@ -119,14 +128,15 @@ def test_a_request_waiting_on_an_idle_keep_alive_connection_is_answered(
         finally:
             client.close()
 
-    run_server(port_factory(), scenario)
+    run_server(port_factory(), scenario, http)
     assert [(status, body) for status, _, body in answers] == [(200, b"100"), (200, b"7")]
     assert after == [b""]  # then the server closed the connection, cleanly
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("http", HTTP_PROTOCOLS)
 def test_a_request_on_a_connection_the_loop_has_not_accepted_yet_is_answered(
-    port_factory: Callable[[], int],
+    port_factory: Callable[[], int], http: str
 ) -> None:
     answers: list[Answer] = []
 
@@ -142,7 +152,7 @@ def test_a_request_on_a_connection_the_loop_has_not_accepted_yet_is_answered(
             for client in clients:
                 client.close()
 
-    run_server(port_factory(), scenario)
+    run_server(port_factory(), scenario, http)
     assert [(status, body) for status, _, body in answers] == [(200, b"3")] * 5
 
 

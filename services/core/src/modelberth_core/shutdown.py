@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 
 DRAIN_SECONDS = 0.5
-"""How long the server keeps reading after SIGTERM before closing idle connections (at most)."""
+"""How long the drain waits for open connections to close before uvicorn closes the idle ones."""
 
 DRAIN_ACCEPT_ITERATIONS = 3
 """Event-loop iterations during which the server still accepts. A connection the kernel queued before

@@ -10,7 +10,7 @@ MODEL_DIR ?= $(CURDIR)/artifacts/models
 DATASET ?= iris
 PYTEST_ARGS ?=
 
-.PHONY: help install install-system lint format test test-unit test-integration bench up train schema \
+.PHONY: help install install-system lint format test test-unit test-integration bench soak up train schema \
         images model-image test-images kind-up deploy e2e chart-files chart-test loadtest check-alerts dashboards clean
 
 help: ## list the targets
@@ -49,6 +49,9 @@ train: install ## train DATASET (default iris) into the store MODEL_DIR (exit 3:
 bench: install ## trainer quality/speed and inference throughput; results in bench/results/
 	$(RUN) python -m bench.trainer
 	$(RUN) python -m bench.inference
+
+soak: install ## SIGTERM under load: 20 runs x 50 clients on auth and inference; bench/results/sigterm.*
+	$(RUN) python -m bench.sigterm_soak
 
 schema: install ## regenerate the checked-in JSON Schema of model.json
 	$(RUN) python -c "import json; from modelberth_core import contract; \

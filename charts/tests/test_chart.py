@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import helm_python
 import kubernetes_validate
 import pytest
 import yaml
+
+from modelberth_core import cli, shutdown
 
 CHART = Path(__file__).resolve().parents[1] / "modelberth"
 KUBE_VERSION = "1.33.0"
@@ -123,8 +126,10 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-        # uvicorn finishes in-flight requests for up to 20 s after SIGTERM (modelberth_core.cli).
-        assert pod["terminationGracePeriodSeconds"] > sleep + 20
+        # After SIGTERM the server drains (under a second), then uvicorn finishes in-flight requests for up to
+        # 20 s (modelberth_core.shutdown and .cli); the grace period must also leave the app time to stop.
+        after_sigterm = math.ceil(shutdown.DRAIN_SECONDS) + cli.GRACEFUL_SHUTDOWN_SECONDS
+        assert pod["terminationGracePeriodSeconds"] > sleep + after_sigterm
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env[f"{component.upper()}_PORT"] == str(port)
         assert env[f"{component.upper()}_HOST"] == "0.0.0.0"
@@ -565,6 +570,8 @@ _INVALID = [
         "minReplicas must not exceed",
     ),
     ({"ui": {"terminationGracePeriodSeconds": 10}}, "ui.terminationGracePeriodSeconds must exceed"),
+    # 5 s preStop + under 1 s of drain + 20 s graceful: 26 leaves the app no time to stop.
+    ({"auth": {"terminationGracePeriodSeconds": 26}}, "auth.terminationGracePeriodSeconds must exceed"),
 ]
 
 
@@ -589,6 +596,8 @@ _SCHEMA_ERRORS = [
     ({"ingress": {"forwardedAllowIps": ["10.0.0.0/8; rm -rf"]}}, "forwardedAllowIps"),
     ({"ui": {"authClient": {"clientId": "has space"}}}, "clientId"),
     ({"ui": {"authClient": {"secretKey": "a/b"}}}, "secretKey"),
+    # `modelberth train --dataset` takes a bundled dataset's name only; a CSV path fails the Job otherwise.
+    ({"trainer": {"dataset": "/models/data/train.csv"}}, "dataset"),
 ]
 
 
@@ -600,6 +609,13 @@ def test_wrong_types_and_unknown_keys_fail_schema_validation(values: dict[str, A
     assert key in str(caught.value)
     report = helm_python.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSION}")
     assert report["errors"] or [m for m in report["messages"] if m["severity"] == 3]
+
+
+def test_the_trainer_dataset_values_are_the_bundled_datasets() -> None:
+    from modelberth_trainer.settings import BUNDLED_DATASETS
+
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    assert schema["properties"]["trainer"]["properties"]["dataset"]["enum"] == list(BUNDLED_DATASETS)
 
 
 def test_every_value_is_documented() -> None:

@@ -32,12 +32,11 @@ def test_set_needs_key_equals_value() -> None:
 
 
 def test_serve_runs_one_worker_that_outlives_client_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
-
     from modelberth_core import logging as core_logging
+    from modelberth_core import shutdown
 
     seen: dict[str, object] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(app=app, **kwargs))
+    monkeypatch.setattr(shutdown, "serve", lambda app, **kwargs: seen.update(app=app, **kwargs))
     monkeypatch.setattr(core_logging, "configure_logging", lambda *_: None)
     # serve exports its flags for the app factory; registering them here lets monkeypatch undo that.
     monkeypatch.setenv("AUTH_HOST", "")

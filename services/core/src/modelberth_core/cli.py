@@ -5,7 +5,7 @@ beyond their small ``cli`` modules.
 - group ``modelberth.commands``: ``name = "pkg.cli:register"``; ``register(subparsers)`` adds parsers whose
   ``handler`` default takes the parsed namespace and returns an exit code.
 - group ``modelberth.services``: ``name = "pkg.app:create_app"``; ``modelberth serve NAME`` runs it under
-  uvicorn with one worker.
+  uvicorn with one worker, with a shutdown that answers every request sent before SIGTERM.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ client never sends a request on a connection the server is closing at that momen
 disconnected without sending a response" with uvicorn's default of 5 s, equal to httpx's)."""
 
 GRACEFUL_SHUTDOWN_SECONDS = 20
-"""How long uvicorn lets in-flight requests finish after SIGTERM (below the pod's grace period)."""
+"""How long uvicorn lets in-flight requests finish after SIGTERM and the drain (``shutdown.DRAIN_SECONDS``);
+the pod's grace period must cover the preStop sleep plus both."""
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,8 +41,7 @@ def _service_factories() -> dict[str, str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from modelberth_core import shutdown
     from modelberth_core.logging import configure_logging
 
     name: str = args.service
@@ -58,7 +58,8 @@ def _serve(args: argparse.Namespace) -> int:
     if name == "inference" and store:
         os.environ["INFERENCE_STORE"] = store
     configure_logging(name, os.environ.get(f"{prefix}_LOG_LEVEL", "info"))
-    uvicorn.run(
+    # uvicorn, with a drain before its shutdown so SIGTERM loses no request (see modelberth_core.shutdown).
+    shutdown.serve(
         _service_factories()[name],
         factory=True,
         host=host,

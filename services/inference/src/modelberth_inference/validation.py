@@ -110,13 +110,24 @@ class Columns:
 
 def parse_json(body: bytes) -> Any:
     """Parse a body with orjson; on failure retry with the stdlib parser so NaN/Infinity/1e400 become
-    :class:`NonFinite` markers the validator reports per field, rather than one opaque parse error."""
+    :class:`NonFinite` markers the validator reports per field, rather than one opaque parse error.
+
+    Whatever orjson refuses for another reason is a 400 here: bytes that are not UTF-8 (RFC 8259 §8.1: JSON
+    between systems is UTF-8, so neither a byte order mark nor UTF-16 is read), nesting deeper than
+    orjson's 1024 levels, numbers no parser can hold. Nothing a client sends may end as a 500 (issue 13).
+    """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         first_error = exc
     try:
-        return json.loads(body, parse_constant=NonFinite, parse_float=_parse_float)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyError(400, "request body is not valid UTF-8") from None
+    if text.startswith("\ufeff"):
+        raise BodyError(400, "request body starts with a byte order mark; send UTF-8 JSON without one")
+    try:
+        return json.loads(text, parse_constant=NonFinite, parse_float=_parse_float)
     except (ValueError, RecursionError):
         msg = str(first_error).split(":", 1)[0]
         raise BodyError(400, f"request body is not valid JSON ({msg})") from None
@@ -125,6 +136,26 @@ def parse_json(body: bytes) -> Any:
 def _parse_float(text: str) -> float | NonFinite:
     value = float(text)
     return value if math.isfinite(value) else NonFinite(text)
+
+
+SHOWN_NAME_MAX: Final = 64
+"""Longest client-sent name an error message repeats."""
+
+
+def shown_name(name: str) -> str | None:
+    """``name`` if an error may repeat it (at most 64 printable characters: no control character, no lone
+    surrogate, which could not even be encoded), else None. A name is echoed only to say which one was
+    wrong; anything else a client sends is never repeated."""
+    return name if len(name) <= SHOWN_NAME_MAX and name.isprintable() else None
+
+
+def unknown_issue(row: int | None, key: str, what: str) -> Issue:
+    """An unknown feature (V1) or input (V2), named when the name can be shown."""
+    if shown_name(key) is None:
+        return Issue(
+            row, None, f"unknown {what} (its name is not shown: too long or not printable)", "extra_forbidden"
+        )
+    return Issue(row, key, f"unknown {what}", "extra_forbidden")
 
 
 def _type_name(value: Any) -> str:
@@ -184,7 +215,9 @@ class Validator:
             return None
         try:
             instances = self._decoder.decode(body).instances
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.MsgspecError, ValueError, RecursionError):
+            # Not the common shape, or not decodable at all (msgspec raises UnicodeDecodeError for bad
+            # UTF-8 in a key it skips, RecursionError for a deep value it skips): the exact path words it.
             return None
         n = len(instances)
         if not 0 < n <= max_instances:
@@ -244,11 +277,7 @@ class Validator:
         name_set = self.name_set
         for row, inst in enumerate(instances):
             if len(inst) > len(name_set) or not name_set.issuperset(inst):
-                issues.extend(
-                    Issue(row, key, "unknown feature", "extra_forbidden")
-                    for key in inst
-                    if key not in name_set
-                )
+                issues.extend(unknown_issue(row, key, "feature") for key in inst if key not in name_set)
         columns = {name: [inst.get(name, MISSING) for inst in instances] for name in self.names}
         return self._check(columns, n, issues)
 
@@ -287,11 +316,7 @@ class Validator:
 
     def from_columns(self, columns: dict[str, list[Any]], n: int) -> Columns:
         """Validate column-wise input (the V2 protocol); a missing column counts as missing in every row."""
-        issues = [
-            Issue(None, key, "unknown input", "extra_forbidden")
-            for key in columns
-            if key not in self.name_set
-        ]
+        issues = [unknown_issue(None, key, "input") for key in columns if key not in self.name_set]
         full = {name: columns.get(name, [MISSING] * n) for name in self.names}
         return self._check(full, n, issues)
 

@@ -22,7 +22,7 @@ from modelberth_inference.routes.health import readiness
 from modelberth_inference.routes.lean import LeanRoute
 from modelberth_inference.routes.predict import log_prediction, predict_columns
 from modelberth_inference.settings import Settings
-from modelberth_inference.validation import InputError, issues_text
+from modelberth_inference.validation import InputError, issues_text, shown_name
 
 router = APIRouter(prefix="/v2", tags=["v2"])
 hot_router = APIRouter(prefix="/v2", tags=["v2"], route_class=LeanRoute)
@@ -33,6 +33,12 @@ OUTPUTS = ("predict", "predict_proba")
 NUMERIC_TYPES = frozenset(
     {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64"}
 )
+DATATYPES = NUMERIC_TYPES | {"BOOL", "BYTES"}
+"""The protocol's tensor datatypes: an error repeats a client's datatype only if it is one of these."""
+INT64_MAX = 2**63 - 1
+"""Shapes are int64 in the protocol; a larger number is refused before any message repeats it."""
+MAX_ID_LENGTH = 256
+"""Longest request ``id``: the protocol returns it in the answer, so it is bounded and must be printable."""
 
 
 def _served(request: Request, name: str, version: str | None) -> Served:
@@ -113,12 +119,22 @@ def _bad(message: str) -> ServiceError:
     return ServiceError(400, message)
 
 
+def _input(name: str) -> str:
+    """How an error names a client's input: ``input 'x'``, unless the name must not be repeated."""
+    shown = shown_name(name)
+    return (
+        f"input {shown!r}"
+        if shown is not None
+        else "an input whose name is not shown (too long or not printable)"
+    )
+
+
 def _flatten(data: Any, name: str) -> list[Any]:
     if type(data) is not list:
-        raise _bad(f"input {name!r}: data must be an array")
+        raise _bad(f"{_input(name)}: data must be an array")
     if data and type(data[0]) is list:
         if not all(type(row) is list and len(row) == 1 for row in data):
-            raise _bad(f"input {name!r}: one column per input; expected shape [n] or [n, 1]")
+            raise _bad(f"{_input(name)}: one column per input; expected shape [n] or [n, 1]")
         return [row[0] for row in data]
     return data
 
@@ -139,30 +155,31 @@ def _columns(payload: Any, served: Served, max_instances: int) -> tuple[dict[str
         shape, datatype = item.get("shape"), item.get("datatype")
         if (
             type(shape) is not list
-            or not all(type(d) is int and d >= 0 for d in shape)
+            or not all(type(d) is int and 0 <= d <= INT64_MAX for d in shape)
             or not 1 <= len(shape) <= 2
         ):
-            raise _bad(f"input {name!r}: shape must be [n] or [n, 1]")
+            raise _bad(f"{_input(name)}: shape must be [n] or [n, 1]")
         if len(shape) == 2 and shape[1] != 1:
-            raise _bad(f"input {name!r}: one column per input; expected shape [n] or [n, 1]")
+            raise _bad(f"{_input(name)}: one column per input; expected shape [n] or [n, 1]")
         if type(datatype) is not str:
-            raise _bad(f"input {name!r}: datatype is required")
+            raise _bad(f"{_input(name)}: datatype is required")
         spec = specs.get(name)
         if spec is not None:
             expected_numeric = spec.type == "numeric"
+            shown = datatype if datatype in DATATYPES else "(not an OIP datatype)"
             if expected_numeric and datatype not in NUMERIC_TYPES:
-                raise _bad(f"input {name!r}: datatype {datatype} is not numeric (use FP64, FP32 or INT64)")
+                raise _bad(f"{_input(name)}: datatype {shown} is not numeric (use FP64, FP32 or INT64)")
             if not expected_numeric and datatype != "BYTES":
-                raise _bad(f"input {name!r}: datatype {datatype} is not BYTES (this feature is a string)")
+                raise _bad(f"{_input(name)}: datatype {shown} is not BYTES (this feature is a string)")
         if name in columns:
-            raise _bad(f"input {name!r} given twice")
+            raise _bad(f"{_input(name)} given twice")
         column = _flatten(item.get("data"), name)
         if len(column) != shape[0]:
-            raise _bad(f"input {name!r}: data has {len(column)} elements, shape says {shape[0]}")
+            raise _bad(f"{_input(name)}: data has {len(column)} elements, shape says {shape[0]}")
         if n is None:
             n = len(column)
         elif len(column) != n:
-            raise _bad(f"input {name!r}: {len(column)} rows, other inputs have {n}")
+            raise _bad(f"{_input(name)}: {len(column)} rows, other inputs have {n}")
         columns[name] = column
     assert n is not None
     if n == 0:
@@ -170,6 +187,16 @@ def _columns(payload: Any, served: Served, max_instances: int) -> tuple[dict[str
     if n > max_instances:
         raise ServiceError(413, f"too many rows: {n} in one request, at most {max_instances}")
     return columns, n
+
+
+def _request_id(payload: dict[str, Any]) -> str | None:
+    """The request's ``id``, which the answer repeats (the protocol says so): a short printable string."""
+    value = payload.get("id")
+    if value is None:
+        return None
+    if type(value) is not str or len(value) > MAX_ID_LENGTH or not value.isprintable():
+        raise _bad(f"id must be a string of at most {MAX_ID_LENGTH} printable characters")
+    return value
 
 
 def _wanted(payload: dict[str, Any], served: Served) -> list[str]:
@@ -181,7 +208,9 @@ def _wanted(payload: dict[str, Any], served: Served) -> list[str]:
     names = [o["name"] for o in outputs]
     for name in names:
         if name not in OUTPUTS:
-            raise _bad(f"unknown output {name!r}; this model has predict and predict_proba")
+            shown = shown_name(name)
+            which = f" {shown!r}" if shown is not None else " (name not shown: too long or not printable)"
+            raise _bad(f"unknown output{which}; this model has predict and predict_proba")
         if name == "predict_proba" and not served.model.has_proba:
             raise _bad(f"model {served.model.name} has no predict_proba output")
     return names
@@ -197,6 +226,7 @@ async def _infer(name: str, version: str | None, request: Request) -> Response:
             payload = await read_json(request, settings.max_body_bytes)
             columns, n = _columns(payload, served, settings.max_instances)
             wanted = _wanted(payload, served)
+            request_id = _request_id(payload)
             try:
                 validated = served.model.validator.from_columns(columns, n)
             except InputError as exc:
@@ -223,8 +253,8 @@ async def _infer(name: str, version: str | None, request: Request) -> Response:
                 }
             )
     body: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
-    if type(payload.get("id")) is str:
-        body["id"] = payload["id"]
+    if request_id is not None:
+        body["id"] = request_id
     body["outputs"] = outputs
     if validated.warnings:
         body["parameters"] = {"warnings": len(validated.warnings)}

@@ -41,6 +41,8 @@ class Prediction:
     predictions: list[Any]
     proba: npt.NDArray[np.float64] | None
     label_index: npt.NDArray[np.intp] | None = None
+    invalid_rows: npt.NDArray[np.intp] | None = None
+    """Rows whose output is not a finite number (their inputs overflowed the model's arithmetic)."""
 
 
 @dataclass(slots=True)
@@ -96,22 +98,37 @@ class LoadedModel:
         return [dict(zip(self.classes, row, strict=True)) for row in proba.tolist()]
 
     def predict(self, data: dict[str, npt.NDArray[Any]]) -> Prediction:
-        """Predict a block of validated rows in one vectorised call."""
-        raw = self.raw_output(data)
+        """Predict a block of validated rows in one vectorised call.
+
+        Inputs are finite, but not every finite input can be computed with: ±1e308 overflows a scaler and a
+        softmax of infinities is NaN. Numpy is told not to warn about that, and one reduction over the
+        outputs finds the rows it happened to (issue 13), on the fast path and scikit-learn's alike.
+        """
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            raw = self.raw_output(data)
         if self.card.task == "regression":
             values = np.asarray(raw, dtype=np.float64)
-            return Prediction(values.tolist(), None)
+            return Prediction(values.tolist(), None, invalid_rows=non_finite_rows(values))
         if self.method == "predict":
             labels = np.asarray(raw).astype(str)
             index = np.searchsorted(np.asarray(self.classes), labels)
             return Prediction(labels.tolist(), None, index)
         proba = np.asarray(raw, dtype=np.float64)
+        invalid = non_finite_rows(proba)
         if self.threshold is not None:
             pos = self.positive_index
             index = np.where(proba[:, pos] >= self.threshold, pos, 1 - pos)
         else:
             index = np.argmax(proba, axis=1)
-        return Prediction(self.class_labels[index].tolist(), proba, index)
+        return Prediction(self.class_labels[index].tolist(), proba, index, invalid)
+
+
+def non_finite_rows(output: npt.NDArray[np.float64]) -> npt.NDArray[np.intp] | None:
+    """Indices of the rows of ``output`` holding NaN or an infinity; None (one reduction) if none do."""
+    finite = np.isfinite(output)
+    if finite.all():
+        return None
+    return np.flatnonzero(~finite.all(axis=1) if finite.ndim > 1 else ~finite)
 
 
 def _contained(root: Path, path: Path) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from modelberth_core import contract
 from modelberth_inference.batching import MicroBatcher
@@ -67,17 +68,7 @@ class _BatchRunner:
         result = model.predict(data)
         total = sum(c.n for c in items)
         self.metrics.batch_size.observe(total)
-        if result.label_index is not None:
-            counts = np.bincount(result.label_index, minlength=len(model.classes)).tolist()
-            for label, count in zip(model.classes, counts, strict=False):
-                if count:
-                    self._count(label, count)
-            if result.proba is not None:
-                chosen = result.proba[np.arange(total), result.label_index]
-                self.metrics.confidence.observe_many((model.name,), chosen)
-        else:
-            self._count("", total)
-        self.drift.update(data, total)
+        self._observe(result, data, total)
         if len(items) == 1:
             return [result]
         out: list[Prediction] = []
@@ -89,10 +80,43 @@ class _BatchRunner:
                     result.predictions[start:end],
                     None if result.proba is None else result.proba[start:end],
                     None if result.label_index is None else result.label_index[start:end],
+                    _rows_within(result.invalid_rows, start, end),
                 )
             )
             start = end
         return out
+
+    def _observe(self, result: Prediction, data: dict[str, npt.NDArray[Any]], total: int) -> None:
+        """Class counts, confidence and drift of the rows that were predicted (not the refused ones)."""
+        model = self.model
+        label_index, proba = result.label_index, result.proba
+        if result.invalid_rows is not None:  # rare: mask the refused rows out of every metric
+            keep = np.ones(total, dtype=bool)
+            keep[result.invalid_rows] = False
+            data = {name: column[keep] for name, column in data.items()}
+            total = int(keep.sum())
+            label_index = None if label_index is None else label_index[keep]
+            proba = None if proba is None else proba[keep]
+        if label_index is not None:
+            counts = np.bincount(label_index, minlength=len(model.classes)).tolist()
+            for label, count in zip(model.classes, counts, strict=False):
+                if count:
+                    self._count(label, count)
+            if proba is not None:
+                chosen = proba[np.arange(total), label_index]
+                self.metrics.confidence.observe_many((model.name,), chosen)
+        elif total:
+            self._count("", total)
+        if total:
+            self.drift.update(data, total)
+
+
+def _rows_within(rows: npt.NDArray[np.intp] | None, start: int, end: int) -> npt.NDArray[np.intp] | None:
+    """The rows of ``rows`` in [start, end), renumbered from 0 (None when there are none)."""
+    if rows is None:
+        return None
+    inside = rows[(rows >= start) & (rows < end)]
+    return inside - start if len(inside) else None
 
 
 class ModelRegistry:

@@ -19,7 +19,7 @@ from modelberth_inference.monitoring import InferenceMetrics, PredictionLog
 from modelberth_inference.registry import Served
 from modelberth_inference.routes.lean import LeanRoute
 from modelberth_inference.settings import Settings
-from modelberth_inference.validation import Columns, InputError, issues_detail
+from modelberth_inference.validation import MAX_ERRORS, Columns, InputError, Issue, issues_detail
 
 router = APIRouter(prefix="/v1/models", tags=["predict"])
 hot_router = APIRouter(prefix="/v1/models", tags=["predict"], route_class=LeanRoute)
@@ -76,13 +76,24 @@ def count_warnings(metrics: InferenceMetrics, model: str, columns: Columns) -> N
         metrics.input_warnings.labels(model, feature, kind).inc(count)
 
 
+NON_FINITE_OUTPUT = (
+    "the model's output for this row is not a finite number (its inputs are outside what it can compute)"
+)
+
+
 async def predict_columns(request: Request, served: Served, columns: Columns) -> Prediction:
-    """Queue validated rows on the model's micro-batcher; a pipeline failure is the caller's 422."""
+    """Queue validated rows on the model's micro-batcher; a pipeline failure is the caller's 422, and rows
+    whose output is not finite raise :class:`InputError` naming them (each protocol words it)."""
     count_warnings(request.app.state.metrics, served.model.name, columns)
     try:
-        return await served.batcher.submit(columns)
+        result = await served.batcher.submit(columns)
     except PredictionFailed:
         raise ServiceError(422, "the model could not predict these rows") from None
+    if result.invalid_rows is not None:
+        rows = result.invalid_rows.tolist()
+        issues = [Issue(row, None, NON_FINITE_OUTPUT, "non_finite_output") for row in rows[:MAX_ERRORS]]
+        raise InputError(issues, len(rows))
+    return result
 
 
 def log_prediction(
@@ -114,7 +125,10 @@ async def answer(
 ) -> Response:
     """Predict validated rows (micro-batched) and shape the V1 response."""
     model = served.model
-    result = await predict_columns(request, served, columns)
+    try:
+        result = await predict_columns(request, served, columns)
+    except InputError as exc:
+        raise ServiceError(422, issues_detail(exc)) from None
     body: dict[str, Any] = {"model": model.name, "version": model.version, "predictions": result.predictions}
     if result.proba is not None:
         body["probabilities"] = model.probabilities(result.proba)

@@ -229,9 +229,9 @@ async def _infer(name: str, version: str | None, request: Request) -> Response:
             request_id = _request_id(payload)
             try:
                 validated = served.model.validator.from_columns(columns, n)
+                result = await predict_columns(request, served, validated)
             except InputError as exc:
                 raise ServiceError(422, issues_text(exc)) from None
-            result = await predict_columns(request, served, validated)
     except TimeoutError:
         raise ServiceError(504, f"request timed out after {settings.request_timeout_seconds:g} s") from None
     model = served.model

@@ -12,7 +12,14 @@ from fastapi import APIRouter, Request, Response
 from modelberth_core.errors import ServiceError
 from modelberth_core.logging import request_id_var
 from modelberth_inference.batching import PredictionFailed
-from modelberth_inference.deps import ReadPrincipal, authorize, parse_body, read_body, served_model
+from modelberth_inference.deps import (
+    ReadPrincipal,
+    authorize,
+    parse_body,
+    read_body,
+    require_json,
+    served_model,
+)
 from modelberth_inference.errors import json_response
 from modelberth_inference.model import Prediction
 from modelberth_inference.monitoring import InferenceMetrics, PredictionLog
@@ -152,6 +159,7 @@ async def predict(request: Request, name: str) -> Response:
             start = time.perf_counter()
             await authorize(request, "predict")
             served = served_model(request, name)
+            require_json(request)
             body = await read_body(request, settings.max_body_bytes)
             columns = served.model.validator.decode(body, settings.max_instances)
             if columns is None:  # not the common shape, or not valid: the exact path says what is wrong

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 
 from modelberth_core.errors import ServiceError
 from modelberth_inference import __version__
-from modelberth_inference.deps import ReadPrincipal, authorize, read_json, served_model
+from modelberth_inference.deps import ReadPrincipal, authorize, read_json, require_json, served_model
 from modelberth_inference.errors import json_response
 from modelberth_inference.registry import Served
 from modelberth_inference.routes.health import readiness
@@ -35,6 +35,12 @@ NUMERIC_TYPES = frozenset(
 )
 DATATYPES = NUMERIC_TYPES | {"BOOL", "BYTES"}
 """The protocol's tensor datatypes: an error repeats a client's datatype only if it is one of these."""
+OCTET_STREAM = frozenset({"application/octet-stream"})
+"""Besides JSON, the binary tensor data extension declares this type (its JSON part comes first)."""
+BINARY_UNSUPPORTED = (
+    "the binary tensor data extension is not supported: send the tensors as JSON "
+    "(tritonclient: set_data_from_numpy(..., binary_data=False))"
+)
 INT64_MAX = 2**63 - 1
 """Shapes are int64 in the protocol; a larger number is refused before any message repeats it."""
 MAX_ID_LENGTH = 256
@@ -223,6 +229,9 @@ async def _infer(name: str, version: str | None, request: Request) -> Response:
         async with asyncio.timeout(settings.request_timeout_seconds):
             await authorize(request, "predict")
             served = _served(request, name, version)
+            require_json(request, also=OCTET_STREAM)
+            if "inference-header-content-length" in request.headers:
+                raise _bad(BINARY_UNSUPPORTED)
             payload = await read_json(request, settings.max_body_bytes)
             columns, n = _columns(payload, served, settings.max_instances)
             wanted = _wanted(payload, served)

@@ -36,6 +36,15 @@ class Served:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadFailure:
+    """The last version of a model that failed to load: why, for /readyz (no path) and for the log."""
+
+    version: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class LoadOutcome:
     """What a (re)load did."""
 
@@ -126,7 +135,7 @@ class ModelRegistry:
         self.settings = settings
         self.metrics = metrics
         self.models: dict[str, Served] = {}
-        self.failures: dict[str, tuple[str, str]] = {}
+        self.failures: dict[str, LoadFailure] = {}
         self.scanned = False
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -150,13 +159,21 @@ class ModelRegistry:
         names = self.configured()
         return self.scanned and bool(names) and all(name in self.models for name in names)
 
+    def load_failures(self) -> dict[str, dict[str, str]]:
+        """Model -> {version, reason} of each target version that failed to load (whether an older version
+        still serves or not): what /readyz shows, without paths."""
+        return {
+            name: {"version": failure.version, "reason": failure.reason}
+            for name, failure in sorted(self.failures.items())
+        }
+
     def not_ready_reason(self) -> str:
         """Why :attr:`ready` is False, for /readyz."""
         if not self.scanned:
             return "models are loading"
         names = self.configured()
         if not names:
-            return f"no models under {self.settings.model_dir}"
+            return "no models in the model directory"  # /readyz answers anyone: no path
         waiting = [n for n in names if n not in self.models]
         failed = [n for n in waiting if n in self.failures]
         if failed:
@@ -188,10 +205,11 @@ class ModelRegistry:
             if target is None:
                 return LoadOutcome("missing", previous=previous)
             if previous == target:
+                self.failures.pop(name, None)  # e.g. latest moved back from a broken version
                 return LoadOutcome("unchanged", version=target, previous=previous)
             failed = self.failures.get(name)
-            if failed and failed[0] == target and not retry_failed:
-                return LoadOutcome("failed", version=target, previous=previous, error=failed[1])
+            if failed and failed.version == target and not retry_failed:
+                return LoadOutcome("failed", version=target, previous=previous, error=failed.message)
             try:
                 model = await asyncio.to_thread(
                     load_model,
@@ -201,7 +219,7 @@ class ModelRegistry:
                     max_text_length=self.settings.max_text_length,
                 )
             except LoadError as exc:
-                self.failures[name] = (target, str(exc))
+                self.failures[name] = LoadFailure(target, exc.reason, str(exc))
                 self.metrics.model_load_failures.labels(name).inc()
                 log.error(
                     "model load failed; previous version keeps serving",

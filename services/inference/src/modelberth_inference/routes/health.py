@@ -37,5 +37,7 @@ async def readyz(request: Request) -> Response:
         "status": "ready" if ready else "not ready",
         "reason": reason,
         "models": {name: served.model.version for name, served in sorted(registry.models.items())},
+        # A newer version that failed to load leaves the old one serving (still ready): say which and why.
+        "load_failures": registry.load_failures(),
     }
     return json_response(body, 200 if ready else 503)

@@ -136,6 +136,7 @@ class ModelRegistry:
         self.metrics = metrics
         self.models: dict[str, Served] = {}
         self.failures: dict[str, LoadFailure] = {}
+        self._retired: dict[str, str] = {}  # model -> the version served before the current one
         self.scanned = False
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -246,6 +247,12 @@ class ModelRegistry:
         self.failures.pop(name, None)
         if previous is not None and previous != model.version:
             self.metrics.model_info.remove(name, previous)
+            # Keep the per-version series of the serving and the previous version (its in-flight requests
+            # may still finish); older ones would add series with every hot reload, for ever (issue 13).
+            retired = self._retired.get(name)
+            if retired is not None and retired != model.version:
+                self.metrics.predictions.remove_by_labels({"model": name, "version": retired})
+            self._retired[name] = previous
         self.metrics.model_info.labels(name, model.version).set(1)
         self.metrics.models_ready.set(len(self.models))
         self.metrics.model_load_seconds.observe(model.load_seconds)

@@ -39,5 +39,8 @@ async def readyz(request: Request) -> Response:
         "models": {name: served.model.version for name, served in sorted(registry.models.items())},
         # A newer version that failed to load leaves the old one serving (still ready): say which and why.
         "load_failures": registry.load_failures(),
+        # A failing prediction log does not make the service unready: predictions are still answered, and
+        # taking every replica out of the Service over an audit log would be an outage of its own.
+        "prediction_log": plog.status() if (plog := request.app.state.prediction_log) else {"status": "off"},
     }
     return json_response(body, 200 if ready else 503)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 
 from modelberth_core.errors import ServiceError
 from modelberth_core.logging import request_id_var
+from modelberth_core.security import Principal
 from modelberth_inference.batching import PredictionFailed
 from modelberth_inference.deps import (
     ReadPrincipal,
@@ -22,7 +23,8 @@ from modelberth_inference.deps import (
 )
 from modelberth_inference.errors import json_response
 from modelberth_inference.model import Prediction
-from modelberth_inference.monitoring import InferenceMetrics, PredictionLog
+from modelberth_inference.monitoring import InferenceMetrics
+from modelberth_inference.prediction_log import PredictionLog
 from modelberth_inference.registry import Served
 from modelberth_inference.routes.lean import LeanRoute
 from modelberth_inference.settings import Settings
@@ -104,16 +106,24 @@ async def predict_columns(request: Request, served: Served, columns: Columns) ->
 
 
 def log_prediction(
-    request: Request, served: Served, columns: Columns, outputs: list[Any], start: float
+    request: Request,
+    served: Served,
+    caller: Principal,
+    columns: Columns,
+    outputs: list[Any],
+    start: float,
 ) -> None:
-    """Write a sampled prediction-log record (the validated rows) when the log is on."""
+    """Queue a sampled prediction-log record (caller, version, the validated rows) when the log is on."""
     plog: PredictionLog | None = request.app.state.prediction_log
-    if plog is not None and plog.sampled():
-        plog.write(
+    if plog is not None:
+        client_id = caller.claims.get("client_id")
+        plog.submit(
             request_id=request_id_var.get(),
             model=served.model.name,
             version=served.model.version,
-            inputs=columns.rows(),
+            sub=caller.subject,
+            client_id=client_id if type(client_id) is str else None,
+            columns=columns,
             outputs=outputs,
             latency_seconds=time.perf_counter() - start,
         )
@@ -128,7 +138,12 @@ def validate(served: Served, instances: list[Any]) -> Columns:
 
 
 async def answer(
-    request: Request, served: Served, columns: Columns, start: float, extra: dict[str, Any] | None = None
+    request: Request,
+    served: Served,
+    caller: Principal,
+    columns: Columns,
+    start: float,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     """Predict validated rows (micro-batched) and shape the V1 response."""
     model = served.model
@@ -142,7 +157,7 @@ async def answer(
     body["warnings"] = columns.warnings
     if extra:
         body.update(extra)
-    log_prediction(request, served, columns, result.predictions, start)
+    log_prediction(request, served, caller, columns, result.predictions, start)
     return Response(_ENCODER.encode(body), media_type="application/json")
 
 
@@ -157,14 +172,14 @@ async def predict(request: Request, name: str) -> Response:
     try:
         async with asyncio.timeout(settings.request_timeout_seconds):
             start = time.perf_counter()
-            await authorize(request, "predict")
+            caller = await authorize(request, "predict")
             served = served_model(request, name)
             require_json(request)
             body = await read_body(request, settings.max_body_bytes)
             columns = served.model.validator.decode(body, settings.max_instances)
             if columns is None:  # not the common shape, or not valid: the exact path says what is wrong
                 columns = validate(served, instances_of(parse_body(body), settings.max_instances))
-            return await answer(request, served, columns, start)
+            return await answer(request, served, caller, columns, start)
     except TimeoutError:
         raise _timeout(settings) from None
 
@@ -210,10 +225,12 @@ async def predict_example(name: str, index: int, request: Request) -> Response:
     try:
         async with asyncio.timeout(settings.request_timeout_seconds):
             start = time.perf_counter()
-            await authorize(request, "predict")
+            caller = await authorize(request, "predict")
             served = served_model(request, name)
             instance = _example(served, index)
             columns = validate(served, [instance])
-            return await answer(request, served, columns, start, {"index": index, "instance": instance})
+            return await answer(
+                request, served, caller, columns, start, {"index": index, "instance": instance}
+            )
     except TimeoutError:
         raise _timeout(settings) from None

@@ -227,7 +227,7 @@ async def _infer(name: str, version: str | None, request: Request) -> Response:
     start = time.perf_counter()
     try:
         async with asyncio.timeout(settings.request_timeout_seconds):
-            await authorize(request, "predict")
+            caller = await authorize(request, "predict")
             served = _served(request, name, version)
             require_json(request, also=OCTET_STREAM)
             if "inference-header-content-length" in request.headers:
@@ -267,7 +267,7 @@ async def _infer(name: str, version: str | None, request: Request) -> Response:
     body["outputs"] = outputs
     if validated.warnings:
         body["parameters"] = {"warnings": len(validated.warnings)}
-    log_prediction(request, served, validated, result.predictions, start)
+    log_prediction(request, served, caller, validated, result.predictions, start)
     return json_response(body)
 
 

@@ -1,5 +1,7 @@
-"""Finite inputs the model cannot compute with (±1e308 overflows the scaler, softmax then gives NaN) are a
-422 naming the row, never a 200 holding null where the schema says number (issue 13, point 5).
+"""Finite inputs a model cannot compute with are a 422, never a 200 holding null where the schema says
+number (issue 13, point 5): ±1e308 (the issue's example) is refused up front as beyond ±MAX_ABS_NUMBER, and
+an accepted value that still overflows a pipeline (here a scaler fitted on a feature that hardly varied)
+is caught on the output, a 422 naming the row.
 
 Covered on both routes through a model (the compiled fast path and scikit-learn's own pipeline), for V1
 and V2, for a batch and for single rows micro-batched with good ones.
@@ -21,11 +23,12 @@ from modelberth_core import contract
 from modelberth_inference.model import load_model
 from modelberth_inference.monitoring import DriftTracker, InferenceMetrics
 from modelberth_inference.registry import _BatchRunner
-from modelberth_inference.validation import Columns
+from modelberth_inference.validation import MAX_ABS_NUMBER, Columns
 
 GOOD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 FEATURES = list(GOOD)
-HUGE = [dict.fromkeys(FEATURES, sign * 1e308) for sign in (1.0, -1.0)]
+HUGE = [dict.fromkeys(FEATURES, sign * MAX_ABS_NUMBER) for sign in (1.0, -1.0)]
+"""Accepted values that overflow once the scaler divides them by 1e-150 (see ``_overflowing``)."""
 MSG = "the model's output for this row is not a finite number (its inputs are outside what it can compute)"
 
 
@@ -39,6 +42,13 @@ def _v2(rows: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
+def _overflowing(model: Any) -> None:
+    """A real fitted scaler whose features hardly varied in training (scale 1e-150): 1e200 becomes an
+    infinity on both routes (the compiled fast path shares the fitted arrays), and softmax gives NaN."""
+    scaler = model.pipeline.named_steps["prep"].named_transformers_["num"].named_steps["scale"]
+    scaler.scale_[:] = 1e-150
+
+
 @pytest.fixture(params=["fast-path", "sklearn-pipeline"])
 def iris_client(
     request: pytest.FixtureRequest, make_client: Callable[..., Any], tiny_model_dir: Path
@@ -48,7 +58,31 @@ def iris_client(
         assert model.fast is not None
         if request.param == "sklearn-pipeline":
             model.fast = None
+        _overflowing(model)
         yield client
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["plus", "minus"])
+def test_1e308_is_refused_up_front_naming_each_value(client: TestClient, signer: Any, sign: float) -> None:
+    """The issue's example: ±1e308 in every feature was a 200 with null probabilities."""
+    row = dict.fromkeys(FEATURES, sign * 1e308)
+    v1 = client.post("/v1/models/iris/predict", json={"instances": [GOOD, row]}, headers=signer.headers())
+    assert v1.status_code == 422
+    assert v1.json()["detail"] == [
+        {
+            "loc": ["body", "instances", 1, f],
+            "msg": "must be between -1e+200 and 1e+200",
+            "type": "number_too_large",
+        }
+        for f in FEATURES
+    ]
+    v2 = client.post("/v2/models/iris/infer", json=_v2([row]), headers=signer.headers())
+    assert v2.status_code == 422
+    assert v2.json()["error"].startswith("input 'sepal_length' row 0: must be between -1e+200 and 1e+200")
+    edge = client.post(
+        "/v1/models/iris/predict", json=dict.fromkeys(FEATURES, sign * 1e200), headers=signer.headers()
+    )
+    assert edge.status_code == 200, "the bound itself is accepted (and this model computes with it)"
 
 
 @pytest.mark.parametrize("huge", HUGE, ids=["plus-1e308", "minus-1e308"])
@@ -103,15 +137,15 @@ def test_regression_output_overflowing_is_a_422(
 ) -> None:
     model_dir = tmp_path / "models"
     mixed_artifact(model_dir, "house", "regression")
-    rows = [{"age": 30.0, "income": 40_000.0, "city": "paris"}, {"age": 1e300, "income": 1.0, "city": "lyon"}]
+    rows = [{"age": 30.0, "income": 40_000.0, "city": "paris"}, {"age": 1e200, "income": 1.0, "city": "lyon"}]
     with make_client(model_dir) as client:
         model = client.app.state.registry.models["house"].model  # type: ignore[attr-defined]
         if not fast:
             model.fast = None
-        # This pipeline's scale for age is about 17, so no double overflows it; a fitted scale of 1e-10
-        # (a feature that hardly varied in training) makes 1e300 an infinity on both routes.
+        # This pipeline's scale for age is about 17, so no accepted value overflows it; a fitted scale of
+        # 1e-150 (a feature that hardly varied in training) makes 1e200 an infinity on both routes.
         scaler = model.pipeline.named_steps["prep"].named_transformers_["num"].named_steps["scale"]
-        scaler.scale_[0] = 1e-10
+        scaler.scale_[0] = 1e-150
         response = client.post("/v1/models/house/predict", json={"instances": rows}, headers=signer.headers())
         good = client.post("/v1/models/house/predict", json=rows[0], headers=signer.headers())
     assert response.status_code == 422, response.text
@@ -132,6 +166,7 @@ def test_a_micro_batch_fails_only_the_request_with_the_bad_row(tiny_model_dir: P
     model = load_model(tiny_model_dir, "iris", version, max_text_length=100)
     if not fast:
         model.fast = None
+    _overflowing(model)
     metrics = InferenceMetrics(CollectorRegistry())
     drift = DriftTracker(model.card.features, model.card.reference_profile, 100, 1)
     runner = _BatchRunner(model, metrics, drift)

@@ -37,6 +37,11 @@ MAX_ERRORS: Final = 100
 """Errors reported per request; the rest are summarised, so a 1000-row bad batch stays small."""
 MAX_WARNINGS: Final = 1000
 """Warnings listed per request (all are counted in metrics)."""
+MAX_ABS_NUMBER: Final = 1e200
+"""Largest magnitude a numeric feature may have (422 beyond). No measurement needs more, and it leaves a
+factor of 1e108 below the largest double for a pipeline's scaling and sums, so a model computes with every
+accepted value; ±1e308 used to come back as NaN probabilities (issue 13). A pipeline that still overflows
+(squares of 1e200) is caught on its output: a 422 naming the row."""
 RECORDS_MIN_ROWS: Final = 128
 """Batches from this size read their numbers via :class:`NumericRecords`, whose fixed cost (about 15 us, a
 dozen numpy calls) smaller batches, such as micro-batched single rows, do not earn back."""
@@ -224,20 +229,18 @@ class Validator:
             return None
         if self._records is not None:  # the usual tabular model: every value read into one matrix in C
             columns = self._numeric_columns(self._records, instances)
-            if columns is None or not bool(np.isfinite(columns).all()):
-                return None  # 1e400 decodes to infinity; the exact path names it
-            return self._all_numeric(columns)
+            return None if columns is None else self._all_numeric(columns)
         out = Columns(n=n, data={})
         for spec, attribute in zip(self.features, self._attributes, strict=True):
             if spec.type == "numeric":
                 if spec.required:
                     array = np.fromiter(map(attribute, instances), dtype=np.float64, count=n)
-                    finite = bool(np.isfinite(array).all())
+                    accepted = bool((np.abs(array) <= MAX_ABS_NUMBER).all())  # NaN compares False
                 else:  # np.array, unlike fromiter, reads an absent optional value (None) as NaN
                     array = np.array(list(map(attribute, instances)), dtype=np.float64)
-                    finite = not bool(np.isinf(array).any())
-                if not finite:
-                    return None  # 1e400 decodes to infinity; the exact path names it
+                    accepted = not bool((np.abs(array) > MAX_ABS_NUMBER).any())  # NaN: null, accepted
+                if not accepted:
+                    return None  # 1e400 decodes to infinity, 1e300 is too large: the exact path names it
                 out.data[spec.name] = array
                 continue
             values = list(map(attribute, instances))
@@ -302,15 +305,18 @@ class Validator:
         except OverflowError:
             return None
         columns = np.ascontiguousarray(flat.reshape(len(rows), k).T)  # one contiguous row per feature
-        if not bool(np.isfinite(columns).all()):
-            return None
         return self._all_numeric(columns)
 
-    def _all_numeric(self, columns: npt.NDArray[np.float64]) -> Columns:
-        """Columns of an all-numeric model from a finite (features, rows) matrix, warnings included."""
+    def _all_numeric(self, columns: npt.NDArray[np.float64]) -> Columns | None:
+        """Columns of an all-numeric model from a (features, rows) matrix, warnings included; None when a
+        value is not finite or beyond ±MAX_ABS_NUMBER (the exact path names it)."""
+        # Two reductions for the whole batch serve both checks (a NaN makes its min and max NaN, and NaN
+        # compares False); the per-feature detail only when something is out of the training range.
+        lowest, highest = columns.min(axis=1), columns.max(axis=1)
+        if not (bool((lowest >= -MAX_ABS_NUMBER).all()) and bool((highest <= MAX_ABS_NUMBER).all())):
+            return None
         out = Columns(n=columns.shape[1], data={name: columns[j] for j, name in enumerate(self.names)})
-        # Two reductions for the whole batch; the per-feature detail only when something is out of range.
-        if (columns.min(axis=1) < self._lowest).any() or (columns.max(axis=1) > self._highest).any():
+        if (lowest < self._lowest).any() or (highest > self._highest).any():
             self._warn(out)
         return out
 
@@ -354,7 +360,7 @@ class Validator:
                 array = np.array(col, dtype=np.float64)
             except OverflowError:
                 array = None
-            if array is not None and bool(np.isfinite(array).all()):
+            if array is not None and bool((np.abs(array) <= MAX_ABS_NUMBER).all()):
                 return array
         elif not spec.required and types <= _NUMBER_TYPES | {type(None), _Missing}:
             values = [math.nan if v is None or v is MISSING else v for v in col]
@@ -362,7 +368,7 @@ class Validator:
                 array = np.array(values, dtype=np.float64)
             except OverflowError:
                 array = None
-            if array is not None and int(np.isinf(array).sum()) == 0:
+            if array is not None and not bool((np.abs(array) > MAX_ABS_NUMBER).any()):
                 return array
         before = len(issues)
         for row, value in enumerate(col):
@@ -387,10 +393,13 @@ class Validator:
         if kind is not int and kind is not float:
             return f"expected a number, got {_type_name(value)}", "number_type"
         try:
-            if not math.isfinite(float(value)):
-                return "must be a finite number", "finite_number"
+            number = float(value)
         except OverflowError:
             return "must be a finite number (too large for a double)", "finite_number"
+        if not math.isfinite(number):
+            return "must be a finite number", "finite_number"
+        if abs(number) > MAX_ABS_NUMBER:
+            return f"must be between -{MAX_ABS_NUMBER:g} and {MAX_ABS_NUMBER:g}", "number_too_large"
         return None
 
     def _strings(

@@ -72,9 +72,16 @@ def instances_of(payload: Any, max_instances: int) -> list[Any]:
         raise ServiceError(
             422, [{"loc": ["body", "instances"], "msg": "must not be empty", "type": "too_short"}]
         )
-    if len(instances) > max_instances:
+    if len(instances) > max_instances:  # 422, not 413: the body may be small; its content is over a limit
         raise ServiceError(
-            413, f"too many instances: {len(instances)} in one request, at most {max_instances}"
+            422,
+            [
+                {
+                    "loc": ["body", "instances"],
+                    "msg": f"too many instances: {len(instances)} in one request, at most {max_instances}",
+                    "type": "too_long",
+                }
+            ],
         )
     return instances
 

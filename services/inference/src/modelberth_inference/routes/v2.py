@@ -191,7 +191,7 @@ def _columns(payload: Any, served: Served, max_instances: int) -> tuple[dict[str
     if n == 0:
         raise _bad("inputs have no rows")
     if n > max_instances:
-        raise ServiceError(413, f"too many rows: {n} in one request, at most {max_instances}")
+        raise ServiceError(422, f"too many rows: {n} in one request, at most {max_instances}")
     return columns, n
 
 

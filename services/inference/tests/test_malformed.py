@@ -82,9 +82,11 @@ def cases() -> Iterator[tuple[str, str, bytes, int | None]]:
                 b'{"instances": [{"x": ' + _nested(depth, kind) + b"}]}",
                 None,
             )
-            # Parameters are not read: a body orjson parses (at most 1024 levels) is answered.
+            # Parameters must be an object but are not read: one orjson parses (at most 1024 levels) is
+            # answered; an array is refused.
             deep_parameters = _v2_input(b"1", extra=b', "parameters": ' + _nested(depth, kind))
-            yield f"{kind}-{depth}-parameters", V2, deep_parameters, 200 if depth < 1024 else 400
+            answered = kind == "object" and depth < 1024
+            yield f"{kind}-{depth}-parameters", V2, deep_parameters, 200 if answered else 400
     for path, valid in ((V1, V1_BODY), (V2, V2_BODY)):
         for i in range(len(valid) + 1):
             for bad in BAD_UTF8 if i % 7 == 0 else BAD_UTF8[:1]:

@@ -24,6 +24,7 @@ from modelberth_core.security import JwksKeySource, KeySource, TokenVerifier
 from modelberth_inference import __version__
 from modelberth_inference.errors import install_inference_error_handlers
 from modelberth_inference.monitoring import DriftCollector, InferenceMetrics
+from modelberth_inference.openapi import install_openapi
 from modelberth_inference.prediction_log import PredictionLog, PredictionLogError, open_prediction_log
 from modelberth_inference.registry import ModelRegistry
 from modelberth_inference.routes import health, models, predict, v2
@@ -151,4 +152,5 @@ def _build(settings: Settings, keys: KeySource | None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(predict.router)
     app.include_router(v2.router)
+    install_openapi(app)
     return app

@@ -28,7 +28,10 @@ async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"description": "Not ready: the body says why (same shape as the 200's)."}},
+)
 async def readyz(request: Request) -> Response:
     """200 once every configured model is loaded and the JWKS has been fetched, else 503."""
     ready, reason = readiness(request)

@@ -24,6 +24,7 @@ from modelberth_inference.deps import (
 from modelberth_inference.errors import json_response
 from modelberth_inference.model import Prediction
 from modelberth_inference.monitoring import InferenceMetrics
+from modelberth_inference.openapi import BEARER, errors
 from modelberth_inference.prediction_log import PredictionLog
 from modelberth_inference.registry import Served
 from modelberth_inference.routes.lean import LeanRoute
@@ -172,7 +173,11 @@ def _timeout(settings: Settings) -> ServiceError:
     return ServiceError(504, f"request timed out after {settings.request_timeout_seconds:g} s")
 
 
-@hot_router.post("/{name}/predict", openapi_extra=PREDICT_BODY)
+@hot_router.post(
+    "/{name}/predict",
+    responses=errors(400, 401, 403, 404, 413, 415, 422, 503, 504),
+    openapi_extra={**PREDICT_BODY, **BEARER},
+)
 async def predict(request: Request, name: str) -> Response:
     """Predict ``{"instances": [...]}`` (or one object): predictions, class probabilities, input warnings."""
     settings: Settings = request.app.state.settings
@@ -200,7 +205,7 @@ def _example(served: Served, index: int) -> dict[str, Any]:
     return examples[index]
 
 
-@router.get("/{name}/examples")
+@router.get("/{name}/examples", responses=errors(401, 403, 404, 422, 503), openapi_extra=BEARER)
 async def list_examples(name: str, request: Request, _: ReadPrincipal) -> Response:
     """Every held-out example row of the served version (``examples.csv``)."""
     served = served_model(request, name)
@@ -210,7 +215,7 @@ async def list_examples(name: str, request: Request, _: ReadPrincipal) -> Respon
     )
 
 
-@router.get("/{name}/examples/{index}")
+@router.get("/{name}/examples/{index}", responses=errors(401, 403, 404, 422, 503), openapi_extra=BEARER)
 async def get_example(name: str, index: int, request: Request, _: ReadPrincipal) -> Response:
     """One held-out row by its 0-based index."""
     served = served_model(request, name)
@@ -225,7 +230,11 @@ async def get_example(name: str, index: int, request: Request, _: ReadPrincipal)
     )
 
 
-@router.post("/{name}/examples/{index}/predict")
+@router.post(
+    "/{name}/examples/{index}/predict",
+    responses=errors(401, 403, 404, 422, 503, 504),
+    openapi_extra=BEARER,
+)
 async def predict_example(name: str, index: int, request: Request) -> Response:
     """Predict one held-out row by its index; the response adds ``index`` and ``instance``."""
     settings: Settings = request.app.state.settings

@@ -17,6 +17,7 @@ from modelberth_core.errors import ServiceError
 from modelberth_inference import __version__
 from modelberth_inference.deps import ReadPrincipal, authorize, read_json, require_json, served_model
 from modelberth_inference.errors import json_response
+from modelberth_inference.openapi import BEARER, errors
 from modelberth_inference.registry import Served
 from modelberth_inference.routes.health import readiness
 from modelberth_inference.routes.lean import LeanRoute
@@ -44,7 +45,30 @@ BINARY_UNSUPPORTED = (
 INT64_MAX = 2**63 - 1
 """Shapes are int64 in the protocol; a larger number is refused before any message repeats it."""
 MAX_ID_LENGTH = 256
-"""Longest request ``id``: the protocol returns it in the answer, so it is bounded and must be printable."""
+"""Longest request ``id``: the protocol returns it in the answer, so it is bounded."""
+
+
+V2_READ_ERRORS = errors(401, 403, 404, 422, 503, v2=True)
+V2_INFER_ERRORS = errors(400, 401, 403, 404, 413, 415, 422, 503, 504, v2=True)
+V2_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "inputs": {"type": "array", "items": {"type": "object"}},
+                        "outputs": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            }
+        },
+    }
+}
+"""The generic body, documented while no model is loaded (each model's own is written per model)."""
 
 
 def _served(request: Request, name: str, version: str | None) -> Served:
@@ -88,33 +112,43 @@ async def server_live() -> Response:
     return json_response({"live": True})
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    responses={
+        400: {
+            "description": "Not ready (the protocol's 4xx for false).",
+            "content": {
+                "application/json": {"schema": {"type": "object", "properties": {"ready": {"const": False}}}}
+            },
+        }
+    },
+)
 async def server_ready(request: Request) -> Response:
     """200 when every model is ready, else 400 (the protocol's 4xx for false)."""
     ready, _ = readiness(request)
     return json_response({"ready": ready}, 200 if ready else 400)
 
 
-@router.get("/models/{name}")
+@router.get("/models/{name}", responses=V2_READ_ERRORS, openapi_extra=BEARER)
 async def model_metadata(name: str, request: Request, _: ReadPrincipal) -> Response:
     """Inputs (one per feature column) and outputs of the served version."""
     return json_response(_metadata(_served(request, name, None)))
 
 
-@router.get("/models/{name}/versions/{version}")
+@router.get("/models/{name}/versions/{version}", responses=V2_READ_ERRORS, openapi_extra=BEARER)
 async def model_version_metadata(name: str, version: str, request: Request, _: ReadPrincipal) -> Response:
     """Metadata of one version (only the served version exists here)."""
     return json_response(_metadata(_served(request, name, version)))
 
 
-@router.get("/models/{name}/ready")
+@router.get("/models/{name}/ready", responses=V2_READ_ERRORS, openapi_extra=BEARER)
 async def model_ready(name: str, request: Request, _: ReadPrincipal) -> Response:
     """200 ``{"name", "ready": true}`` when the model serves."""
     served = _served(request, name, None)
     return json_response({"name": name, "ready": True, "version": served.model.version})
 
 
-@router.get("/models/{name}/versions/{version}/ready")
+@router.get("/models/{name}/versions/{version}/ready", responses=V2_READ_ERRORS, openapi_extra=BEARER)
 async def model_version_ready(name: str, version: str, request: Request, _: ReadPrincipal) -> Response:
     """200 when this version serves."""
     _served(request, name, version)
@@ -196,13 +230,24 @@ def _columns(payload: Any, served: Served, max_instances: int) -> tuple[dict[str
 
 
 def _request_id(payload: dict[str, Any]) -> str | None:
-    """The request's ``id``, which the answer repeats (the protocol says so): a short printable string."""
+    """The request's ``id``, which the answer repeats (the protocol says so): a bounded string that can be
+    encoded (a lone surrogate cannot), and a ``parameters`` object if there is one (null is absent)."""
+    if type(payload.get("parameters", {})) not in (dict, type(None)):
+        raise _bad("parameters must be an object")
     value = payload.get("id")
     if value is None:
         return None
-    if type(value) is not str or len(value) > MAX_ID_LENGTH or not value.isprintable():
-        raise _bad(f"id must be a string of at most {MAX_ID_LENGTH} printable characters")
+    if type(value) is not str or len(value) > MAX_ID_LENGTH or not _encodable(value):
+        raise _bad(f"id must be a string of at most {MAX_ID_LENGTH} characters (valid Unicode)")
     return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _wanted(payload: dict[str, Any], served: Served) -> list[str]:
@@ -271,13 +316,15 @@ async def _infer(name: str, version: str | None, request: Request) -> Response:
     return json_response(body)
 
 
-@hot_router.post("/models/{name}/infer")
+@hot_router.post("/models/{name}/infer", responses=V2_INFER_ERRORS, openapi_extra={**V2_BODY, **BEARER})
 async def infer(request: Request, name: str) -> Response:
     """Predict column-wise inputs; outputs ``predict`` (default) and ``predict_proba`` when requested."""
     return await _infer(name, None, request)
 
 
-@hot_router.post("/models/{name}/versions/{version}/infer")
+@hot_router.post(
+    "/models/{name}/versions/{version}/infer", responses=V2_INFER_ERRORS, openapi_extra={**V2_BODY, **BEARER}
+)
 async def infer_version(request: Request, name: str, version: str) -> Response:
     """Predict with a specific version (it must be the one serving)."""
     return await _infer(name, version, request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,10 +134,11 @@ class LoadedModel:
 
 def non_finite_rows(output: npt.NDArray[np.float64]) -> npt.NDArray[np.intp] | None:
     """Indices of the rows of ``output`` holding NaN or an infinity; None (one reduction) if none do."""
-    finite = np.isfinite(output)
-    if finite.all():
+    if math.isfinite(output.sum()):  # a NaN or an infinity anywhere makes the sum one (one reduction)
         return None
-    return np.flatnonzero(~finite.all(axis=1) if finite.ndim > 1 else ~finite)
+    finite = np.isfinite(output)  # or finite values whose sum overflowed: look row by row
+    rows = np.flatnonzero(~finite.all(axis=1) if finite.ndim > 1 else ~finite)
+    return rows if len(rows) else None
 
 
 def _contained(root: Path, path: Path) -> bool:

@@ -313,7 +313,7 @@ class Validator:
         # Two reductions for the whole batch serve both checks (a NaN makes its min and max NaN, and NaN
         # compares False); the per-feature detail only when something is out of the training range.
         lowest, highest = columns.min(axis=1), columns.max(axis=1)
-        if not (bool((lowest >= -MAX_ABS_NUMBER).all()) and bool((highest <= MAX_ABS_NUMBER).all())):
+        if not (lowest.min() >= -MAX_ABS_NUMBER and highest.max() <= MAX_ABS_NUMBER):
             return None
         out = Columns(n=columns.shape[1], data={name: columns[j] for j, name in enumerate(self.names)})
         if (lowest < self._lowest).any() or (highest > self._highest).any():

@@ -174,6 +174,14 @@ class RotatingFile:
             ) from None
         self._lock_fd = fd
 
+    def _lock_late(self) -> None:
+        """Take the lock a full disk kept us from taking at startup (before the first write)."""
+        where = f"prediction log {self.path}"
+        try:
+            self._take_lock(where)
+        except PredictionLogError as exc:  # counted as a failed write; its text without the path
+            raise OSError(errno.EBUSY, str(exc).removeprefix(where + ": ")) from None
+
     def _open(self) -> None:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         fd = os.open(self.path, flags, 0o600)
@@ -194,6 +202,8 @@ class RotatingFile:
         written = 0
         try:
             if self._fd is None:
+                if self._regular and self._lock_fd is None:
+                    self._lock_late()
                 self._open()
             rotate = self._regular and self.max_bytes > 0
             chunk: list[bytes] = []

@@ -230,6 +230,57 @@ def test_the_model_comes_from_the_model_image_copied_or_mounted(
     assert claim == {"claimName": "rel-modelberth-models", "readOnly": True}
 
 
+def _inference_env(pod: Manifest) -> list[Manifest]:
+    (container,) = [c for c in pod["containers"] if c["name"] == "inference"]
+    env: list[Manifest] = container["env"]
+    return env
+
+
+def test_prediction_log_is_off_by_default_and_wired_to_the_env_when_on(
+    named_set: Callable[[str], list[Manifest]], render: Callable[[dict[str, Any] | None], list[Manifest]]
+) -> None:
+    default = _inference_pod(named_set("default"))
+    assert not [e for e in _inference_env(default) if e["name"].startswith("INFERENCE_PREDICTION_LOG")]
+    assert "prediction-log" not in [v["name"] for v in default["volumes"]]
+
+    pod = _inference_pod(named_set("predictionlog"))
+    env = _inference_env(pod)
+    names = [e["name"] for e in env]
+    # Kubernetes expands $(POD_NAME) only from a variable defined earlier in the list.
+    assert names.index("POD_NAME") < names.index("INFERENCE_PREDICTION_LOG")
+    assert env[names.index("POD_NAME")]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    values = {e["name"]: e["value"] for e in env if "value" in e}
+    assert values["INFERENCE_PREDICTION_LOG"] == "/var/log/modelberth/predictions-$(POD_NAME).jsonl"
+    assert values["INFERENCE_PREDICTION_LOG_SAMPLE_RATE"] == "0.5"
+    assert values["INFERENCE_PREDICTION_LOG_MAX_BYTES"] == "10485760"
+    assert values["INFERENCE_PREDICTION_LOG_BACKUPS"] == "3"
+    assert values["INFERENCE_PREDICTION_LOG_REDACT"] == "petal_width"
+    (container,) = [c for c in pod["containers"] if c["name"] == "inference"]
+    assert {"name": "prediction-log", "mountPath": "/var/log/modelberth"} in container["volumeMounts"]
+    assert {"name": "prediction-log", "emptyDir": {"sizeLimit": "1Gi"}} in pod["volumes"]
+
+    # The service reads exactly these variables (as the kubelet expands them) into valid settings.
+    from modelberth_inference.settings import Settings
+
+    expanded = {
+        k.removeprefix("INFERENCE_").lower(): v.replace("$(POD_NAME)", "rel-modelberth-inference-abc12")
+        for k, v in values.items()
+        if k.startswith("INFERENCE_PREDICTION_LOG")
+    }
+    settings = Settings(**expanded)
+    assert settings.prediction_log == "/var/log/modelberth/predictions-rel-modelberth-inference-abc12.jsonl"
+    assert (settings.prediction_log_max_bytes, settings.prediction_log_backups) == (10485760, 3)
+    assert settings.redacted_fields() == frozenset({"petal_width"})
+
+    claim = {"type": "persistentVolumeClaim", "sizeLimit": "1Gi", "claimName": "audit"}
+    on_pvc = _inference_pod(render({"inference": {"predictionLog": {"enabled": True, "volume": claim}}}))
+    assert {"name": "prediction-log", "persistentVolumeClaim": {"claimName": "audit"}} in on_pvc["volumes"]
+    stdout = _inference_pod(render({"inference": {"predictionLog": {"enabled": True, "target": "stdout"}}}))
+    stdout_env = {e["name"]: e.get("value") for e in _inference_env(stdout)}
+    assert stdout_env["INFERENCE_PREDICTION_LOG"] == "stdout"
+    assert "prediction-log" not in [v["name"] for v in stdout["volumes"]]
+
+
 def test_trainer_job_and_cronjob_publish_into_the_claim_inference_reads(
     named_set: Callable[[str], list[Manifest]], workloads: Workloads
 ) -> None:
@@ -572,6 +623,18 @@ _INVALID = [
     ({"ui": {"terminationGracePeriodSeconds": 10}}, "ui.terminationGracePeriodSeconds must exceed"),
     # 5 s preStop + under 1 s of drain + 20 s graceful: 26 leaves the app no time to stop.
     ({"auth": {"terminationGracePeriodSeconds": 26}}, "auth.terminationGracePeriodSeconds must exceed"),
+    (
+        {"inference": {"predictionLog": {"enabled": True, "volume": {"sizeLimit": "500Mi"}}}},
+        "= 629145600 bytes must fit the emptyDir's sizeLimit 500Mi",
+    ),
+    (
+        {"inference": {"predictionLog": {"enabled": True, "rotation": {"maxBytes": 0}}}},
+        "= 0 bytes must fit the emptyDir's sizeLimit",
+    ),
+    (
+        {"inference": {"predictionLog": {"enabled": True, "volume": {"type": "persistentVolumeClaim"}}}},
+        "needs inference.predictionLog.volume.claimName",
+    ),
 ]
 
 
@@ -598,6 +661,10 @@ _SCHEMA_ERRORS = [
     ({"ui": {"authClient": {"secretKey": "a/b"}}}, "secretKey"),
     # `modelberth train --dataset` takes a bundled dataset's name only; a CSV path fails the Job otherwise.
     ({"trainer": {"dataset": "/models/data/train.csv"}}, "dataset"),
+    ({"inference": {"predictionLog": {"sampleRate": 1.5}}}, "sampleRate"),
+    ({"inference": {"predictionLog": {"path": "/x"}}}, "path"),
+    ({"inference": {"predictionLog": {"volume": {"sizeLimit": "1.5Gi"}}}}, "sizeLimit"),
+    ({"inference": {"predictionLog": {"redact": ["a,b"]}}}, "redact"),
 ]
 
 

@@ -215,3 +215,91 @@ def shared_client(
     with TestClient(app) as client:
         wait_until_ready(client)
         yield client
+
+
+@dataclass
+class FullDisk:
+    """A directory on a file system with no free space left (see the ``full_disk`` fixture)."""
+
+    path: Path
+    filler: Path | None
+    """The file taking all the space (None on /dev/full, which can never be freed)."""
+
+    def free(self) -> None:
+        """Give the space back (tmpfs only)."""
+        assert self.filler is not None, "only a tmpfs can be freed"
+        self.filler.unlink()
+
+
+def _fill(fh: Any) -> None:
+    while True:
+        fh.write(b"\0" * 4096)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[FullDisk]:
+    """A real full disk: a 64 KiB tmpfs mounted here and filled until the kernel answers ENOSPC.
+
+    Mounting needs root (CI and these machines run as root). Without it the fallback is still the kernel's
+    own ENOSPC: ``<dir>/predictions.jsonl`` is a symlink to ``/dev/full``, where every write fails so; only
+    the tests that free space again need the tmpfs.
+    """
+    import errno
+    import shutil
+    import subprocess
+
+    mount_dir = tmp_path / "full"
+    mount_dir.mkdir()
+    mounted = (
+        shutil.which("mount") is not None
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mount_dir)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    if not mounted:
+        (mount_dir / "predictions.jsonl").symlink_to("/dev/full")
+        yield FullDisk(mount_dir, None)
+        return
+    filler = mount_dir / "filler"
+    with filler.open("wb", buffering=0) as fh, pytest.raises(OSError, match="No space left") as full:
+        _fill(fh)
+    assert full.value.errno == errno.ENOSPC
+    try:
+        yield FullDisk(mount_dir, filler)
+    finally:
+        # Lazy: a process the test started may still hold a file open while it is being stopped.
+        subprocess.run(["umount", "-l", str(mount_dir)], capture_output=True, check=False)
+
+
+@pytest.fixture
+def jwks_url(signer: Signer) -> Iterator[str]:
+    """The signer's public keys served over real HTTP, as auth's ``/.well-known/jwks.json`` would be."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = json.dumps({"keys": [signer.key.as_dict(private=False)]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

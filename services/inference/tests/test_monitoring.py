@@ -167,3 +167,61 @@ def test_prediction_log_is_sampled_json_lines_with_redaction(
 
 def test_prediction_log_is_off_by_default(client: TestClient, signer: Any, tmp_path: Path) -> None:
     assert client.app.state.prediction_log is None  # type: ignore[attr-defined]
+
+
+def _series(client: TestClient) -> set[str]:
+    """Every sample line name+labels of inference's own metrics (core's HTTP metrics excluded)."""
+    out = set()
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("modelberth_inference_") and not line.startswith(
+            ("modelberth_inference_request", "modelberth_inference_requests")
+        ):
+            out.add(line.rsplit(" ", 1)[0])
+    return out
+
+
+def test_no_request_can_add_series_to_inference_metrics(client: TestClient, signer: Any) -> None:
+    """Label values come from the served models only: unknown models, features, categories, versions and
+    paths sent by a client add nothing (issue 13, point 9; core's method label is core's)."""
+    headers = signer.headers()
+    client.post(
+        "/v1/models/iris/predict",
+        json={"instances": [ROW, {**ROW, "sepal_length": 99.0}, {**ROW, "petal_width": 1e3}]},
+        headers=headers,
+    )
+    client.post("/v2/models/iris/infer", json={"inputs": []}, headers=headers)
+    before = _series(client)
+    for i in range(30):
+        name = f"model{i}"
+        client.post(f"/v1/models/{name}/predict", json=ROW, headers=headers)
+        client.post(f"/v1/models/{name}/reload", headers=headers)
+        client.post(f"/v2/models/{name}/versions/{i}/infer", json={"inputs": []}, headers=headers)
+        client.post(
+            f"/v2/models/iris/versions/2026010{i}T000000Z/infer", json={"inputs": []}, headers=headers
+        )
+        client.get(f"/v1/models/{name}/examples/{i}", headers=headers)
+        client.post("/v1/models/iris/predict", json={**ROW, f"feature{i}": i}, headers=headers)
+        client.post("/v1/models/iris/predict", json={**ROW, "petal_width": 1e3 + i}, headers=headers)
+        client.get(f"/unknown/{i}")
+    assert _series(client) - before == set()
+
+
+def test_prediction_series_of_retired_versions_are_dropped(
+    client: TestClient, signer: Any, tiny_model_dir: Path, artifact_factory: Callable[..., Path]
+) -> None:
+    """Each hot reload would add a version's series for ever: only the serving and the previous version
+    (whose in-flight requests may still finish) are kept."""
+    admin = signer.headers("models:admin predict")
+    served = []
+    for _ in range(4):
+        served.append(client.post("/v1/models/iris/predict", json=ROW, headers=admin).json()["version"])
+        artifact_factory(tiny_model_dir)
+        assert client.post("/v1/models/iris/reload", headers=admin).json()["status"] == "loaded"
+    served.append(client.post("/v1/models/iris/predict", json=ROW, headers=admin).json()["version"])
+    versions = {
+        line.split('version="', 1)[1].split('"', 1)[0]
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("modelberth_inference_predictions_total{")
+    }
+    assert len(set(served)) == 5
+    assert versions == set(served[-2:])

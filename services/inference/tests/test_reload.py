@@ -71,7 +71,8 @@ def test_readyz_is_503_until_a_model_is_there(
             time.sleep(0.02)
         not_ready = client.get("/readyz")
         assert not_ready.status_code == 503
-        assert not_ready.json()["reason"] == f"no models under {model_dir}"
+        assert not_ready.json()["reason"] == "no models in the model directory"
+        assert str(model_dir) not in not_ready.text
         assert client.get("/v2/health/ready").status_code == 400
         assert client.get("/healthz").status_code == 200
         artifact_factory(model_dir)
@@ -121,6 +122,65 @@ def test_a_failed_load_keeps_the_old_version_and_is_counted(
     assert client.post("/v1/models/iris/predict", json=ROW, headers=admin).json()["version"] == old
     assert _metric(client, 'modelberth_inference_model_load_failures_total{model="iris"}') == "1.0"
     assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_names_the_newer_version_that_failed_and_why(
+    client: TestClient, signer: Any, tiny_model_dir: Path, artifact_factory: Callable[..., Path]
+) -> None:
+    """The old version keeps serving (ready), and /readyz says which version did not load and why, in
+    words without paths (it answers without a token)."""
+    admin = signer.headers("models:admin predict")
+    old = _version_dir(tiny_model_dir).name
+    assert client.get("/readyz").json()["load_failures"] == {}
+    broken = artifact_factory(tiny_model_dir)
+    with (broken / contract.MODEL_FILE).open("ab") as fh:
+        fh.write(b"tampered")
+    assert client.post("/v1/models/iris/reload", headers=admin).status_code == 409
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["models"] == {"iris": old}
+    assert ready.json()["load_failures"] == {
+        "iris": {
+            "version": broken.name,
+            "reason": "the model file is missing or its sha256 differs from the card's",
+        }
+    }
+    assert str(tiny_model_dir) not in ready.text
+    contract.set_latest(tiny_model_dir, "iris", old)  # rolled back: nothing has failed any more
+    assert client.post("/v1/models/iris/reload", headers=admin).json()["status"] == "unchanged"
+    assert client.get("/readyz").json()["load_failures"] == {}
+
+
+@pytest.mark.parametrize(
+    ("breakage", "reason"),
+    [
+        ("schema", "the card's schema_version is not {schema}, the one this server reads"),
+        ("sklearn", "built with another scikit-learn version than this server runs"),
+        ("pickle", "the model file does not load (KeyError)"),  # joblib reads b"n" as an opcode
+    ],
+)
+def test_readyz_is_503_with_the_reason_when_no_version_loads(
+    make_client: Callable[..., Any], tiny_model_dir: Path, breakage: str, reason: str
+) -> None:
+    version_dir = _version_dir(tiny_model_dir)
+    if breakage == "schema":
+        _edit_card(version_dir, schema_version=99)
+    elif breakage == "sklearn":
+        _edit_card(version_dir, sklearn="0.1.0")
+    else:
+        (version_dir / contract.MODEL_FILE).write_bytes(b"not a pickle")
+        _edit_card(version_dir, model_sha256=contract.sha256_file(version_dir / contract.MODEL_FILE))
+    with make_client(tiny_model_dir, ready=False) as client:
+        deadline = time.monotonic() + 20
+        while client.get("/readyz").json()["reason"] == "models are loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["load_failures"] == {
+        "iris": {"version": version_dir.name, "reason": reason.format(schema=contract.SCHEMA_VERSION)}
+    }
+    assert str(tiny_model_dir) not in response.text
 
 
 def test_polling_follows_the_latest_pointer(

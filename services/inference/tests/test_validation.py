@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelberth_core.contract import FeatureSpec
-from modelberth_inference.validation import NumericRecords, Validator
+from modelberth_inference.validation import MAX_ABS_NUMBER, NumericRecords, Validator
 
 OK = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
@@ -149,8 +149,16 @@ def test_too_many_instances(client: TestClient, signer: Any) -> None:
     response = client.post(
         "/v1/models/iris/predict", json={"instances": [OK] * 1001}, headers=signer.headers()
     )
-    assert response.status_code == 413
-    assert response.json() == {"detail": "too many instances: 1001 in one request, at most 1000"}
+    assert response.status_code == 422  # the body is small; what it holds is over the limit
+    assert response.json() == {
+        "detail": [
+            {
+                "loc": ["body", "instances"],
+                "msg": "too many instances: 1001 in one request, at most 1000",
+                "type": "too_long",
+            }
+        ]
+    }
 
 
 def test_many_bad_rows_give_a_bounded_error_list(client: TestClient, signer: Any) -> None:
@@ -368,8 +376,9 @@ def _numbers(n: int) -> list[list[Any]]:
     """Doubles of every magnitude, sign and kind, and some JSON integers, for len(NAMES) features."""
     shape = (n, len(NAMES))
     rng = np.random.default_rng(n)
-    values: list[list[Any]] = (rng.standard_normal(shape) * 10.0 ** rng.integers(-300, 300, shape)).tolist()
-    specials: list[Any] = [-0.0, 5e-324, 1.7976931348623157e308, 3, -7, 2**53 + 1, 10**20]
+    magnitudes = 10.0 ** rng.integers(-300, 199, shape)  # up to the accepted ±MAX_ABS_NUMBER (1e200)
+    values: list[list[Any]] = (rng.uniform(-9.9, 9.9, shape) * magnitudes).tolist()
+    specials: list[Any] = [-0.0, 5e-324, MAX_ABS_NUMBER, -MAX_ABS_NUMBER, 3, -7, 2**53 + 1, 10**20]
     for i, special in enumerate(specials[: n * len(NAMES)]):
         values[i // len(NAMES)][i % len(NAMES)] = special
     return values
@@ -417,3 +426,22 @@ def test_numeric_records_refuse_a_value_not_encoded_as_a_float64() -> None:
     # msgspec's JSON decoder only ever stores floats there; a struct built by hand shows the guard: an int is
     # encoded as a uint64, the same size as a float64 but with another marker, and must not be misread.
     assert records.columns([row(f0=1.5, f1=-2.0), row(f0=0.0, f1=2**60)]) is None
+
+
+@pytest.mark.parametrize("value", [1.0000001e200, -1e201, 1e300, -1.7976931348623157e308])
+@pytest.mark.parametrize("rows", [1, 7, 200], ids=lambda n: f"{n}-rows")  # typed structs, then NumericRecords
+def test_numbers_beyond_the_computable_bound_are_named(
+    shared_client: TestClient, signer: Any, value: float, rows: int
+) -> None:
+    instances = [OK] * (rows - 1) + [{**OK, "petal_width": value}]
+    response = shared_client.post(
+        "/v1/models/iris/predict", json={"instances": instances}, headers=signer.headers()
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {
+            "loc": ["body", "instances", rows - 1, "petal_width"],
+            "msg": f"must be between -{MAX_ABS_NUMBER:g} and {MAX_ABS_NUMBER:g}",
+            "type": "number_too_large",
+        }
+    ]

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from joserfc.errors import JoseError
+from pydantic import ValidationError
 
 from modelberth_core.metrics import (
     FASTAPI_TELEMETRY,
@@ -22,7 +23,9 @@ from modelberth_core.metrics import (
 from modelberth_core.security import JwksKeySource, KeySource, TokenVerifier
 from modelberth_inference import __version__
 from modelberth_inference.errors import install_inference_error_handlers
-from modelberth_inference.monitoring import DriftCollector, InferenceMetrics, PredictionLog
+from modelberth_inference.monitoring import DriftCollector, InferenceMetrics
+from modelberth_inference.openapi import install_openapi
+from modelberth_inference.prediction_log import PredictionLog, PredictionLogError, open_prediction_log
 from modelberth_inference.registry import ModelRegistry
 from modelberth_inference.routes import health, models, predict, v2
 from modelberth_inference.settings import Settings
@@ -31,6 +34,8 @@ log = logging.getLogger("modelberth.inference")
 
 JWKS_RETRY_MAX_SECONDS = 5.0
 """Longest pause between JWKS fetch attempts while auth is not up yet."""
+STARTUP_FAILURE = 3
+"""Exit status when the configuration cannot work (uvicorn's own status for an app it cannot load)."""
 
 
 async def _fetch_keys_until_loaded(keys: JwksKeySource) -> None:
@@ -58,9 +63,36 @@ async def _initial_load(registry: ModelRegistry) -> None:
     gc.freeze()
 
 
+def _settings_error(exc: ValidationError) -> str:
+    """A settings error as one line naming each variable, without the value (it may be a secret)."""
+    parts = []
+    for err in exc.errors():
+        name = "_".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"INFERENCE_{name.upper()}: {err.get('msg', 'invalid')}")
+    return "invalid settings: " + "; ".join(parts)
+
+
 def create_app(settings: Settings | None = None, *, keys: KeySource | None = None) -> FastAPI:
-    """Build the app; ``keys`` replaces the JWKS fetched from ``auth_jwks_url`` (tests pass static keys)."""
-    settings = settings or Settings()
+    """Build the app; ``keys`` replaces the JWKS fetched from ``auth_jwks_url`` (tests pass static keys).
+
+    Called without ``settings`` (as ``modelberth serve inference`` and ``uvicorn --factory`` do), it reads
+    ``INFERENCE_*`` and, like uvicorn for its own configuration errors, ends the process with one error
+    line and status 3 when they cannot work (an invalid value, a prediction log path that is a directory)
+    rather than a traceback (issue 13). Given settings, it raises instead.
+    """
+    if settings is not None:
+        return _build(settings, keys)
+    try:
+        return _build(Settings(), keys)
+    except ValidationError as exc:
+        message = _settings_error(exc)
+    except PredictionLogError as exc:
+        message = f"{exc} (INFERENCE_PREDICTION_LOG)"
+    log.error(message)
+    raise SystemExit(STARTUP_FAILURE)
+
+
+def _build(settings: Settings, keys: KeySource | None) -> FastAPI:
     metrics_registry = new_registry()
     http_metrics = HttpMetrics("inference", metrics_registry)
     metrics = InferenceMetrics(metrics_registry)
@@ -68,13 +100,16 @@ def create_app(settings: Settings | None = None, *, keys: KeySource | None = Non
     metrics_registry.register(DriftCollector(registry.drift_trackers))
     key_source: KeySource = keys if keys is not None else JwksKeySource(settings.auth_jwks_url)
     verifier = TokenVerifier(key_source, issuer=settings.auth_issuer, audience=settings.auth_audience)
-    prediction_log = (
-        PredictionLog(
-            settings.prediction_log, settings.prediction_log_sample_rate, settings.redacted_fields()
+    prediction_log: PredictionLog | None = None
+    if settings.prediction_log:
+        prediction_log = open_prediction_log(
+            settings.prediction_log,
+            sample_rate=settings.prediction_log_sample_rate,
+            redact=settings.redacted_fields(),
+            max_bytes=settings.prediction_log_max_bytes,
+            backups=settings.prediction_log_backups,
+            registry=metrics_registry,
         )
-        if settings.prediction_log
-        else None
-    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -117,4 +152,5 @@ def create_app(settings: Settings | None = None, *, keys: KeySource | None = Non
     app.include_router(models.router)
     app.include_router(predict.router)
     app.include_router(v2.router)
+    install_openapi(app)
     return app

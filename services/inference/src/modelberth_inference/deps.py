@@ -104,6 +104,38 @@ async def read_body(request: Request, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def media_type(request: Request) -> str | None:
+    """The request's declared media type (``Content-Type`` without parameters, lowercase), or None."""
+    value = request.headers.get("content-type")
+    if not value:
+        return None
+    return value.partition(";")[0].strip().lower() or None
+
+
+def is_json_type(media: str) -> bool:
+    """``application/json`` or a structured ``+json`` type (RFC 6839), e.g. ``application/vnd.x+json``."""
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def require_json(request: Request, *, also: frozenset[str] = frozenset()) -> None:
+    """415 when the request declares a media type that is neither JSON nor one of ``also``.
+
+    A request without ``Content-Type`` is read as JSON: RFC 9110 §8.3 lets a recipient examine the data
+    when no type is declared, and minimal clients (``requests.post(data=...)``, tritonclient) send none.
+    A declared ``text/plain`` or form type, though, says the body is something else (``curl -d`` sends a
+    form type by default), and answering it as JSON would hide the client's mistake (issue 13).
+    """
+    media = media_type(request)
+    if media is None or is_json_type(media) or media in also:
+        return
+    accepted = ", ".join(sorted({"application/json", *also}))
+    raise ServiceError(
+        415,
+        f"unsupported Content-Type: this endpoint takes a JSON body (send {accepted}, or no Content-Type)",
+        {"Accept": accepted},
+    )
+
+
 def parse_body(body: bytes) -> Any:
     """A body parsed as JSON (400 if it is not JSON)."""
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,15 @@ log = logging.getLogger("modelberth.inference.model")
 
 
 class LoadError(Exception):
-    """A version could not be loaded; the message says which check failed (never the pickle's content)."""
+    """A version could not be loaded; the message says which check failed (never the pickle's content).
+
+    ``reason`` says the same without paths, file contents or exception text, so that the unauthenticated
+    ``/readyz`` can show it (issue 13); the message, with paths, goes to the log and to an admin's reload.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -41,6 +50,8 @@ class Prediction:
     predictions: list[Any]
     proba: npt.NDArray[np.float64] | None
     label_index: npt.NDArray[np.intp] | None = None
+    invalid_rows: npt.NDArray[np.intp] | None = None
+    """Rows whose output is not a finite number (their inputs overflowed the model's arithmetic)."""
 
 
 @dataclass(slots=True)
@@ -96,22 +107,38 @@ class LoadedModel:
         return [dict(zip(self.classes, row, strict=True)) for row in proba.tolist()]
 
     def predict(self, data: dict[str, npt.NDArray[Any]]) -> Prediction:
-        """Predict a block of validated rows in one vectorised call."""
-        raw = self.raw_output(data)
+        """Predict a block of validated rows in one vectorised call.
+
+        Inputs are finite, but not every finite input can be computed with: ±1e308 overflows a scaler and a
+        softmax of infinities is NaN. Numpy is told not to warn about that, and one reduction over the
+        outputs finds the rows it happened to (issue 13), on the fast path and scikit-learn's alike.
+        """
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            raw = self.raw_output(data)
         if self.card.task == "regression":
             values = np.asarray(raw, dtype=np.float64)
-            return Prediction(values.tolist(), None)
+            return Prediction(values.tolist(), None, invalid_rows=non_finite_rows(values))
         if self.method == "predict":
             labels = np.asarray(raw).astype(str)
             index = np.searchsorted(np.asarray(self.classes), labels)
             return Prediction(labels.tolist(), None, index)
         proba = np.asarray(raw, dtype=np.float64)
+        invalid = non_finite_rows(proba)
         if self.threshold is not None:
             pos = self.positive_index
             index = np.where(proba[:, pos] >= self.threshold, pos, 1 - pos)
         else:
             index = np.argmax(proba, axis=1)
-        return Prediction(self.class_labels[index].tolist(), proba, index)
+        return Prediction(self.class_labels[index].tolist(), proba, index, invalid)
+
+
+def non_finite_rows(output: npt.NDArray[np.float64]) -> npt.NDArray[np.intp] | None:
+    """Indices of the rows of ``output`` holding NaN or an infinity; None (one reduction) if none do."""
+    if math.isfinite(output.sum()):  # a NaN or an infinity anywhere makes the sum one (one reduction)
+        return None
+    finite = np.isfinite(output)  # or finite values whose sum overflowed: look row by row
+    rows = np.flatnonzero(~finite.all(axis=1) if finite.ndim > 1 else ~finite)
+    return rows if len(rows) else None
 
 
 def _contained(root: Path, path: Path) -> bool:
@@ -127,11 +154,16 @@ def _check_schema_version(version_dir: Path) -> None:
     try:
         raw = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
-        raise LoadError(f"{path}: cannot read the model card ({type(exc).__name__})") from exc
+        raise LoadError(
+            f"{path}: cannot read the model card ({type(exc).__name__})", "the model card cannot be read"
+        ) from exc
     found = raw.get("schema_version") if isinstance(raw, dict) else None
     if found not in contract.SUPPORTED_SCHEMA_VERSIONS:
         supported = ", ".join(map(str, contract.SUPPORTED_SCHEMA_VERSIONS))
-        raise LoadError(f"{path}: schema_version {found!r} is not supported (this server reads {supported})")
+        raise LoadError(
+            f"{path}: schema_version {found!r} is not supported (this server reads {supported})",
+            f"the card's schema_version is not one this server reads ({supported})",
+        )
 
 
 def load_model(model_dir: Path, name: str, version: str, *, max_text_length: int) -> LoadedModel:
@@ -143,29 +175,37 @@ def load_model(model_dir: Path, name: str, version: str, *, max_text_length: int
     start = time.perf_counter()
     version_dir = model_dir / name / version
     if not _contained(model_dir, version_dir) or not version_dir.is_dir():
-        raise LoadError(f"{name}/{version}: no such version under the model directory")
+        raise LoadError(f"{name}/{version}: no such version under the model directory", "no such version")
     _check_schema_version(version_dir)
     try:
         card = contract.read_card(version_dir)
     except ContractError as exc:
-        raise LoadError(str(exc)) from exc
+        raise LoadError(str(exc), "the model card is not valid") from exc
     if card.name != name or card.version != version:
-        raise LoadError(f"{version_dir}: the card names {card.name}/{card.version}")
+        raise LoadError(
+            f"{version_dir}: the card names {card.name}/{card.version}", "the card names another version"
+        )
     if card.versions.sklearn != sklearn.__version__:
         raise LoadError(
             f"{name}/{version}: built with scikit-learn {card.versions.sklearn}, "
-            f"this server runs {sklearn.__version__}"
+            f"this server runs {sklearn.__version__}",
+            "built with another scikit-learn version than this server runs",
         )
     try:
         model_path = contract.verify_checksum(version_dir, card)
     except ContractError as exc:
-        raise LoadError(str(exc)) from exc
+        raise LoadError(str(exc), "the model file is missing or its sha256 differs from the card's") from exc
     if not _contained(model_dir, model_path):
-        raise LoadError(f"{model_path}: resolves outside the model directory")
+        raise LoadError(
+            f"{model_path}: resolves outside the model directory", "the model file is outside the model dir"
+        )
     try:
         pipeline = joblib.load(model_path)
     except Exception as exc:  # a pickle can raise anything; the card and checksum said it was ours
-        raise LoadError(f"{model_path}: joblib.load failed ({type(exc).__name__}: {exc})") from exc
+        raise LoadError(
+            f"{model_path}: joblib.load failed ({type(exc).__name__}: {exc})",
+            f"the model file does not load ({type(exc).__name__})",
+        ) from exc
     model = LoadedModel(
         card=card,
         pipeline=pipeline,
@@ -188,7 +228,10 @@ def _prepare(model: LoadedModel) -> None:
     model.classes = list(card.classes or [])
     fitted = getattr(model.pipeline, "classes_", None)
     if fitted is not None and [str(c) for c in fitted] != model.classes:
-        raise LoadError(f"{card.name}/{card.version}: the pipeline's classes differ from the card's")
+        raise LoadError(
+            f"{card.name}/{card.version}: the pipeline's classes differ from the card's",
+            "the pipeline's classes differ from the card's",
+        )
     model.has_proba = hasattr(model.pipeline, "predict_proba")
     model.probability_row = probability_row_type(model.classes)
     model.class_labels = np.asarray(model.classes, dtype=object)
@@ -210,13 +253,17 @@ def _warm_up(model: LoadedModel) -> None:
     try:
         columns = model.validator.from_instances(rows)
     except InputError as exc:
-        raise LoadError(f"{model.name}/{model.version}: examples do not match the feature schema") from exc
+        raise LoadError(
+            f"{model.name}/{model.version}: examples do not match the feature schema",
+            "the examples do not match the feature schema",
+        ) from exc
     try:
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             expected = getattr(model.pipeline, model.method)(model.frame(columns.data))
     except Exception as exc:  # any failure means this version must not serve
         raise LoadError(
-            f"{model.name}/{model.version}: warm-up prediction failed ({type(exc).__name__}: {exc})"
+            f"{model.name}/{model.version}: warm-up prediction failed ({type(exc).__name__}: {exc})",
+            f"the warm-up prediction failed ({type(exc).__name__})",
         ) from exc
     model.fast = _verified_fast_path(model, columns, expected)
 
@@ -261,7 +308,10 @@ def read_examples(version_dir: Path, features: list[FeatureSpec]) -> list[dict[s
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if set(reader.fieldnames or ()) != set(specs):
-            raise LoadError(f"{path}: header does not match the card's features")
+            raise LoadError(
+                f"{path}: header does not match the card's features",
+                "examples.csv does not match the card's features",
+            )
         for raw in reader:
             row: dict[str, Any] = {}
             for key, text in raw.items():
@@ -272,7 +322,10 @@ def read_examples(version_dir: Path, features: list[FeatureSpec]) -> list[dict[s
                     try:
                         row[key] = float(text)
                     except ValueError as exc:
-                        raise LoadError(f"{path}: {key} holds a non-numeric value") from exc
+                        raise LoadError(
+                            f"{path}: {key} holds a non-numeric value",
+                            "examples.csv holds a non-numeric value for a numeric feature",
+                        ) from exc
                 else:
                     row[key] = text
             rows.append(row)

@@ -1,4 +1,4 @@
-"""Inference metrics (bounded labels only), feature drift (PSI) and the optional prediction log.
+"""Inference metrics (bounded labels only) and feature drift (PSI).
 
 Per-row work would dominate a 1000-row batch, so everything here is updated once per batch with numpy:
 the confidence histogram counts a whole array with ``searchsorted``, and drift keeps per-feature bin counts
@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import re
-import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -315,57 +310,3 @@ class InferenceMetrics:
         self.models_ready = Gauge(
             "modelberth_inference_models_ready", "Models loaded and serving.", registry=registry
         )
-
-
-class PredictionLog:
-    """Sampled JSON lines (request id, model version, inputs, outputs, latency) with named fields redacted."""
-
-    def __init__(self, target: str, sample_rate: float, redact: frozenset[str]) -> None:
-        self.sample_rate = sample_rate
-        self.redact = redact
-        self._lock = threading.Lock()
-        self._stream: IO[bytes]
-        if target == "stdout":
-            self._stream, self._owned = sys.stdout.buffer, False
-        else:
-            path = Path(target)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._stream, self._owned = path.open("ab"), True
-
-    def sampled(self) -> bool:
-        """Whether this request is written (sampling is not security-relevant)."""
-        return self.sample_rate >= 1.0 or random.random() < self.sample_rate  # noqa: S311
-
-    def write(
-        self,
-        *,
-        request_id: str | None,
-        model: str,
-        version: str,
-        inputs: list[dict[str, Any]],
-        outputs: list[Any],
-        latency_seconds: float,
-    ) -> None:
-        """Append one record; values of redacted fields are replaced."""
-        if self.redact:
-            inputs = [
-                {k: ("[redacted]" if k in self.redact else v) for k, v in row.items()} for row in inputs
-            ]
-        record = {
-            "ts": time.time(),
-            "request_id": request_id,
-            "model": model,
-            "version": version,
-            "inputs": inputs,
-            "outputs": outputs,
-            "latency_ms": round(latency_seconds * 1e3, 3),
-        }
-        line = orjson.dumps(record, default=str) + b"\n"
-        with self._lock:
-            self._stream.write(line)
-            self._stream.flush()
-
-    def close(self) -> None:
-        """Close the file (not stdout)."""
-        if self._owned:
-            self._stream.close()

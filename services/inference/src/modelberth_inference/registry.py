@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from modelberth_core.store import CHAMPION, Reference, StoreError, open_store
 from modelberth_inference.batching import MicroBatcher
@@ -35,6 +36,15 @@ class Served:
     model: LoadedModel
     batcher: MicroBatcher
     drift: DriftTracker
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailure:
+    """The last version of a model that failed to load: why, for /readyz (no path) and for the log."""
+
+    version: str
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +80,7 @@ class _BatchRunner:
         result = model.predict(data)
         total = sum(c.n for c in items)
         self.metrics.batch_size.observe(total)
-        if result.label_index is not None:
-            counts = np.bincount(result.label_index, minlength=len(model.classes)).tolist()
-            for label, count in zip(model.classes, counts, strict=False):
-                if count:
-                    self._count(label, count)
-            if result.proba is not None:
-                chosen = result.proba[np.arange(total), result.label_index]
-                self.metrics.confidence.observe_many((model.name,), chosen)
-        else:
-            self._count("", total)
-        self.drift.update(data, total)
+        self._observe(result, data, total)
         if len(items) == 1:
             return [result]
         out: list[Prediction] = []
@@ -92,10 +92,43 @@ class _BatchRunner:
                     result.predictions[start:end],
                     None if result.proba is None else result.proba[start:end],
                     None if result.label_index is None else result.label_index[start:end],
+                    _rows_within(result.invalid_rows, start, end),
                 )
             )
             start = end
         return out
+
+    def _observe(self, result: Prediction, data: dict[str, npt.NDArray[Any]], total: int) -> None:
+        """Class counts, confidence and drift of the rows that were predicted (not the refused ones)."""
+        model = self.model
+        label_index, proba = result.label_index, result.proba
+        if result.invalid_rows is not None:  # rare: mask the refused rows out of every metric
+            keep = np.ones(total, dtype=bool)
+            keep[result.invalid_rows] = False
+            data = {name: column[keep] for name, column in data.items()}
+            total = int(keep.sum())
+            label_index = None if label_index is None else label_index[keep]
+            proba = None if proba is None else proba[keep]
+        if label_index is not None:
+            counts = np.bincount(label_index, minlength=len(model.classes)).tolist()
+            for label, count in zip(model.classes, counts, strict=False):
+                if count:
+                    self._count(label, count)
+            if proba is not None:
+                chosen = proba[np.arange(total), label_index]
+                self.metrics.confidence.observe_many((model.name,), chosen)
+        elif total:
+            self._count("", total)
+        if total:
+            self.drift.update(data, total)
+
+
+def _rows_within(rows: npt.NDArray[np.intp] | None, start: int, end: int) -> npt.NDArray[np.intp] | None:
+    """The rows of ``rows`` in [start, end), renumbered from 0 (None when there are none)."""
+    if rows is None:
+        return None
+    inside = rows[(rows >= start) & (rows < end)]
+    return inside - start if len(inside) else None
 
 
 class ModelRegistry:
@@ -105,7 +138,8 @@ class ModelRegistry:
         self.settings = settings
         self.metrics = metrics
         self.models: dict[str, Served] = {}
-        self.failures: dict[str, tuple[str, str]] = {}
+        self.failures: dict[str, LoadFailure] = {}
+        self._retired: dict[str, str] = {}  # model -> the version served before the current one
         self.unresolved: dict[str, str] = {}
         """Configured models whose reference names nothing now, and why."""
         self.scanned = False
@@ -143,15 +177,24 @@ class ModelRegistry:
         names = self.configured()
         return self.scanned and bool(names) and all(name in self.models for name in names)
 
+    def load_failures(self) -> dict[str, dict[str, str]]:
+        """Model -> {version, reason} of each target version that failed to load (whether an older version
+        still serves or not): what /readyz shows, without paths."""
+        return {
+            name: {"version": failure.version, "reason": failure.reason}
+            for name, failure in sorted(self.failures.items())
+        }
+
     def not_ready_reason(self) -> str:
         """Why :attr:`ready` is False, for /readyz."""
         if not self.scanned:
             return "models are loading"
         names = self.configured()
         if not names:
+            # /readyz answers anyone: say what is missing, never where the store is.
             if self.store.models():
-                return f"no model under {self.store.location} has a champion (modelberth models promote)"
-            return f"no models under {self.store.location}"
+                return "no model in the store has a champion (modelberth models promote)"
+            return "no models in the store"
         waiting = [n for n in names if n not in self.models]
         failed = [n for n in waiting if n in self.failures]
         if failed:
@@ -186,14 +229,15 @@ class ModelRegistry:
             if target is None:
                 return LoadOutcome("missing", previous=previous)
             if previous == target:
+                self.failures.pop(name, None)  # e.g. latest moved back from a broken version
                 return LoadOutcome("unchanged", version=target, previous=previous)
             failed = self.failures.get(name)
-            if failed and failed[0] == target and not retry_failed:
-                return LoadOutcome("failed", version=target, previous=previous, error=failed[1])
+            if failed and failed.version == target and not retry_failed:
+                return LoadOutcome("failed", version=target, previous=previous, error=failed.message)
             try:
                 model = await asyncio.to_thread(self._load, name, target)
             except LoadError as exc:
-                self.failures[name] = (target, str(exc))
+                self.failures[name] = LoadFailure(target, exc.reason, str(exc))
                 self.metrics.model_load_failures.labels(name).inc()
                 log.error(
                     "model load failed; previous version keeps serving",
@@ -230,6 +274,12 @@ class ModelRegistry:
         self.failures.pop(name, None)
         if previous is not None and previous != model.version:
             self.metrics.model_info.remove(name, previous)
+            # Keep the per-version series of the serving and the previous version (its in-flight requests
+            # may still finish); older ones would add series with every hot reload, for ever (issue 13).
+            retired = self._retired.get(name)
+            if retired is not None and retired != model.version:
+                self.metrics.predictions.remove_by_labels({"model": name, "version": retired})
+            self._retired[name] = previous
         self.metrics.model_info.labels(name, model.version).set(1)
         self.metrics.models_ready.set(len(self.models))
         self.metrics.model_load_seconds.observe(model.load_seconds)

@@ -51,11 +51,15 @@ class Settings(ServiceSettings):
     drift_min_rows: int = Field(default=100, ge=1)
     """Rows the window needs before a drift PSI is exported."""
     prediction_log: str = ""
-    """Sampled prediction log: empty (off), ``stdout``, or a file path for JSON lines."""
+    """Sampled prediction log: empty (off), ``stdout``, or a file path for JSON lines (created 0600)."""
     prediction_log_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     """Share of requests written to the prediction log (0..1)."""
     prediction_log_redact: str = ""
     """Comma-separated feature names whose values are replaced by "[redacted]" in the prediction log."""
+    prediction_log_max_bytes: int = Field(default=100 << 20, ge=0)
+    """Size in bytes past which the prediction log file rotates (0: never)."""
+    prediction_log_backups: int = Field(default=5, ge=1)
+    """Rotated prediction log files kept (``<path>.1`` is the newest); older ones are deleted."""
 
     @field_validator("models")
     @classmethod

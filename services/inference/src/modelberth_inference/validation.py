@@ -37,6 +37,11 @@ MAX_ERRORS: Final = 100
 """Errors reported per request; the rest are summarised, so a 1000-row bad batch stays small."""
 MAX_WARNINGS: Final = 1000
 """Warnings listed per request (all are counted in metrics)."""
+MAX_ABS_NUMBER: Final = 1e200
+"""Largest magnitude a numeric feature may have (422 beyond). No measurement needs more, and it leaves a
+factor of 1e108 below the largest double for a pipeline's scaling and sums, so a model computes with every
+accepted value; ±1e308 used to come back as NaN probabilities (issue 13). A pipeline that still overflows
+(squares of 1e200) is caught on its output: a 422 naming the row."""
 RECORDS_MIN_ROWS: Final = 128
 """Batches from this size read their numbers via :class:`NumericRecords`, whose fixed cost (about 15 us, a
 dozen numpy calls) smaller batches, such as micro-batched single rows, do not earn back."""
@@ -110,13 +115,24 @@ class Columns:
 
 def parse_json(body: bytes) -> Any:
     """Parse a body with orjson; on failure retry with the stdlib parser so NaN/Infinity/1e400 become
-    :class:`NonFinite` markers the validator reports per field, rather than one opaque parse error."""
+    :class:`NonFinite` markers the validator reports per field, rather than one opaque parse error.
+
+    Whatever orjson refuses for another reason is a 400 here: bytes that are not UTF-8 (RFC 8259 §8.1: JSON
+    between systems is UTF-8, so neither a byte order mark nor UTF-16 is read), nesting deeper than
+    orjson's 1024 levels, numbers no parser can hold. Nothing a client sends may end as a 500 (issue 13).
+    """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         first_error = exc
     try:
-        return json.loads(body, parse_constant=NonFinite, parse_float=_parse_float)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyError(400, "request body is not valid UTF-8") from None
+    if text.startswith("\ufeff"):
+        raise BodyError(400, "request body starts with a byte order mark; send UTF-8 JSON without one")
+    try:
+        return json.loads(text, parse_constant=NonFinite, parse_float=_parse_float)
     except (ValueError, RecursionError):
         msg = str(first_error).split(":", 1)[0]
         raise BodyError(400, f"request body is not valid JSON ({msg})") from None
@@ -125,6 +141,26 @@ def parse_json(body: bytes) -> Any:
 def _parse_float(text: str) -> float | NonFinite:
     value = float(text)
     return value if math.isfinite(value) else NonFinite(text)
+
+
+SHOWN_NAME_MAX: Final = 64
+"""Longest client-sent name an error message repeats."""
+
+
+def shown_name(name: str) -> str | None:
+    """``name`` if an error may repeat it (at most 64 printable characters: no control character, no lone
+    surrogate, which could not even be encoded), else None. A name is echoed only to say which one was
+    wrong; anything else a client sends is never repeated."""
+    return name if len(name) <= SHOWN_NAME_MAX and name.isprintable() else None
+
+
+def unknown_issue(row: int | None, key: str, what: str) -> Issue:
+    """An unknown feature (V1) or input (V2), named when the name can be shown."""
+    if shown_name(key) is None:
+        return Issue(
+            row, None, f"unknown {what} (its name is not shown: too long or not printable)", "extra_forbidden"
+        )
+    return Issue(row, key, f"unknown {what}", "extra_forbidden")
 
 
 def _type_name(value: Any) -> str:
@@ -184,27 +220,27 @@ class Validator:
             return None
         try:
             instances = self._decoder.decode(body).instances
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.MsgspecError, ValueError, RecursionError):
+            # Not the common shape, or not decodable at all (msgspec raises UnicodeDecodeError for bad
+            # UTF-8 in a key it skips, RecursionError for a deep value it skips): the exact path words it.
             return None
         n = len(instances)
         if not 0 < n <= max_instances:
             return None
         if self._records is not None:  # the usual tabular model: every value read into one matrix in C
             columns = self._numeric_columns(self._records, instances)
-            if columns is None or not bool(np.isfinite(columns).all()):
-                return None  # 1e400 decodes to infinity; the exact path names it
-            return self._all_numeric(columns)
+            return None if columns is None else self._all_numeric(columns)
         out = Columns(n=n, data={})
         for spec, attribute in zip(self.features, self._attributes, strict=True):
             if spec.type == "numeric":
                 if spec.required:
                     array = np.fromiter(map(attribute, instances), dtype=np.float64, count=n)
-                    finite = bool(np.isfinite(array).all())
+                    accepted = bool((np.abs(array) <= MAX_ABS_NUMBER).all())  # NaN compares False
                 else:  # np.array, unlike fromiter, reads an absent optional value (None) as NaN
                     array = np.array(list(map(attribute, instances)), dtype=np.float64)
-                    finite = not bool(np.isinf(array).any())
-                if not finite:
-                    return None  # 1e400 decodes to infinity; the exact path names it
+                    accepted = not bool((np.abs(array) > MAX_ABS_NUMBER).any())  # NaN: null, accepted
+                if not accepted:
+                    return None  # 1e400 decodes to infinity, 1e300 is too large: the exact path names it
                 out.data[spec.name] = array
                 continue
             values = list(map(attribute, instances))
@@ -244,11 +280,7 @@ class Validator:
         name_set = self.name_set
         for row, inst in enumerate(instances):
             if len(inst) > len(name_set) or not name_set.issuperset(inst):
-                issues.extend(
-                    Issue(row, key, "unknown feature", "extra_forbidden")
-                    for key in inst
-                    if key not in name_set
-                )
+                issues.extend(unknown_issue(row, key, "feature") for key in inst if key not in name_set)
         columns = {name: [inst.get(name, MISSING) for inst in instances] for name in self.names}
         return self._check(columns, n, issues)
 
@@ -273,25 +305,24 @@ class Validator:
         except OverflowError:
             return None
         columns = np.ascontiguousarray(flat.reshape(len(rows), k).T)  # one contiguous row per feature
-        if not bool(np.isfinite(columns).all()):
-            return None
         return self._all_numeric(columns)
 
-    def _all_numeric(self, columns: npt.NDArray[np.float64]) -> Columns:
-        """Columns of an all-numeric model from a finite (features, rows) matrix, warnings included."""
+    def _all_numeric(self, columns: npt.NDArray[np.float64]) -> Columns | None:
+        """Columns of an all-numeric model from a (features, rows) matrix, warnings included; None when a
+        value is not finite or beyond ±MAX_ABS_NUMBER (the exact path names it)."""
+        # Two reductions for the whole batch serve both checks (a NaN makes its min and max NaN, and NaN
+        # compares False); the per-feature detail only when something is out of the training range.
+        lowest, highest = columns.min(axis=1), columns.max(axis=1)
+        if not (lowest.min() >= -MAX_ABS_NUMBER and highest.max() <= MAX_ABS_NUMBER):
+            return None
         out = Columns(n=columns.shape[1], data={name: columns[j] for j, name in enumerate(self.names)})
-        # Two reductions for the whole batch; the per-feature detail only when something is out of range.
-        if (columns.min(axis=1) < self._lowest).any() or (columns.max(axis=1) > self._highest).any():
+        if (lowest < self._lowest).any() or (highest > self._highest).any():
             self._warn(out)
         return out
 
     def from_columns(self, columns: dict[str, list[Any]], n: int) -> Columns:
         """Validate column-wise input (the V2 protocol); a missing column counts as missing in every row."""
-        issues = [
-            Issue(None, key, "unknown input", "extra_forbidden")
-            for key in columns
-            if key not in self.name_set
-        ]
+        issues = [unknown_issue(None, key, "input") for key in columns if key not in self.name_set]
         full = {name: columns.get(name, [MISSING] * n) for name in self.names}
         return self._check(full, n, issues)
 
@@ -329,7 +360,7 @@ class Validator:
                 array = np.array(col, dtype=np.float64)
             except OverflowError:
                 array = None
-            if array is not None and bool(np.isfinite(array).all()):
+            if array is not None and bool((np.abs(array) <= MAX_ABS_NUMBER).all()):
                 return array
         elif not spec.required and types <= _NUMBER_TYPES | {type(None), _Missing}:
             values = [math.nan if v is None or v is MISSING else v for v in col]
@@ -337,7 +368,7 @@ class Validator:
                 array = np.array(values, dtype=np.float64)
             except OverflowError:
                 array = None
-            if array is not None and int(np.isinf(array).sum()) == 0:
+            if array is not None and not bool((np.abs(array) > MAX_ABS_NUMBER).any()):
                 return array
         before = len(issues)
         for row, value in enumerate(col):
@@ -362,10 +393,13 @@ class Validator:
         if kind is not int and kind is not float:
             return f"expected a number, got {_type_name(value)}", "number_type"
         try:
-            if not math.isfinite(float(value)):
-                return "must be a finite number", "finite_number"
+            number = float(value)
         except OverflowError:
             return "must be a finite number (too large for a double)", "finite_number"
+        if not math.isfinite(number):
+            return "must be a finite number", "finite_number"
+        if abs(number) > MAX_ABS_NUMBER:
+            return f"must be between -{MAX_ABS_NUMBER:g} and {MAX_ABS_NUMBER:g}", "number_too_large"
         return None
 
     def _strings(

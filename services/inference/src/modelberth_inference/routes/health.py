@@ -28,7 +28,10 @@ async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"description": "Not ready: the body says why (same shape as the 200's)."}},
+)
 async def readyz(request: Request) -> Response:
     """200 once every configured model is loaded and the JWKS has been fetched, else 503."""
     ready, reason = readiness(request)
@@ -37,5 +40,10 @@ async def readyz(request: Request) -> Response:
         "status": "ready" if ready else "not ready",
         "reason": reason,
         "models": {name: served.model.version for name, served in sorted(registry.models.items())},
+        # A newer version that failed to load leaves the old one serving (still ready): say which and why.
+        "load_failures": registry.load_failures(),
+        # A failing prediction log does not make the service unready: predictions are still answered, and
+        # taking every replica out of the Service over an audit log would be an outage of its own.
+        "prediction_log": plog.status() if (plog := request.app.state.prediction_log) else {"status": "off"},
     }
     return json_response(body, 200 if ready else 503)

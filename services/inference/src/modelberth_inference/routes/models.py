@@ -9,24 +9,33 @@ from modelberth_core import contract
 from modelberth_core.errors import ServiceError
 from modelberth_inference.deps import AdminPrincipal, ReadPrincipal, RegistryDep, served_model
 from modelberth_inference.errors import json_response
+from modelberth_inference.openapi import BEARER, errors
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.get("")
+@router.get("", responses=errors(401, 403, 503), openapi_extra=BEARER)
 async def list_models(registry: RegistryDep, _: ReadPrincipal) -> Response:
     """Every served model: name, version, task, classes, features, test metrics, selected candidate."""
     return json_response({"models": registry.summary()})
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=errors(401, 403, 404, 422, 503), openapi_extra=BEARER)
 async def get_model(name: str, request: Request, _: ReadPrincipal) -> Response:
     """The served version's model card (``model.json``): features, metrics, selection, leaderboard..."""
     served = served_model(request, name)
     return json_response(served.model.card.model_dump(mode="json"))
 
 
-@router.get("/{name}/report", response_class=FileResponse)
+@router.get(
+    "/{name}/report",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+        **errors(401, 403, 404, 422, 503),
+    },
+    openapi_extra=BEARER,
+)
 async def get_report(name: str, request: Request, _: ReadPrincipal) -> Response:
     """The served version's HTML training report."""
     served = served_model(request, name)
@@ -36,7 +45,7 @@ async def get_report(name: str, request: Request, _: ReadPrincipal) -> Response:
     return FileResponse(path, media_type="text/html; charset=utf-8")
 
 
-@router.post("/{name}/reload")
+@router.post("/{name}/reload", responses=errors(401, 403, 404, 409, 422, 503), openapi_extra=BEARER)
 async def reload_model(name: str, registry: RegistryDep, _: AdminPrincipal) -> Response:
     """Load the version the model's reference (its champion by default) names now; a failed load keeps the
     old version serving."""

@@ -251,7 +251,7 @@ class ModelRegistry:
         try:
             version_dir = self.store.fetch(name, version)
         except StoreError as exc:
-            raise LoadError(str(exc)) from exc
+            raise LoadError(str(exc), "the version cannot be fetched from the model store") from exc
         # fetch gives <root>/<name>/<version>: the root is what load_model keeps every file inside.
         return load_model(
             version_dir.parent.parent, name, version, max_text_length=self.settings.max_text_length

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from modelberth_core import cli
+from modelberth_core import cli, shutdown
 
 
 def test_no_command_prints_help_and_exits_with_usage_code(capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,11 +66,9 @@ def test_serve_inference_takes_the_store_from_flag_or_environment(
 ) -> None:
     import os
 
-    import uvicorn
-
     from modelberth_core import logging as core_logging
 
-    monkeypatch.setattr(uvicorn, "run", lambda *_, **__: None)
+    monkeypatch.setattr(shutdown, "serve", lambda *_, **__: None)
     monkeypatch.setattr(core_logging, "configure_logging", lambda *_: None)
     for key in ("INFERENCE_HOST", "INFERENCE_PORT", "INFERENCE_STORE", "MODELBERTH_STORE"):
         monkeypatch.setenv(key, "")

@@ -71,7 +71,7 @@ def test_readyz_is_503_until_a_model_is_there(
             time.sleep(0.02)
         not_ready = client.get("/readyz")
         assert not_ready.status_code == 503
-        assert not_ready.json()["reason"] == "no models in the model directory"
+        assert not_ready.json()["reason"] == "no models in the store"
         assert str(model_dir) not in not_ready.text
         assert client.get("/v2/health/ready").status_code == 400
         assert client.get("/healthz").status_code == 200

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from modelberth_core.contract import ModelCard
 from modelberth_ui.app import create_app
@@ -68,3 +70,50 @@ def test_settings_come_from_ui_variables(monkeypatch: pytest.MonkeyPatch) -> Non
         1024,
     )
     assert settings.port == 8003
+
+
+def test_a_login_through_the_page_forwards_the_browser_address(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_factory: Any,
+    mixed_card: ModelCard,
+    gradio_http: Any,
+) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    fake = fake_factory(mixed_card)
+    secret = SecretStr("ui-client-secret-0123456789")
+    settings = Settings(temp_dir=tmp_path / "ui", client_secret=secret)
+
+    async def build() -> Any:
+        return create_app(settings, client=fake.client(client_secret=secret))
+
+    with TestClient(asyncio.run(build())) as client:
+        done = gradio_http(client).run("s1", "on_login", [None, "alice", "correct horse"])
+    assert done["success"] is True
+    login = next(r for r in fake.requests if r.url.path == "/auth/login")
+    # TestClient's peer address: what uvicorn would report as the browser's (or its trusted proxy's).
+    assert login.headers["x-modelberth-user-address"] == "testclient"
+    assert login.headers["authorization"].startswith("Basic ")
+
+
+@pytest.mark.parametrize("secret", [None, "ui-client-secret-0123456789"])
+def test_a_ui_without_client_secret_warns_once_at_startup(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    fake_factory: Any,
+    mixed_card: ModelCard,
+    secret: str | None,
+) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    settings = Settings(temp_dir=tmp_path / "ui", client_secret=secret)
+    caplog.set_level(logging.WARNING, logger="modelberth.ui")
+
+    async def build() -> Any:
+        return create_app(settings, client=fake_factory(mixed_card).client())
+
+    asyncio.run(build())
+    warnings = [r for r in caplog.records if r.name == "modelberth.ui" and r.levelno == logging.WARNING]
+    assert len(warnings) == (1 if secret is None else 0)
+    if secret is not None:
+        assert secret not in caplog.text

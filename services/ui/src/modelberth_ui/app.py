@@ -5,6 +5,7 @@ Run it with ``modelberth serve ui`` (or ``uvicorn --factory modelberth_ui.app:cr
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,8 @@ from modelberth_ui.client import ModelberthClient
 from modelberth_ui.metrics import UiMetrics
 from modelberth_ui.settings import Settings
 
+log = logging.getLogger("modelberth.ui")
+
 
 def _prepare_gradio_environment(settings: Settings) -> None:
     # Gradio reads these when it is first imported, so they are set before the import below.
@@ -44,6 +47,11 @@ def create_app(settings: Settings | None = None, *, client: ModelberthClient | N
     from modelberth_ui.blocks import CSS, build_ui
 
     api = client or ModelberthClient.from_settings(settings)
+    if settings.client_secret is None:
+        log.warning(
+            "UI_CLIENT_SECRET is not set: auth sees every login through the UI as coming from the UI "
+            "itself, so all UI users share one failed-login throttle"
+        )
     registry = new_registry()
     http_metrics = HttpMetrics("ui", registry)
     ui_metrics = UiMetrics(registry)

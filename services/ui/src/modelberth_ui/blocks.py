@@ -201,8 +201,12 @@ def build_ui(
 
         # --- log in / log out ---------------------------------------------------------------------
 
-        def on_login(previous: Session | None, user: str, secret: str) -> tuple[Any, ...]:
-            result = handlers.login(client, previous, user, secret, metrics)
+        def on_login(
+            previous: Session | None, user: str, secret: str, request: gr.Request
+        ) -> tuple[Any, ...]:
+            # The browser's address as uvicorn saw it (behind a proxy: as the trusted proxy forwarded it).
+            address = request.client.host if request is not None and request.client else None
+            result = handlers.login(client, previous, user, secret, metrics, address)
             if not result.ok:
                 message = gr.Markdown(result.message, elem_classes=["mb-error"])
                 return (result.session, gr.skip(), gr.skip(), message, "", gr.skip(), gr.skip(), gr.skip())

@@ -72,6 +72,8 @@ def test_settings_come_from_ui_variables(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.port == 8003
 
 
+# Gradio's queue summarises each event with pandas calls pandas 3 deprecates, in its event task.
+@pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 def test_a_login_through_the_page_forwards_the_browser_address(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

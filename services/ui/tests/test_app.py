@@ -119,3 +119,17 @@ def test_a_ui_without_client_secret_warns_once_at_startup(
     assert len(warnings) == (1 if secret is None else 0)
     if secret is not None:
         assert secret not in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+def test_logging_out_or_in_as_someone_new_clears_the_uploaded_file(
+    app_factory: Any, fake_factory: Any, mixed_card: ModelCard, gradio_http: Any
+) -> None:
+    # The file the last person uploaded in this browser must not be offered to the next one.
+    with TestClient(app_factory(fake_factory(mixed_card))) as client:
+        page = gradio_http(client)
+        upload = next(c["id"] for c in page.config["components"] if c["props"].get("elem_id") == "mb-upload")
+        for name, data in (("on_login", [None, "alice", "correct horse"]), ("on_logout", [None])):
+            done = page.run("s1", name, data)
+            outputs = next(d["outputs"] for d in page.config["dependencies"] if d["api_name"] == name)
+            assert done["output"]["data"][outputs.index(upload)] is None

@@ -45,7 +45,6 @@ UNUSED_ROUTES = [
     "/gradio_api/openapi.json",
     "/gradio_api/component_server",
     "/gradio_api/component_server/",
-    "/config",
     "/gradio_api/startup-events",
     "/gradio_api/reset",
     "/gradio_api/cancel",
@@ -194,8 +193,10 @@ def test_urls_that_are_not_utf8_are_a_400(ui: TestClient, method: str, route: st
 
 @pytest.mark.parametrize("query", ["page=x", f"page={MARKER}", "deep_link=abc", "page=&deep_link=x"])
 def test_the_page_has_no_other_pages_or_deep_links(ui: TestClient, query: str) -> None:
-    assert_clean_error(ui.get(f"/?{query}"), 400)
+    for route in ("/", "/config"):
+        assert_clean_error(ui.get(f"{route}?{query}"), 400)
     assert ui.get("/?__theme=light").status_code == 200  # a setting the page's own script reads
+    assert ui.get("/config").json()["dependencies"]
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,9 @@ def _route(path: str, pattern: str, *methods: str) -> Route:
 READ = ("GET", "HEAD")
 ROUTES = (
     _route("/", r"/", *READ),
+    # The page embeds this; Gradio's script asks for it when it has to reload it (and scripts use it to
+    # find the event handlers, as k8s/tests/test_monitoring.py does).
+    _route("/config", r"/config/?", "GET"),
     _route("/assets/{path:path}", r"/assets/.+", *READ),
     _route("/static/{path:path}", r"/static/.+", *READ),
     _route("/favicon.ico", r"/favicon\.ico", *READ),
@@ -193,7 +196,7 @@ class GradioGate:
             scope["route"] = candidates[0]
             raise Refused(405, ERROR_MESSAGES[405], {"allow": allowed})
         scope["route"] = route
-        if route.path == "/" and (query.get("page") or query.get("deep_link")):
+        if route.path in ("/", "/config") and (query.get("page") or query.get("deep_link")):
             raise Refused(400, "this UI has one page and no deep links")
         expected = QUERY_IDS.get(route.path)
         if expected is not None:

@@ -77,7 +77,15 @@ def _logged_in(gradio_http: Any, http: httpx.Client, session: str) -> Any:
     return page
 
 
-def test_a_file_the_browser_did_not_upload_is_never_opened_nor_copied(
+def test_only_files_this_browser_uploaded_can_be_opened(
+    ui_stack: dict[str, Any], gradio_http: Any, tmp_path: Path
+) -> None:
+    # One test, two parts: starting auth, inference and the UI is most of its time.
+    _a_file_the_browser_did_not_upload_is_never_opened_nor_copied(ui_stack, gradio_http, tmp_path)
+    _an_uploaded_file_works_for_its_browser_only(ui_stack, gradio_http)
+
+
+def _a_file_the_browser_did_not_upload_is_never_opened_nor_copied(
     ui_stack: dict[str, Any], gradio_http: Any, tmp_path: Path
 ) -> None:
     gradio_dir: Path = ui_stack["gradio_dir"]
@@ -126,7 +134,7 @@ def test_a_file_the_browser_did_not_upload_is_never_opened_nor_copied(
     assert copies == [], "the secret was copied into Gradio's cache"
 
 
-def test_an_uploaded_file_works_for_its_browser_only(ui_stack: dict[str, Any], gradio_http: Any) -> None:
+def _an_uploaded_file_works_for_its_browser_only(ui_stack: dict[str, Any], gradio_http: Any) -> None:
     url = ui_stack["ui"].url
     flowers = (HEADER + "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n").encode()
     with (

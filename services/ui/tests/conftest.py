@@ -96,7 +96,7 @@ def _card(**overrides: Any) -> ModelCard:
     return ModelCard(**base)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mixed_card() -> ModelCard:
     """A binary classifier with numeric, categorical, text and optional features."""
     return _card()
@@ -301,7 +301,7 @@ def _out_of_range(spec: contract.FeatureSpec, value: Any) -> bool:
     return (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fake_factory() -> Callable[..., FakeApi]:
     """``fake_factory(card, ...)`` -> a FakeApi serving those cards."""
 
@@ -309,3 +309,60 @@ def fake_factory() -> Callable[..., FakeApi]:
         return FakeApi({c.name: c for c in cards}, **kwargs)
 
     return make
+
+
+class GradioHttp:
+    """Runs the page's events over HTTP the way the browser does: ``queue/join``, then ``queue/data``.
+
+    Works with a TestClient (in process) and with an httpx.Client aimed at a real UI process alike.
+    """
+
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+        page = http.get("/").text
+        start = page.index("window.gradio_config = ") + len("window.gradio_config = ")
+        self.config: dict[str, Any] = json.JSONDecoder().raw_decode(page, start)[0]
+
+    def fn_index(self, name: str) -> int:
+        """The index of the event handler whose function is called ``name``."""
+        for dependency in self.config["dependencies"]:
+            if dependency.get("api_name") == name:
+                return int(dependency["id"])
+        raise KeyError(name)
+
+    def join(self, session: str, fn_index: Any, data: list[Any], **extra: Any) -> httpx.Response:
+        """POST ``queue/join`` as the page does (``extra`` adds or overrides fields)."""
+        body = {"data": data, "event_data": None, "fn_index": fn_index, "trigger_id": None,
+                "session_hash": session, **extra}  # fmt: skip
+        return self.http.post("/gradio_api/queue/join", json=body)
+
+    def messages(self, session: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Every message of ``session``'s event stream until it closes (all its events completed)."""
+        found: list[dict[str, Any]] = []
+        with self.http.stream(
+            "GET", "/gradio_api/queue/data", params={"session_hash": session}, timeout=timeout
+        ) as stream:
+            assert stream.status_code == 200, stream.status_code
+            for line in stream.iter_lines():
+                if line.startswith("data: "):
+                    message = json.loads(line[6:])
+                    found.append(message)
+                    if message.get("msg") in ("close_stream", "unexpected_error"):
+                        break
+        return found
+
+    def run(self, session: str, name: str, data: list[Any]) -> dict[str, Any]:
+        """Run handler ``name`` and return its ``process_completed`` message."""
+        joined = self.join(session, self.fn_index(name), data)
+        assert joined.status_code == 200, joined.text
+        event_id = joined.json()["event_id"]
+        for message in self.messages(session):
+            if message.get("msg") == "process_completed" and message.get("event_id") == event_id:
+                return message
+        raise AssertionError(f"{name} never completed")
+
+
+@pytest.fixture
+def gradio_http() -> type[GradioHttp]:
+    """``gradio_http(client)`` -> a :class:`GradioHttp` for the page ``client`` serves."""
+    return GradioHttp

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from modelberth_core.contract import ModelCard
 from modelberth_ui.app import create_app
@@ -68,3 +70,66 @@ def test_settings_come_from_ui_variables(monkeypatch: pytest.MonkeyPatch) -> Non
         1024,
     )
     assert settings.port == 8003
+
+
+# Gradio's queue summarises each event with pandas calls pandas 3 deprecates, in its event task.
+@pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+def test_a_login_through_the_page_forwards_the_browser_address(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_factory: Any,
+    mixed_card: ModelCard,
+    gradio_http: Any,
+) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    fake = fake_factory(mixed_card)
+    secret = SecretStr("ui-client-secret-0123456789")
+    settings = Settings(temp_dir=tmp_path / "ui", client_secret=secret)
+
+    async def build() -> Any:
+        return create_app(settings, client=fake.client(client_secret=secret))
+
+    with TestClient(asyncio.run(build())) as client:
+        done = gradio_http(client).run("s1", "on_login", [None, "alice", "correct horse"])
+    assert done["success"] is True
+    login = next(r for r in fake.requests if r.url.path == "/auth/login")
+    # TestClient's peer address: what uvicorn would report as the browser's (or its trusted proxy's).
+    assert login.headers["x-modelberth-user-address"] == "testclient"
+    assert login.headers["authorization"].startswith("Basic ")
+
+
+@pytest.mark.parametrize("secret", [None, "ui-client-secret-0123456789"])
+def test_a_ui_without_client_secret_warns_once_at_startup(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    fake_factory: Any,
+    mixed_card: ModelCard,
+    secret: str | None,
+) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    settings = Settings(temp_dir=tmp_path / "ui", client_secret=secret)
+    caplog.set_level(logging.WARNING, logger="modelberth.ui")
+
+    async def build() -> Any:
+        return create_app(settings, client=fake_factory(mixed_card).client())
+
+    asyncio.run(build())
+    warnings = [r for r in caplog.records if r.name == "modelberth.ui" and r.levelno == logging.WARNING]
+    assert len(warnings) == (1 if secret is None else 0)
+    if secret is not None:
+        assert secret not in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+def test_logging_out_or_in_as_someone_new_clears_the_uploaded_file(
+    app_factory: Any, fake_factory: Any, mixed_card: ModelCard, gradio_http: Any
+) -> None:
+    # The file the last person uploaded in this browser must not be offered to the next one.
+    with TestClient(app_factory(fake_factory(mixed_card))) as client:
+        page = gradio_http(client)
+        upload = next(c["id"] for c in page.config["components"] if c["props"].get("elem_id") == "mb-upload")
+        for name, data in (("on_login", [None, "alice", "correct horse"]), ("on_logout", [None])):
+            done = page.run("s1", name, data)
+            outputs = next(d["outputs"] for d in page.config["dependencies"] if d["api_name"] == name)
+            assert done["output"]["data"][outputs.index(upload)] is None

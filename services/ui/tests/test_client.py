@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote_plus, unquote_plus
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from modelberth_core.contract import ModelCard
+from modelberth_ui import handlers
 from modelberth_ui.client import (
+    ClientRejectedError,
     ForbiddenError,
     InvalidCredentialsError,
     InvalidInputError,
@@ -21,8 +27,10 @@ from modelberth_ui.client import (
     ServiceUnavailableError,
     SessionExpiredError,
     UnexpectedResponseError,
+    basic_credentials,
     parse_problems,
 )
+from modelberth_ui.settings import Settings
 
 
 def _client(handler: Callable[[httpx.Request], httpx.Response]) -> ModelberthClient:
@@ -179,3 +187,120 @@ def test_parse_problems_accepts_strings_and_objects() -> None:
     assert [
         (p.row, p.field, p.message) for p in parse_problems({"row": 1, "feature": "x", "message": "m"})
     ] == [(1, "x", "m")]
+
+
+# --- the UI as a confidential client (issue 13, point 2) -------------------------------------------
+
+SECRET = "s3cr:et +/%é-0123456789abcdef"
+"""A client secret holding every character Basic credentials and form encoding must carry."""
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret", "encoded"),
+    [
+        ("modelberth-ui", SECRET, "modelberth-ui:s3cr%3Aet+%2B%2F%25%C3%A9-0123456789abcdef"),
+        ("ui:one two", "plain", "ui%3Aone+two:plain"),
+    ],
+)
+def test_a_confidential_ui_logs_in_with_basic_credentials_and_the_browser_address(
+    fake_factory: Any, mixed_card: ModelCard, client_id: str, secret: str, encoded: str
+) -> None:
+    fake = fake_factory(mixed_card)
+    client = fake.client(client_id=client_id, client_secret=SecretStr(secret))
+    assert client.confidential
+    client.login("alice", "correct horse", "203.0.113.7")
+    request = fake.requests[0]
+    scheme, _, value = request.headers["authorization"].partition(" ")
+    assert scheme == "Basic"
+    # RFC 6749 §2.3.1: each part form-urlencoded, then "id:secret" base64-encoded.
+    assert base64.b64decode(value, validate=True).decode("ascii") == encoded
+    decoded_id, _, decoded_secret = encoded.partition(":")
+    assert (unquote_plus(decoded_id), unquote_plus(decoded_secret)) == (client_id, secret)
+    assert request.headers["x-modelberth-user-address"] == "203.0.113.7"
+    assert json.loads(request.content) == {"username": "alice", "password": "correct horse"}
+
+
+def test_without_a_secret_the_ui_logs_in_as_before(fake_factory: Any, mixed_card: ModelCard) -> None:
+    fake = fake_factory(mixed_card)
+    client = fake.client()
+    assert not client.confidential
+    client.login("alice", "correct horse", "203.0.113.7")
+    # Auth would not believe an address from an unauthenticated caller: it is not sent at all.
+    assert "authorization" not in fake.requests[0].headers
+    assert "x-modelberth-user-address" not in fake.requests[0].headers
+
+
+def test_client_settings_come_from_ui_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().client_id, Settings().client_secret) == ("modelberth-ui", None)
+    monkeypatch.setenv("UI_CLIENT_ID", "ui-2")
+    monkeypatch.setenv("UI_CLIENT_SECRET", SECRET)
+    settings = Settings()
+    assert settings.client_id == "ui-2"
+    assert isinstance(settings.client_secret, SecretStr)
+    assert settings.client_secret.get_secret_value() == SECRET
+    assert SECRET not in repr(settings)
+    client = ModelberthClient.from_settings(settings)
+    assert client.confidential
+    client.close()
+
+
+def test_refused_client_credentials_are_not_a_wrong_password() -> None:
+    def refuse(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            401,
+            json={"error": "invalid_client", "error_description": "client authentication failed"},
+            headers={"www-authenticate": 'Basic realm="modelberth"'},
+        )
+
+    client = ModelberthClient(
+        "http://auth.test", "http://inference.test", client_secret=SecretStr(SECRET),
+        transport=httpx.MockTransport(refuse),
+    )  # fmt: skip
+    with pytest.raises(ClientRejectedError):
+        client.login("alice", "correct horse", "203.0.113.7")
+    result = handlers.login(client, None, "alice", "correct horse")
+    assert result.message == "Cannot log in right now: auth refused the UI's client credentials."
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda: httpx.Response(200, json={"access_token": "t", "token_type": "Bearer", "expires_in": 60}),
+        lambda: httpx.Response(401, json={"error": "invalid_grant", "error_description": "wrong"}),
+        lambda: httpx.Response(401, json={"error": "invalid_client"}),
+        lambda: httpx.Response(429, json={"detail": "slow down"}, headers={"retry-after": "5"}),
+        lambda: httpx.Response(500, text="boom"),
+        lambda: httpx.Response(200, text="not json"),
+    ],
+)
+def test_the_client_secret_is_never_logged(caplog: pytest.LogCaptureFixture, answer: Any) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    def handle(_: httpx.Request) -> httpx.Response:
+        return answer()
+
+    client = ModelberthClient(
+        "http://auth.test", "http://inference.test", client_secret=SecretStr(SECRET),
+        transport=httpx.MockTransport(handle),
+    )  # fmt: skip
+    result = handlers.login(client, None, "alice", "correct horse", address="203.0.113.7")
+    header = basic_credentials("modelberth-ui", SECRET)
+    seen = " ".join([caplog.text, result.message, repr(client), repr(result), *map(str, caplog.records)])
+    for needle in (SECRET, quote_plus(SECRET, safe=""), header, header.split()[1]):
+        assert needle not in seen
+
+
+def test_a_transport_failure_does_not_log_the_secret(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    client = ModelberthClient(
+        "http://auth.test", "http://inference.test", client_secret=SecretStr(SECRET),
+        transport=httpx.MockTransport(fail),
+    )  # fmt: skip
+    result = handlers.login(client, None, "alice", "correct horse", address="203.0.113.7")
+    assert result.message == "Cannot log in right now: the auth service is not reachable."
+    assert SECRET not in caplog.text
+    assert basic_credentials("modelberth-ui", SECRET).split()[1] not in caplog.text

@@ -5,13 +5,15 @@ Run it with ``modelberth serve ui`` (or ``uvicorn --factory modelberth_ui.app:cr
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.routing import Mount
 
 from modelberth_core.errors import install_error_handlers
 from modelberth_core.metrics import (
@@ -23,8 +25,15 @@ from modelberth_core.metrics import (
 )
 from modelberth_ui.batch import BatchLimits
 from modelberth_ui.client import ModelberthClient
+from modelberth_ui.gate import EventExists, GradioGate
 from modelberth_ui.metrics import UiMetrics
 from modelberth_ui.settings import Settings
+from modelberth_ui.uploads import UploadRegistry
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+log = logging.getLogger("modelberth.ui")
 
 
 def _prepare_gradio_environment(settings: Settings) -> None:
@@ -44,6 +53,11 @@ def create_app(settings: Settings | None = None, *, client: ModelberthClient | N
     from modelberth_ui.blocks import CSS, build_ui
 
     api = client or ModelberthClient.from_settings(settings)
+    if settings.client_secret is None:
+        log.warning(
+            "UI_CLIENT_SECRET is not set: auth sees every login through the UI as coming from the UI "
+            "itself, so all UI users share one failed-login throttle"
+        )
     registry = new_registry()
     http_metrics = HttpMetrics("ui", registry)
     ui_metrics = UiMetrics(registry)
@@ -84,10 +98,11 @@ def create_app(settings: Settings | None = None, *, client: ModelberthClient | N
             body["detail"] = f"waiting for {down}"
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    results_dir = settings.temp_dir / "results"
     blocks = build_ui(
         api,
         limits=BatchLimits.from_settings(settings),
-        out_dir=settings.temp_dir / "results",
+        out_dir=results_dir,
         metrics=ui_metrics,
         delete_cache=(min(600, settings.temp_max_age_seconds), settings.temp_max_age_seconds),
     )
@@ -106,5 +121,29 @@ def create_app(settings: Settings | None = None, *, client: ModelberthClient | N
         mcp_server=False,
         pwa=False,
         enable_monitoring=False,
+        # Result CSVs are handed to the download button from here, wherever temp_dir is. Their names are
+        # random and never sent to a browser (it gets gradio's cached copy), so none can be asked for.
+        allowed_paths=[str(results_dir)],
     )
+    # Gradio checks that a file an event names was uploaded (processing_utils._check_allowed) only once
+    # the Blocks were launched; mounted, they never are. Turn the check on: a path outside its upload
+    # folder is then refused before it is copied. The gate below narrows that to this browser's uploads.
+    blocks.has_launched = True
+    mount = app.routes[-1]
+    assert isinstance(mount, Mount), "gr.mount_gradio_app adds the Gradio app as the last route"
+    uploads = UploadRegistry(settings.temp_max_age_seconds)
+    mount.app = GradioGate(mount.app, uploads=uploads, event_exists=_event_exists(blocks))
+    app.state.uploads = uploads
     return app
+
+
+def _event_exists(blocks: gr.Blocks) -> EventExists:
+    """Whether a session has an event handler ``fn_index``: the app's own, plus those ``@gr.render`` drew
+    for that session (Gradio keeps them in the session's state and answers a 500 for any other index)."""
+
+    def exists(session_hash: str, fn_index: int) -> bool:
+        sessions = blocks.state_holder.session_data
+        fns = sessions[session_hash].blocks_config.fns if session_hash in sessions else blocks.fns
+        return fn_index in fns
+
+    return exists

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -254,6 +255,21 @@ def predict_rows(
     return BatchOutcome(results, rejected, requests)
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection)."""
+PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A decimal number as text: a spreadsheet reads it as that number, never as a formula."""
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` as a spreadsheet cell that cannot run: text starting with ``= + - @``, a tab or a carriage
+    return gets a leading ``'`` (OWASP); numbers, also ``"-1.5"`` as text, stay numbers (issue 13, point 6).
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and not PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 PREVIEW_ROWS = 1000
 """Rows of results shown in the page; the download holds all of them."""
 RESULTS_MAX_AGE_SECONDS = 3600
@@ -305,8 +321,13 @@ def present(card: ModelCard, parsed: ParsedBatch, outcome: BatchOutcome, out_dir
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     prune_old_files(out_dir)
-    csv_path = out_dir / f"{card.name}-{card.version}-predictions-{uuid.uuid4().hex[:8]}.csv"
-    everything.to_csv(csv_path, index=False)
+    # A random name: the results folder is one gradio may serve from, so no name may be guessable.
+    csv_path = out_dir / f"{card.name}-{card.version}-predictions-{uuid.uuid4().hex}.csv"
+    # Every cell, the header too: uploaded cells, feature names, class labels and messages all come from
+    # outside and end up in a spreadsheet. CRLF line ends (RFC 4180) also make the writer quote a cell
+    # holding a lone CR, which would otherwise start a new row (and a formula) in the middle of a cell.
+    safe = everything.rename(columns=spreadsheet_safe).map(spreadsheet_safe)
+    safe.to_csv(csv_path, index=False, lineterminator="\r\n")
     bad_rows = len({r.row for r in rejected})
     total = len(parsed.cells)
     lines = [f"**Predicted {outcome.predicted} of {total} rows.**"]

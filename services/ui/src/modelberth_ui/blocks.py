@@ -201,37 +201,63 @@ def build_ui(
 
         # --- log in / log out ---------------------------------------------------------------------
 
-        def on_login(previous: Session | None, user: str, secret: str) -> tuple[Any, ...]:
-            result = handlers.login(client, previous, user, secret, metrics)
+        def on_login(
+            previous: Session | None, user: str, secret: str, request: gr.Request
+        ) -> tuple[Any, ...]:
+            # The browser's address as uvicorn saw it (behind a proxy: as the trusted proxy forwarded it).
+            address = request.client.host if request is not None and request.client else None
+            result = handlers.login(client, previous, user, secret, metrics, address)
             if not result.ok:
                 message = gr.Markdown(result.message, elem_classes=["mb-error"])
-                return (result.session, gr.skip(), gr.skip(), message, "", gr.skip(), gr.skip(), gr.skip())
+                return (result.session, gr.skip(), gr.skip(), message, "", gr.skip(), gr.skip(), gr.skip(),
+                        gr.skip())  # fmt: skip
             cleared = gr.Markdown("", elem_classes=[])
             shown = (result.session, gr.Column(visible=False), gr.Column(visible=True), cleared, "")
-            if result.relogin:
-                return (*shown, gr.skip(), gr.skip(), gr.skip())  # same model, same form: nothing to redo
+            if result.relogin:  # same person, same model, same form: nothing to redo
+                return (*shown, gr.skip(), gr.skip(), gr.skip(), gr.skip())
             choices = [(f"{m.name} ({m.version})" if m.version else m.name, m.name) for m in result.models]
             info = handlers.describe_model(result.card) or result.message
+            # Someone new starts without the file the last person uploaded in this browser.
             return (*shown, gr.Dropdown(choices=choices, value=result.selected),
-                    _card_state(result.card, result.session), info)  # fmt: skip
+                    _card_state(result.card, result.session), info, None)  # fmt: skip
 
         gr.on(
             [login_btn.click, password.submit],
             on_login,
             inputs=[session, username, password],
-            outputs=[session, login_col, app_col, login_msg, password, model_dd, card_state, model_info],
+            outputs=[
+                session,
+                login_col,
+                app_col,
+                login_msg,
+                password,
+                model_dd,
+                card_state,
+                model_info,
+                upload,
+            ],
             api_visibility="private",
         )
 
         def on_logout(current: Session | None) -> tuple[Any, ...]:
             message = gr.Markdown(handlers.logout(client, current), elem_classes=[])
             return (None, None, gr.Column(visible=True), gr.Column(visible=False), message, "",
-                    gr.Dropdown(choices=[], value=None), "")  # fmt: skip
+                    gr.Dropdown(choices=[], value=None), "", None)  # fmt: skip
 
         logout_btn.click(
             on_logout,
             inputs=[session],
-            outputs=[session, card_state, login_col, app_col, login_msg, password, model_dd, model_info],
+            outputs=[
+                session,
+                card_state,
+                login_col,
+                app_col,
+                login_msg,
+                password,
+                model_dd,
+                model_info,
+                upload,
+            ],
             api_visibility="private",
         )
 

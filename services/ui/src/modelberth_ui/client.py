@@ -6,16 +6,20 @@ wrong password from an expired token, a bad row or a service that is down, and w
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any, Self
+from urllib.parse import quote_plus
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from modelberth_core.contract import NAME_PATTERN, ModelCard
 from modelberth_ui.settings import Settings
 
 USER_AGENT = "modelberth-ui"
+USER_ADDRESS_HEADER = "X-Modelberth-User-Address"
+"""The browser's address, sent to ``/auth/login``; auth believes it only with the UI's client credentials."""
 
 
 class ApiError(Exception):
@@ -34,6 +38,10 @@ class ServiceUnavailableError(ApiError):
 
 class InvalidCredentialsError(ApiError):
     """Login refused: wrong username or password (401/400 from ``/auth/login``)."""
+
+
+class ClientRejectedError(ApiError):
+    """Auth refused the UI's own client credentials (``invalid_client``): the UI is misconfigured."""
 
 
 class RateLimitedError(ApiError):
@@ -211,10 +219,18 @@ def _model_path(name: str, *rest: str) -> str:
     return "/".join(["/v1/models", name, *rest])
 
 
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """``Basic base64(id:secret)``, each form-urlencoded first (RFC 6749 §2.3.1)."""
+    pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
 class ModelberthClient:
     """Sync client for auth (``/auth/login``, ``/oauth/revoke``) and inference (``/v1/models...``).
 
-    Thread-safe (Gradio runs handlers in a thread pool); one instance per app, closed on shutdown.
+    Thread-safe (Gradio runs handlers in a thread pool); one instance per app, closed on shutdown. With a
+    ``client_secret`` the UI is a confidential client: logins carry its credentials and the browser's
+    address, so auth throttles failed logins per person and address rather than per UI.
     """
 
     def __init__(
@@ -226,8 +242,13 @@ class ModelberthClient:
         request_timeout: float = 10.0,
         predict_timeout: float = 30.0,
         readiness_timeout: float = 2.0,
+        client_id: str = "modelberth-ui",
+        client_secret: SecretStr | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        # Kept as a SecretStr until the header is built for a request, so no repr or log shows it.
+        self._client_id = client_id
+        self._client_secret = client_secret
         headers = {"user-agent": USER_AGENT, "accept": "application/json"}
         timeout = httpx.Timeout(request_timeout, connect=connect_timeout)
         self._auth = httpx.Client(
@@ -249,8 +270,15 @@ class ModelberthClient:
             request_timeout=settings.request_timeout_seconds,
             predict_timeout=settings.predict_timeout_seconds,
             readiness_timeout=settings.readiness_timeout_seconds,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
             transport=transport,
         )
+
+    @property
+    def confidential(self) -> bool:
+        """True when the UI authenticates itself to auth (a client secret is configured)."""
+        return self._client_secret is not None
 
     def close(self) -> None:
         """Close both connection pools."""
@@ -308,13 +336,33 @@ class ModelberthClient:
 
     # --- auth -------------------------------------------------------------------------------------
 
-    def login(self, username: str, password: str) -> TokenGrant:
-        """Exchange a username and password for tokens; raise InvalidCredentialsError when refused."""
+    def login(self, username: str, password: str, user_address: str | None = None) -> TokenGrant:
+        """Exchange a username and password for tokens; raise InvalidCredentialsError when refused.
+
+        ``user_address`` is the browser's address; it is sent only with the UI's client credentials, the
+        one case where auth believes it.
+        """
+        headers: dict[str, str] = {}
+        if self._client_secret is not None:
+            headers["authorization"] = basic_credentials(
+                self._client_id, self._client_secret.get_secret_value()
+            )
+            if user_address:
+                headers[USER_ADDRESS_HEADER] = user_address
         response = self._send(
-            self._auth, "auth", "POST", "/auth/login", json={"username": username, "password": password}
+            self._auth,
+            "auth",
+            "POST",
+            "/auth/login",
+            json={"username": username, "password": password},
+            headers=headers,
         )
         if response.status_code in (400, 401, 403, 422):
             message, detail = _error_message(response)
+            if isinstance(detail, dict) and detail.get("error") == "invalid_client":
+                raise ClientRejectedError(
+                    "auth refused the UI's client credentials", status_code=response.status_code
+                )
             raise InvalidCredentialsError(message, status_code=response.status_code, detail=detail)
         self._checked(response, "auth")
         try:

@@ -106,13 +106,17 @@ def login(
     username: str,
     password: str,
     metrics: UiMetrics | None = None,
+    address: str | None = None,
 ) -> LoginResult:
-    """Log in with ``/auth/login``; on success list the models and load the first one's card."""
+    """Log in with ``/auth/login``; on success list the models and load the first one's card.
+
+    ``address`` is the browser's, forwarded to auth so failed logins are throttled per person and address.
+    """
     username = (username or "").strip()
     if not username or not password:
         return LoginResult(False, "Enter your username and password.", session=previous)
     try:
-        grant = client.login(username, password)
+        grant = client.login(username, password, address)
     except InvalidCredentialsError:
         _count_login(metrics, "invalid_credentials")
         return LoginResult(False, "Wrong username or password.", session=previous)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from modelberth_core.settings import ServiceSettings
@@ -21,6 +21,11 @@ class Settings(ServiceSettings):
     """Base URL of the auth service (``/auth/login``, ``/oauth/revoke``)."""
     inference_url: str = "http://127.0.0.1:8002"
     """Base URL of the inference service (``/v1/models...``)."""
+    client_id: str = "modelberth-ui"
+    """The UI's OAuth client id at auth, sent with ``client_secret`` when it logs a person in."""
+    client_secret: SecretStr | None = None
+    """The UI's client secret: with it, auth believes the browser address the UI forwards at login and
+    throttles failed logins per person and address; without it, every UI user shares one address there."""
     connect_timeout_seconds: float = Field(default=3.0, gt=0)
     """Seconds to wait for a TCP connection to auth or inference."""
     request_timeout_seconds: float = Field(default=10.0, gt=0)

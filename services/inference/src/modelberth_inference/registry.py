@@ -110,18 +110,29 @@ class ModelRegistry:
         """Configured models whose reference names nothing now, and why."""
         self.scanned = False
         self._locks: dict[str, asyncio.Lock] = {}
-        self.store = open_store(settings.store_location())
+        self.store = open_store(settings.store_location(), cache_dir=settings.cache_dir or None)
+        self._scan: tuple[list[str], list[str]] = ([], [])
+        """The last scan: (models in the store, those with something to serve). Probes and 404s read this,
+        never the store itself: a registry store answers over the network, and may be away."""
 
     def get(self, name: str) -> Served | None:
         """The served version of ``name``, if any."""
         return self.models.get(name)
 
     def configured(self) -> list[str]:
-        """Model names to serve: the configured references, else every model in the store with a champion."""
+        """Model names to serve: the configured references, else every model in the store that had a
+        champion at the last scan (a model published later is picked up by the next poll)."""
         references = self.settings.references()
         if references:
             return sorted(references)
-        return [name for name in self.store.models() if self.target(name) is not None]
+        return list(self._scan[1])
+
+    def scan(self) -> None:
+        """Read the store's model list (blocking: call it in a thread); on failure keep the last one."""
+        if self.settings.references():
+            return
+        names = self.store.models()
+        self._scan = (names, [name for name in names if self.target(name) is not None])
 
     def reference(self, name: str) -> Reference:
         """What ``name`` follows: its configured reference, else its champion."""
@@ -149,7 +160,7 @@ class ModelRegistry:
             return "models are loading"
         names = self.configured()
         if not names:
-            if self.store.models():
+            if self._scan[0]:
                 return f"no model under {self.store.location} has a champion (modelberth models promote)"
             return f"no models under {self.store.location}"
         waiting = [n for n in names if n not in self.models]
@@ -163,6 +174,7 @@ class ModelRegistry:
 
     async def refresh(self) -> None:
         """Load every configured model whose target version is not the one serving."""
+        await asyncio.to_thread(self.scan)
         for name in self.configured():
             await self.load(name)
         self.scanned = True

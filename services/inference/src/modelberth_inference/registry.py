@@ -132,7 +132,10 @@ class ModelRegistry:
         if self.settings.references():
             return
         names = self.store.models()
-        self._scan = (names, [name for name in names if self.target(name) is not None])
+        # A served model whose alias vanished keeps serving (and counting for readiness): taking the pod
+        # out of its Service over a missing tag would stop serving what it has.
+        targets = [name for name in names if self.target(name) is not None or name in self.models]
+        self._scan = (names, sorted({*targets, *self.models}))
 
     def reference(self, name: str) -> Reference:
         """What ``name`` follows: its configured reference, else its champion."""

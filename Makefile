@@ -139,7 +139,7 @@ deploy: ## build the images + iris model image, kind load them, helm install wit
 e2e: install ## e2e tests against the deployed release through http://modelberth.local (after make deploy)
 	E2E_USERNAME="$$(kubectl -n $(NAMESPACE) get secret $(RELEASE)-bootstrap -o jsonpath='{.data.username}' | base64 -d)" \
 	E2E_PASSWORD="$$(kubectl -n $(NAMESPACE) get secret $(RELEASE)-bootstrap -o jsonpath='{.data.password}' | base64 -d)" \
-	E2E_NAMESPACE=$(NAMESPACE) E2E_RELEASE=$(RELEASE) $(RUN) pytest -m e2e k8s/e2e $(PYTEST_ARGS)
+	E2E_NAMESPACE=$(NAMESPACE) E2E_RELEASE=$(RELEASE) $(RUN) pytest -m e2e k8s/e2e/test_cluster.py $(PYTEST_ARGS)
 
 clean: ## remove local state, artifacts and caches (keeps .venv)
 	rm -rf .modelberth artifacts .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov loadtest/reports

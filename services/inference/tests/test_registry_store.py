@@ -147,3 +147,21 @@ def test_a_vanished_champion_tag_keeps_the_served_version(
             "iris", CHAMPION, v2, reason="promote", expected=None
         )
         _settle(client, headers, v2)
+
+
+def test_an_unreachable_registry_at_start_says_why_inference_is_not_ready(
+    tmp_path: Path, make_client: Callable[..., Any]
+) -> None:
+    from testkit.registry import free_port
+
+    location = f"oci://127.0.0.1:{free_port()}/mb"
+    with make_client(tmp_path, ready=False, store=location, cache_dir=str(tmp_path / "cache")) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").json()["reason"] == "models are loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["reason"].startswith(
+            f"cannot list the models in {location}: cannot reach registry"
+        )

@@ -114,6 +114,8 @@ class ModelRegistry:
         self._scan: tuple[list[str], list[str]] = ([], [])
         """The last scan: (models in the store, those with something to serve). Probes and 404s read this,
         never the store itself: a registry store answers over the network, and may be away."""
+        self.scan_error: str | None = None
+        """Why the last listing of the store failed (a registry away, no catalog API), or None."""
 
     def get(self, name: str) -> Served | None:
         """The served version of ``name``, if any."""
@@ -131,7 +133,12 @@ class ModelRegistry:
         """Read the store's model list (blocking: call it in a thread); on failure keep the last one."""
         if self.settings.references():
             return
-        names = self.store.models()
+        try:
+            names = self.store.models()
+        except StoreError as exc:  # keep the last scan; /readyz says why nothing new is known
+            self.scan_error = str(exc)
+            raise
+        self.scan_error = None
         # A served model whose alias vanished keeps serving (and counting for readiness): taking the pod
         # out of its Service over a missing tag would stop serving what it has.
         targets = [name for name in names if self.target(name) is not None or name in self.models]
@@ -163,6 +170,8 @@ class ModelRegistry:
             return "models are loading"
         names = self.configured()
         if not names:
+            if self.scan_error is not None:
+                return f"cannot list the models in {self.store.location}: {self.scan_error}"
             if self._scan[0]:
                 return f"no model under {self.store.location} has a champion (modelberth models promote)"
             return f"no models under {self.store.location}"

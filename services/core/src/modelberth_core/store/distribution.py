@@ -439,12 +439,16 @@ class RegistryClient:
 
     # --- listings -------------------------------------------------------------------------------------
 
-    def _pages(self, path: str, scope: str, key: str, what: str) -> Iterator[list[str]]:
+    def _pages(
+        self, path: str, scope: str, key: str, what: str, *, missing: str | None = None
+    ) -> Iterator[list[str]]:
         url: httpx.URL | None = httpx.URL(self.base + path, params={"n": _PAGE})
         seen = 0
         while url is not None:
             response = self.request("GET", url, scope)
             if response.status_code == 404:
+                if missing is not None:
+                    raise StoreError(missing)
                 return
             if response.status_code != 200:
                 raise self._fail(response, what)
@@ -475,13 +479,14 @@ class RegistryClient:
 
     def catalog(self) -> list[str]:
         """Every repository the registry lists (``/v2/_catalog``)."""
-        return [
-            repo
-            for page in self._pages(
-                "/v2/_catalog", "registry:catalog:*", "repositories", "list its repositories"
-            )
-            for repo in page
-        ]
+        unsupported = (
+            f"registry {self.registry} does not list its repositories (/v2/_catalog, an optional API):"
+            " name the models instead (INFERENCE_MODELS, the chart's inference.models)"
+        )
+        pages = self._pages(
+            "/v2/_catalog", "registry:catalog:*", "repositories", "list its repositories", missing=unsupported
+        )
+        return [repo for page in pages for repo in page]
 
 
 def _basic(creds: docker_credentials.Credentials) -> str:

@@ -85,6 +85,8 @@ def test_a_moved_alias_hot_swaps_and_a_registry_outage_keeps_the_served_version(
         assert _version(client, headers) == v1
         writer.move_alias("iris", CHAMPION, v2, reason="promote")
         _settle(client, headers, v2)
+        (listed,) = client.get("/v1/models", headers=headers).json()["models"]
+        assert listed["digest"] == writer.resolve(f"iris:{v2}").digest  # served with the version's metadata
 
         oci_registry.stop()  # the registry goes away: polls fail, predictions and readiness do not
         _hold(client, headers, v2)

@@ -114,6 +114,8 @@ class ModelRegistry:
         self._scan: tuple[list[str], list[str]] = ([], [])
         """The last scan: (models in the store, those with something to serve). Probes and 404s read this,
         never the store itself: a registry store answers over the network, and may be away."""
+        self._digests: dict[tuple[str, str], str] = {}
+        """(model, version) -> manifest digest, where the store has digests (a registry)."""
         self.scan_error: str | None = None
         """Why the last listing of the store failed (a registry away, no catalog API), or None."""
 
@@ -151,12 +153,14 @@ class ModelRegistry:
     def target(self, name: str) -> str | None:
         """The version ``name`` should serve now; None (and the reason in ``unresolved``) if it names none."""
         try:
-            version = self.store.resolve(self.reference(name)).version
+            resolved = self.store.resolve(self.reference(name))
         except StoreError as exc:
             self.unresolved[name] = str(exc)
             return None
         self.unresolved.pop(name, None)
-        return version
+        if resolved.digest is not None:
+            self._digests[(name, resolved.version)] = resolved.digest
+        return resolved.version
 
     @property
     def ready(self) -> bool:
@@ -286,6 +290,7 @@ class ModelRegistry:
                     "classes": card.classes,
                     "features": card.feature_names,
                     "created_at": card.created_at.isoformat(),
+                    "digest": self._digests.get((name, card.version)),
                     "metrics": {"primary": card.metrics.primary, "test": card.metrics.test},
                     "selected": card.selected.model_dump(mode="json"),
                 }

@@ -606,3 +606,49 @@ def test_the_models_commands_work_on_a_registry_and_show_digests(
     assert v2.digest in capsys.readouterr().out
     assert main(["models", "diff", "iris", v1.version, v2.version, "--store", location]) == 0
     assert "f1_macro" in capsys.readouterr().out
+
+
+def test_every_prefix_and_mutation_of_a_location_opens_or_is_refused_cleanly(tmp_path: Path) -> None:
+    good = "oci://ghcr.io:443/acme/team_x/models"
+    texts = {good[:i] for i in range(len(good) + 1)}
+    texts |= {good[:i] + c + good[i + 1 :] for i in range(6, len(good)) for c in "/:@?#%. \x00é_A-["}
+    refused: list[str] = []
+    for text in sorted(texts):
+        if not text.strip() or "://" not in text or not text.startswith("oci://"):
+            continue
+        try:
+            store = open_store(text, cache_dir=tmp_path)
+        except UnsupportedStore as exc:
+            refused.append(str(exc))
+            continue
+        assert isinstance(store, RegistryStore)
+        assert store.location == text
+    assert refused
+    assert all(message and "\n" not in message for message in refused)
+
+
+def test_another_image_under_an_alias_tag_is_an_error_and_moving_the_alias_repairs_it(
+    oci_registry: Registry, tmp_path: Path, publish_version: Publish
+) -> None:
+    store = _store(oci_registry, tmp_path)
+    v1 = publish_version(store, "iris", 0.9)
+    # Someone pushes an unrelated artifact (here: a history event's manifest) under the champion tag.
+    event_tag = next(t for t in oci_registry.tags("mb/iris") if t.startswith("ev."))
+    foreign = httpx.get(
+        f"{oci_registry.url}/v2/mb/iris/manifests/{event_tag}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        timeout=5,
+    ).content
+    put = httpx.put(
+        f"{oci_registry.url}/v2/mb/iris/manifests/champion",
+        content=foreign,
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        timeout=5,
+    )
+    assert put.status_code == 201
+    with pytest.raises(StoreError, match="is not a modelberth version of iris") as info:
+        store.resolve("iris")
+    _one_line(info.value)
+    assert CHAMPION not in store.aliases("iris")  # listed without the damaged alias, not a crash
+    store.move_alias("iris", CHAMPION, v1.version, reason="promote")
+    assert store.resolve("iris").version == v1.version

@@ -46,9 +46,10 @@ test-integration: install install-system ## real processes on 127.0.0.1 only
 train: install ## train DATASET (default iris) into the store MODEL_DIR (exit 3: the gate kept the champion)
 	$(RUN) modelberth train --dataset $(DATASET) --store $(MODEL_DIR)
 
-bench: install ## trainer quality/speed and inference throughput; results in bench/results/
+bench: install install-system ## trainer quality/speed, inference throughput, registry vs directory store; bench/results/
 	$(RUN) python -m bench.trainer
 	$(RUN) python -m bench.inference
+	$(RUN) python -m bench.registry
 
 soak: install ## SIGTERM under load: 20 runs x 50 clients on auth and inference; bench/results/sigterm.*
 	$(RUN) python -m bench.sigterm_soak
@@ -139,7 +140,7 @@ deploy: ## build the images + iris model image, kind load them, helm install wit
 e2e: install ## e2e tests against the deployed release through http://modelberth.local (after make deploy)
 	E2E_USERNAME="$$(kubectl -n $(NAMESPACE) get secret $(RELEASE)-bootstrap -o jsonpath='{.data.username}' | base64 -d)" \
 	E2E_PASSWORD="$$(kubectl -n $(NAMESPACE) get secret $(RELEASE)-bootstrap -o jsonpath='{.data.password}' | base64 -d)" \
-	E2E_NAMESPACE=$(NAMESPACE) E2E_RELEASE=$(RELEASE) $(RUN) pytest -m e2e k8s/e2e $(PYTEST_ARGS)
+	E2E_NAMESPACE=$(NAMESPACE) E2E_RELEASE=$(RELEASE) $(RUN) pytest -m e2e k8s/e2e/test_cluster.py $(PYTEST_ARGS)
 
 clean: ## remove local state, artifacts and caches (keeps .venv)
 	rm -rf .modelberth artifacts .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov loadtest/reports

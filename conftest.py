@@ -16,9 +16,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from testkit.registry import Registry, registry_fixture
 
 ENV_PREFIXES = ("AUTH_", "INFERENCE_", "UI_", "TRAINER_", "MODELBERTH_")
 REPO_ROOT = Path(__file__).resolve().parent
@@ -133,10 +136,10 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
 
 
 def write_tiny_artifact(
-    model_dir: Path, name: str = "iris", rows: int = 60, now: datetime | None = None
+    model_dir: Path | str | Any, name: str = "iris", rows: int = 60, now: datetime | None = None
 ) -> Path:
-    """Fit a small real Pipeline on iris, publish it into the store and make it champion (like a version the
-    trainer promoted).
+    """Fit a small real Pipeline on iris, publish it into the store (a directory, an ``oci://`` location or
+    an open ModelStore) and make it champion (like a version the trainer promoted).
 
     Fast (well under a second) and complete enough for inference and UI tests; the trainer's own tests
     and the contract test cover artifacts the trainer writes.
@@ -151,7 +154,7 @@ def write_tiny_artifact(
     from sklearn.preprocessing import StandardScaler
 
     from modelberth_core import contract
-    from modelberth_core.store import CHAMPION, FilesystemStore
+    from modelberth_core.store import CHAMPION, ModelStore, open_store
     from modelberth_trainer.train import versions
 
     iris = load_iris(as_frame=True)
@@ -167,7 +170,7 @@ def write_tiny_artifact(
         ]
     )
     pipeline.fit(x, y)
-    store = FilesystemStore(model_dir)
+    store = model_dir if isinstance(model_dir, ModelStore) else open_store(model_dir)
     version = store.new_version(name, now or datetime.now(UTC))
     with store.staging(name) as staged:
         joblib.dump(pipeline, staged / contract.MODEL_FILE)
@@ -250,3 +253,27 @@ def artifact_factory() -> Callable[..., Path]:
 def port_factory() -> Callable[[], int]:
     """``port_factory()`` returns a free port on 127.0.0.1."""
     return free_port
+
+
+@pytest.fixture
+def oci_registry(tmp_path: Path) -> Iterator[Registry]:
+    """A real, open OCI registry (Debian's docker-registry) on a free port, storage in ``tmp_path``."""
+    yield from registry_fixture(tmp_path / "registry")
+
+
+@pytest.fixture
+def registry_factory(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
+    """``registry_factory(htpasswd={...} | token=TokenService | tls=True, host=...)``: more registries,
+    each stopped (by PID) when the test ends (see testkit/registry.py)."""
+    from testkit.registry import start_registry
+
+    started: list[Registry] = []
+
+    def start(**kwargs: Any) -> Registry:
+        registry = start_registry(tmp_path / f"registry-{len(started)}", **kwargs)
+        started.append(registry)
+        return registry
+
+    yield start
+    for registry in reversed(started):
+        registry.stop()

@@ -299,6 +299,89 @@ def test_trainer_job_and_cronjob_publish_into_the_claim_inference_reads(
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
 
 
+def test_registry_mode_needs_no_pvc_and_no_model_image(
+    named_set: Callable[[str], list[Manifest]], workloads: Workloads
+) -> None:
+    manifests = named_set("registry")
+    assert "PersistentVolumeClaim" not in {d["kind"] for d in manifests}
+    pod = _inference_pod(manifests)
+    assert "initContainers" not in pod
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["INFERENCE_STORE"] == "oci://registry.example.com/acme/models"
+    assert env["INFERENCE_CACHE_DIR"] == "/models"
+    assert env["DOCKER_CONFIG"] == "/etc/modelberth/registry"
+    assert "INFERENCE_MODEL_DIR" not in env
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["models"] == {"name": "models", "emptyDir": {"sizeLimit": "1Gi"}}
+    assert volumes["registry-auth"]["secret"] == {
+        "secretName": "registry-pull",
+        "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+    }
+    images = {c["image"] for _, p in workloads(manifests) for c in p["spec"].get("containers", [])}
+    assert not any("modelberth-model-" in image for image in images)
+
+
+def test_trainer_jobs_train_on_the_users_data_and_push_to_the_registry(
+    named_set: Callable[[str], list[Manifest]], workloads: Workloads, render: Callable[..., list[Manifest]]
+) -> None:
+    jobs = [(o, p) for o, p in workloads(named_set("registry")) if o["kind"] in ("Job", "CronJob")]
+    assert len(jobs) == 2
+    for _, pod in jobs:
+        (container,) = pod["spec"]["containers"]
+        args = container["args"]
+        assert "--dataset" not in args
+        assert args[args.index("--store") + 1] == "oci://registry.example.com/acme/models"
+        assert args[args.index("--data-sha256") + 1] == "0f1e2d3c4b5a69788796a5b4c3d2e1f0" * 2
+        assert args[args.index("--target") + 1] == "y"
+        assert args[args.index("--name") + 1] == "bank"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["TRAINER_DATA_URL"] == "https://data.example.com/bank/bank-full.csv"
+        assert env["DOCKER_CONFIG"] == "/etc/modelberth/registry"
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert "models" not in volumes
+        assert volumes["registry-auth"]["secret"]["secretName"] == "registry-push"
+
+    # A CSV on the user's own claim, read-only; a presigned URL from a Secret; kind's plain-HTTP registry.
+    on_claim = render(
+        {
+            "inference": {"model": {"source": "pvc"}},
+            "trainer": {"enabled": True, "data": {"pvc": {"claimName": "datasets", "path": "bank/full.csv"}}},
+        }
+    )
+    ((_, pod),) = [(o, p) for o, p in workloads(on_claim) if o["kind"] == "Job"]
+    (container,) = pod["spec"]["containers"]
+    assert container["args"][:4] == ["--data", "/data/bank/full.csv", "--store", "/models"]
+    assert {"name": "data", "mountPath": "/data", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}} in pod[
+        "spec"
+    ]["volumes"]
+    secret_url = render(
+        {
+            "inference": {"model": {"source": "registry"}},
+            "modelStore": {
+                "registry": "kind-registry:5000",
+                "namespace": "mb",
+                "plainHttp": ["kind-registry:5000"],
+            },
+            "networkPolicy": {
+                "egress": {
+                    "registry": {"cidrs": ["172.18.0.0/16"], "ports": [5000]},
+                    "data": {"cidrs": ["0.0.0.0/0"], "except": ["169.254.169.254/32"]},
+                }
+            },
+            "trainer": {"enabled": True, "data": {"urlSecret": {"name": "bank-url"}}, "name": "bank"},
+        }
+    )
+    ((_, pod),) = [(o, p) for o, p in workloads(secret_url) if o["kind"] == "Job"]
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TRAINER_DATA_URL"]["valueFrom"] == {"secretKeyRef": {"name": "bank-url", "key": "url"}}
+    assert env["MODELBERTH_REGISTRY_PLAIN_HTTP"]["value"] == "kind-registry:5000"
+    assert "DOCKER_CONFIG" not in env  # no secret: anonymous, as kind's registry is
+    assert container["args"][container["args"].index("--store") + 1] == "oci://kind-registry:5000/mb"
+
+
 def _trainer_jobs(manifests: list[Manifest]) -> list[Manifest]:
     """The Job spec of the install Job and of the CronJob's template."""
     jobs = [d["spec"] for d in manifests if d["kind"] == "Job"]
@@ -604,7 +687,40 @@ def test_monitoring_objects_carry_the_release_label_and_dashboard_label(
 
 
 _INVALID = [
-    ({"trainer": {"enabled": True}}, "trainer.enabled needs inference.model.source=pvc"),
+    ({"trainer": {"enabled": True}}, "trainer.enabled needs inference.model.source=pvc or registry"),
+    (
+        {"inference": {"model": {"source": "registry"}}},
+        "inference.model.source=registry needs modelStore.registry",
+    ),
+    (
+        {"inference": {"model": {"source": "registry"}}, "modelStore": {"registry": "ghcr.io"}},
+        "needs networkPolicy.egress.registry.cidrs",
+    ),
+    (
+        {
+            "inference": {"model": {"source": "pvc"}},
+            "trainer": {"enabled": True, "data": {"url": "https://example.com/d.csv"}},
+        },
+        "trainer.data.url with networkPolicy.enabled needs networkPolicy.egress.data.cidrs",
+    ),
+    (
+        {
+            "inference": {"model": {"source": "pvc"}},
+            "trainer": {
+                "enabled": True,
+                "data": {"url": "https://example.com/d.csv", "pvc": {"claimName": "d", "path": "d.csv"}},
+            },
+        },
+        "set either pvc.claimName or url",
+    ),
+    (
+        {"trainer": {"data": {"pvc": {"claimName": "d"}}}},
+        "trainer.data.pvc.claimName needs trainer.data.pvc.path",
+    ),
+    (
+        {"trainer": {"data": {"url": "https://example.com/d.csv", "urlSecret": {"name": "s"}}}},
+        "set url or urlSecret.name, not both",
+    ),
     ({"ingress": {"tls": {"enabled": True}}}, "ingress.tls.enabled needs ingress.tls.secretName"),
     ({"auth": {"enabled": False}}, "inference.enabled needs auth.enabled"),
     ({"auth": {"bootstrap": {"enabled": False}}}, "auth needs users: set auth.users.existingSecret"),
@@ -660,11 +776,20 @@ _SCHEMA_ERRORS = [
     ({"ui": {"authClient": {"clientId": "has space"}}}, "clientId"),
     ({"ui": {"authClient": {"secretKey": "a/b"}}}, "secretKey"),
     # `modelberth train --dataset` takes a bundled dataset's name only; a CSV path fails the Job otherwise.
-    ({"trainer": {"dataset": "/models/data/train.csv"}}, "dataset"),
     ({"inference": {"predictionLog": {"sampleRate": 1.5}}}, "sampleRate"),
     ({"inference": {"predictionLog": {"path": "/x"}}}, "path"),
     ({"inference": {"predictionLog": {"volume": {"sizeLimit": "1.5Gi"}}}}, "sizeLimit"),
     ({"inference": {"predictionLog": {"redact": ["a,b"]}}}, "redact"),
+    ({"trainer": {"data": {"dataset": "/models/data/train.csv"}}}, "dataset"),
+    # The old key is gone: a CSV goes to trainer.data.pvc or trainer.data.url.
+    ({"trainer": {"dataset": "iris"}}, "dataset"),
+    ({"trainer": {"data": {"sha256": "abc"}}}, "sha256"),
+    ({"trainer": {"data": {"url": "file:///etc/passwd"}}}, "url"),
+    ({"trainer": {"data": {"pvc": {"claimName": "d", "path": "/etc/passwd"}}}}, "path"),
+    ({"modelStore": {"namespace": "Acme/Models"}}, "namespace"),
+    ({"modelStore": {"registry": "https://ghcr.io"}}, "registry"),
+    ({"networkPolicy": {"egress": {"registry": {"cidrs": ["ghcr.io"]}}}}, "cidrs"),
+    ({"networkPolicy": {"egress": {"registry": {"ports": [0]}}}}, "ports"),
 ]
 
 
@@ -682,7 +807,8 @@ def test_the_trainer_dataset_values_are_the_bundled_datasets() -> None:
     from modelberth_trainer.settings import BUNDLED_DATASETS
 
     schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
-    assert schema["properties"]["trainer"]["properties"]["dataset"]["enum"] == list(BUNDLED_DATASETS)
+    data = schema["properties"]["trainer"]["properties"]["data"]
+    assert data["properties"]["dataset"]["enum"] == list(BUNDLED_DATASETS)
 
 
 def test_every_value_is_documented() -> None:

@@ -9,6 +9,7 @@ expected one.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ class Pod:
     labels: dict[str, str] = field(hash=False)
     ports: tuple[tuple[int, str], ...] = ()
     ours: bool = False
+    ip: str | None = None
+    """An address outside the cluster (what ipBlock peers match)."""
 
 
 def _release_pod(component: str, port: int | None) -> Pod:
@@ -53,6 +56,12 @@ PODS = [
     Pod("stranger-other-namespace", "default", {"app": "other"}, ((8080, "TCP"),)),
     # A look-alike of the ingress controller in another namespace must not get in.
     Pod("fake-controller", "default", {"app.kubernetes.io/name": "ingress-nginx"}, ((80, "TCP"),)),
+    # Outside the cluster: ci/registry-values.yaml opens 203.0.113.0/24 (but .1) on 443 to the registry and
+    # 198.51.100.0/24 on 443 to the data source.
+    Pod("registry", "", {}, ((443, "TCP"), (80, "TCP")), ip="203.0.113.5"),
+    Pod("registry-excluded-address", "", {}, ((443, "TCP"),), ip="203.0.113.1"),
+    Pod("data-source", "", {}, ((443, "TCP"),), ip="198.51.100.7"),
+    Pod("internet", "", {}, ((443, "TCP"),), ip="192.0.2.9"),
 ]
 
 
@@ -62,7 +71,15 @@ def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def _peer_matches(peer: dict[str, Any], policy_ns: str, pod: Pod) -> bool:
-    assert "ipBlock" not in peer
+    if "ipBlock" in peer:
+        if pod.ip is None:  # pod addresses are never in the (external) blocks these tests use
+            return False
+        address = ipaddress.ip_address(pod.ip)
+        block = peer["ipBlock"]
+        excluded = any(address in ipaddress.ip_network(e) for e in block.get("except", []))
+        return address in ipaddress.ip_network(block["cidr"]) and not excluded
+    if pod.ip is not None:
+        return False  # selectors match pods, never outside addresses
     ns_ok = (
         _matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": pod.namespace})
         if "namespaceSelector" in peer
@@ -153,6 +170,23 @@ def test_trainer_pods_get_no_network_at_all(named_set: Callable[[str], list[Mani
     flows = allowed_flows(_policies(named_set("trainer")))
     assert flows == EXPECTED
     assert not {f for f in flows if "trainer" in f[:2]}
+
+
+def test_registry_store_opens_only_the_registry_and_data_addresses_and_ports(
+    named_set: Callable[[str], list[Manifest]],
+) -> None:
+    flows = allowed_flows(_policies(named_set("registry")))
+    assert flows == EXPECTED | {
+        ("inference", "registry", 443, "TCP"),
+        ("trainer", "registry", 443, "TCP"),
+        ("trainer", "data-source", 443, "TCP"),
+        ("trainer", "coredns", 53, "UDP"),
+        ("trainer", "coredns", 53, "TCP"),
+    }
+    # Not the registry's other port, not the excluded address, not the internet; inference never reaches the
+    # data source.
+    assert not {f for f in flows if f[1] in ("registry-excluded-address", "internet")}
+    assert ("inference", "data-source", 443, "TCP") not in flows
 
 
 def test_without_policies_everything_is_open() -> None:

@@ -110,6 +110,69 @@ def test_e2e_installs_on_kind_tests_and_load_tests() -> None:
     assert any(str(s.get("uses", "")).startswith("actions/upload-artifact@") for s in failure_steps)
 
 
+def test_e2e_runs_the_registry_store_the_way_kind_documents_it() -> None:
+    (job,) = _load("e2e")["jobs"].values()
+    runs = [str(step.get("run", "")) + str(step.get("with", "")) for step in job["steps"]]
+    text = "\n".join(runs)
+
+    def first(needle: str) -> int:
+        return next(i for i, run in enumerate(runs) if needle in run)
+
+    # The registry container exists before the cluster; containerd learns localhost:5001 -> kind-registry:5000
+    # once the nodes exist; then the registry joins the kind network (pods reach kind-registry:5000).
+    assert first("--name kind-registry registry:2") < first("k8s/kind.yaml") < first("hosts.toml")
+    assert "127.0.0.1:5001:5000" in text
+    assert '[host."http://kind-registry:5000"]' in text
+    assert first("hosts.toml") == first("docker network connect kind kind-registry")
+    assert "kubectl apply -f k8s/local-registry-hosting.yaml" in text
+    install = first("-f k8s/values-kind-registry.yaml")
+    assert "--wait-for-jobs" in runs[install]
+    assert "networkPolicy.egress.registry.cidrs" in runs[install]
+    assert install < first("pytest -m e2e k8s/e2e/test_registry_store.py")
+    assert "trainer" in runs[first("kind load docker-image")]
+    kind = yaml.safe_load((REPO / "k8s" / "kind.yaml").read_text(encoding="utf-8"))
+    assert 'config_path = "/etc/containerd/certs.d"' in kind["containerdConfigPatches"][0]
+
+
+def test_the_kind_registry_values_render_a_valid_release() -> None:
+    import helm_python
+    import kubernetes_validate
+
+    values: dict[str, Any] = {}
+    for name in ("values-kind.yaml", "values-kind-registry.yaml"):
+        layer = yaml.safe_load((REPO / "k8s" / name).read_text(encoding="utf-8"))
+        values = _merge(values, layer)
+    values = _merge(values, {"networkPolicy": {"egress": {"registry": {"cidrs": ["172.18.0.3/32"]}}}})
+    chart = helm_python.Chart.load(REPO / "charts" / "modelberth")
+    chart.validate_schema(values)
+    rendered = chart.render(values, name="mbreg", namespace="modelberth-registry", is_install=True)
+    docs = [
+        d
+        for path, text in rendered.items()
+        if not path.endswith("NOTES.txt")
+        for d in yaml.safe_load_all(text)
+        if d
+    ]
+    kinds = {d["kind"] for d in docs}
+    assert {"Job", "CronJob"} <= kinds
+    assert "PersistentVolumeClaim" not in kinds
+    for doc in docs:
+        if doc["kind"] not in ("ServiceMonitor", "PrometheusRule"):
+            kubernetes_validate.validate(doc, "1.33.0", strict=True)
+    job = next(d for d in docs if d["kind"] == "Job")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--store") + 1] == "oci://kind-registry:5000/mb"
+
+
+def _merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in layer.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
 def test_release_pushes_images_with_the_model_image_and_the_chart_as_oci() -> None:
     workflow = _load("release")
     assert workflow["on"] == {"push": {"tags": ["v*.*.*"]}}

@@ -608,6 +608,51 @@ def test_model_copy_refuses_a_corrupt_artifact(build: Build, tmp_path: Path) -> 
     assert not list(dst.glob("*/2*")), "a corrupt version must not land in the volume"
 
 
+def test_a_model_image_pushed_by_the_registry_store_pulls_and_its_init_container_copies_it(
+    engine: str, tmp_path: Path
+) -> None:
+    """Issue 15: the image the trainer pushes without a Docker engine is a real, runnable image: the engine
+    pulls it from a real registry and the chart's init container command copies the model out of it."""
+    sys.path.insert(0, str(REPO))
+    from conftest import write_tiny_artifact
+    from modelberth_core.store import FilesystemStore, open_store
+    from testkit.registry import start_registry
+
+    registry = start_registry(tmp_path / "registry")
+    pulled: list[str] = []
+    try:
+        store = open_store(registry.location("mb"), cache_dir=tmp_path / "cache")
+        version = write_tiny_artifact(store).name
+        image = f"{registry.address}/mb/iris:{version}"
+        pulled.append(image)
+        docker("pull", image, timeout=300)  # a loopback registry: the engine speaks plain HTTP to it
+        info = inspect(image)
+        assert info["Config"]["User"] == f"{UID}:{UID}"
+        assert info["Config"]["Entrypoint"] == ["/bin/copy-model"]
+        assert info["Config"]["Labels"]["io.modelberth.model.version"] == version
+
+        init = pod_container(render_chart("http://modelberth.local")["inference"], "model", init=True)
+        target = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "models")
+        dst = tmp_path / "emptydir"
+        dst.mkdir()
+        dst.chmod(0o777)  # an emptyDir is world-writable
+        _run(
+            [DOCKER, "run", "--rm", "--network", "none", "--read-only", "--user", f"{UID}:{UID}",
+             "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "-v", f"{dst}:{target}",
+             "--entrypoint", init["command"][0], image, *init["command"][1:], *init.get("args", [])],
+            timeout=120,
+        )  # fmt: skip
+        copied = FilesystemStore(dst)  # what inference reads from the emptyDir
+        assert copied.resolve("iris").version == version
+        pushed = store.fetch("iris", version)
+        for name in ("model.joblib", "model.json"):
+            assert (copied.fetch("iris", version) / name).read_bytes() == (pushed / name).read_bytes()
+    finally:
+        registry.stop()
+        for ref in pulled:
+            subprocess.run([DOCKER, "rmi", "-f", ref], capture_output=True, check=False, timeout=120)
+
+
 # ---- the running stack ---------------------------------------------------------------------------------
 
 

@@ -107,6 +107,24 @@ true
 {{- end }}
 {{- end }}
 
+{{/* The store location the trainer writes and inference reads: the registry's oci:// URL, else the PVC's
+mount path. */}}
+{{- define "modelberth.storeLocation" -}}
+{{- if eq .Values.inference.model.source "registry" }}
+{{- printf "oci://%s/%s" .Values.modelStore.registry .Values.modelStore.namespace }}
+{{- else }}
+{{- print "/models" }}
+{{- end }}
+{{- end }}
+
+{{/* Environment shared by every pod that talks to the registry store. */}}
+{{- define "modelberth.registryEnv" -}}
+{{- with .Values.modelStore.plainHttp }}
+- name: MODELBERTH_REGISTRY_PLAIN_HTTP
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- end }}
+
 {{- define "modelberth.modelPvcName" -}}
 {{- default (include "modelberth.fullname" (dict "ctx" . "component" "models")) .Values.models.persistence.existingClaim }}
 {{- end }}

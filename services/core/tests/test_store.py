@@ -125,8 +125,9 @@ def test_locations_pick_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     store = open_store(f"file://{tmp_path}")
     assert isinstance(store, FilesystemStore)
     assert store.location == str(tmp_path)
-    with pytest.raises(UnsupportedStore, match="not supported by this version"):
-        open_store("oci://127.0.0.1:5000/mb")
+    registry = open_store("oci://127.0.0.1:5000/acme/models", cache_dir=tmp_path / "cache")
+    assert registry.location == "oci://127.0.0.1:5000/acme/models"
+    assert type(registry).__name__ == "RegistryStore"  # opening asks the registry nothing yet
     with pytest.raises(UnsupportedStore, match="unknown store scheme 's3'"):
         open_store("s3://bucket/models")
     with pytest.raises(UnsupportedStore, match="empty"):

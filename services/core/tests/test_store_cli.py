@@ -154,7 +154,9 @@ def test_promote_to_another_alias_and_promote_what_is_already_there(
         (["history", "nope"], "model 'nope' not found"),
         (["diff", "iris", "champion", "20990101T000000Z"], "iris has no version '20990101T000000Z'"),
         (["diff", "iris", "champion", "sha256:" + "a" * 64], "digest references need a registry store"),
-        (["list", "--store", "oci://127.0.0.1:5000/mb"], "not supported by this version of modelberth"),
+        (["list", "--store", "oci://127.0.0.1:9/mb"], "cannot reach registry 127.0.0.1:9"),
+        (["list", "--store", "oci://127.0.0.1:9/Mb"], "namespace part 'Mb' is not valid"),
+        (["list", "--store", "s3://bucket/models"], "unknown store scheme 's3'"),
     ],
 )
 def test_unknown_or_malformed_names_are_one_line_exit_2_and_move_nothing(

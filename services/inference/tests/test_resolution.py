@@ -177,8 +177,10 @@ def test_a_configured_model_without_champion_says_why_it_is_not_ready(
 
 
 def test_a_store_this_version_cannot_open_fails_at_startup() -> None:
-    with pytest.raises(UnsupportedStore, match="not supported by this version"):
-        create_app(Settings(store="oci://127.0.0.1:5000/mb"))
+    with pytest.raises(UnsupportedStore, match="unknown store scheme 's3'"):
+        create_app(Settings(store="s3://bucket/models"))
+    with pytest.raises(UnsupportedStore, match="namespace part 'MB'"):
+        create_app(Settings(store="oci://127.0.0.1:5000/MB"))
 
 
 def test_store_wins_over_model_dir(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ EXIT_REFUSED = 3
 
 _FLAG_FIELDS = (
     "data",
+    "data_url",
+    "data_sha256",
     "test_data",
     "dataset",
     "target",
@@ -63,6 +65,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     source = train.add_argument_group("data")
     source.add_argument("--data", metavar="PATH", help="CSV/TSV file (separator , ; or tab, sniffed)")
+    source.add_argument(
+        "--data-url",
+        metavar="URL",
+        help="HTTPS URL of the CSV/TSV file (downloaded; the query is never shown)",
+    )
+    source.add_argument(
+        "--data-sha256", metavar="HEX", help="sha256 the --data file or --data-url download must have"
+    )
     source.add_argument("--test-data", metavar="PATH", help="your own test file instead of a hold-out split")
     source.add_argument("--dataset", help="bundled dataset: iris (default), wine, breast_cancer, diabetes")
     source.add_argument("--no-header", action="store_true", default=None, help="the file has no header row")
@@ -99,7 +109,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--out",
         dest="store",
         metavar="LOCATION",
-        help="model store: a directory (TRAINER_STORE, else MODELBERTH_STORE, else artifacts/models)",
+        help="model store: a directory or oci://HOST[:PORT]/NAMESPACE (TRAINER_STORE, else MODELBERTH_STORE, "
+        "else artifacts/models)",
+    )
+    output.add_argument(
+        "--artifact-only",
+        action="store_true",
+        default=None,
+        help="registry stores: push the artifact alone, without the static busybox copier (not runnable)",
     )
     gate = train.add_argument_group("promotion gate")
     gate.add_argument(
@@ -127,7 +144,7 @@ def settings_from_args(args: argparse.Namespace) -> object:
     from modelberth_trainer.settings import TrainerSettings
 
     overrides = {k: getattr(args, k) for k in _FLAG_FIELDS if getattr(args, k, None) is not None}
-    for switch in ("no_header", "allow_leaks", "no_gate"):
+    for switch in ("no_header", "allow_leaks", "no_gate", "artifact_only"):
         if getattr(args, switch, None):
             overrides[switch] = True
     return TrainerSettings(**overrides)

@@ -9,7 +9,8 @@ import csv
 import hashlib
 import io
 import re
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -156,10 +157,29 @@ def normalise_strings(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _checked(path: Path, sha256: str | None) -> Path:
+    if sha256 is not None:
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != sha256.lower():
+            raise DataError(f"{path}: sha256 {actual} does not match --data-sha256 {sha256.lower()}")
+    return path
+
+
 def load_input(settings: TrainerSettings) -> tuple[Table, Table | None]:
     """The training table and, with ``test_data``, the user's test table (same columns)."""
     if settings.data is not None:
-        table = read_table(settings.data, no_header=settings.no_header, columns=settings.columns)
+        try:
+            path = _checked(settings.data, settings.data_sha256)
+        except OSError as exc:
+            raise DataError(f"{settings.data}: cannot read ({exc.strerror})") from None
+        table = read_table(path, no_header=settings.no_header, columns=settings.columns)
+    elif settings.data_url is not None:
+        from modelberth_trainer.download import download, shown
+
+        with tempfile.TemporaryDirectory(prefix="modelberth-data-") as tmp:
+            path = download(settings.data_url, Path(tmp), sha256=settings.data_sha256)
+            table = read_table(path, no_header=settings.no_header, columns=settings.columns)
+        table = replace(table, source=shown(settings.data_url))
     else:
         table = load_bundled(settings.dataset)
     test = None

@@ -29,7 +29,11 @@ class TrainerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRAINER_", extra="ignore", frozen=True)
 
     data: Path | None = None
-    """CSV/TSV file to train on; when unset, ``dataset`` is used."""
+    """CSV/TSV file to train on; when unset, ``data_url`` or else ``dataset`` is used."""
+    data_url: str | None = None
+    """HTTPS URL of the CSV/TSV file to train on (downloaded to a temporary file; its query never shown)."""
+    data_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    """The sha256 (hex) the ``data`` file or the ``data_url`` download must have; else training refuses."""
     test_data: Path | None = None
     """Optional user-supplied test file (same columns); replaces the hold-out split."""
     dataset: str = "iris"
@@ -49,7 +53,11 @@ class TrainerSettings(BaseSettings):
     name: str | None = None
     """Model name; default the dataset name or the file stem, sanitised."""
     store: str = ""
-    """Model store location (a directory); empty: ``$MODELBERTH_STORE``, else ``artifacts/models``."""
+    """Model store location (a directory or ``oci://HOST[:PORT]/NAMESPACE``); empty: ``$MODELBERTH_STORE``,
+    else ``artifacts/models``."""
+    artifact_only: bool = False
+    """Registry stores: push images of the artifact alone (no static busybox copier): enough for the registry
+    store and image volumes, not for an init container to run."""
     seed: int = 0
     """Random seed for the split, the folds and the search."""
     test_size: float = Field(default=0.2, gt=0.0, lt=0.9)
@@ -81,6 +89,12 @@ class TrainerSettings(BaseSettings):
     """YAML file of behavioural checks (known examples, invariance, directional) the candidate must pass."""
     no_gate: bool = False
     """Promote to champion unconditionally: no comparison, no checks (recorded as such in the history)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainerSettings:
+        if self.data is not None and self.data_url is not None:
+            raise ValueError("--data and --data-url name two training files; give one")
+        return self
 
     @model_validator(mode="after")
     def _costs_together(self) -> TrainerSettings:

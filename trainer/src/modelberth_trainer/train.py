@@ -271,7 +271,7 @@ def _run(settings: TrainerSettings, say: Say) -> Trained:
     timings: dict[str, float] = {}
     # Everything that can be refused is refused before the search spends the time budget.
     try:
-        store = open_store(default_location(settings.store))
+        store = open_store(default_location(settings.store), artifact_only=settings.artifact_only)
     except StoreError as exc:
         raise DataError(str(exc)) from exc
     expectations = expectations_module.load(settings.expectations) if settings.expectations else None

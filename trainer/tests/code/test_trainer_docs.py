@@ -55,7 +55,7 @@ def test_the_readme_lists_every_flag_of_train() -> None:
 
 def test_the_readme_names_no_flag_train_lacks() -> None:
     text = (REPO / "trainer" / "README.md").read_text(encoding="utf-8")
-    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text))
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))
     assert named - _flags() - OTHER_FLAGS == set()
 
 
@@ -63,7 +63,7 @@ def test_the_readme_names_only_real_settings() -> None:
     from modelberth_trainer.settings import TrainerSettings
 
     text = (REPO / "trainer" / "README.md").read_text(encoding="utf-8")
-    named = {name.lower() for name in re.findall(r"TRAINER_([A-Z_]+[A-Z])", text)}
+    named = {name.lower() for name in re.findall(r"TRAINER_([A-Z0-9_]+[A-Z0-9])", text)}
     assert named - set(TrainerSettings.model_fields) == set()
     assert len(named) > 15
 

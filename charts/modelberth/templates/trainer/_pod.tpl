@@ -4,7 +4,11 @@ champion (exit 0) or publishes the new version as challenger (exit 3, the champi
 {{- $c := dict "ctx" . "component" "trainer" }}
 {{- $v := .Values.trainer }}
 {{- $g := $v.gate }}
+{{- $d := $v.data }}
 {{- $expectations := or $g.existingConfigMap $g.expectations }}
+{{- $registry := eq .Values.inference.model.source "registry" }}
+{{- $ms := .Values.modelStore }}
+{{- $pushSecret := $ms.pushSecret | default $ms.pullSecret }}
 metadata:
   labels:
     {{- include "modelberth.labels" $c | nindent 4 }}
@@ -27,10 +31,30 @@ spec:
       imagePullPolicy: {{ $v.image.pullPolicy }}
       command: ["modelberth", "train"]
       args:
+        {{- if $d.pvc.claimName }}
+        - --data
+        - {{ printf "/data/%s" $d.pvc.path | quote }}
+        {{- else if not (or $d.url $d.urlSecret.name) }}
         - --dataset
-        - {{ $v.dataset | quote }}
+        - {{ $d.dataset | quote }}
+        {{- end }}
+        {{- if $d.sha256 }}
+        - --data-sha256
+        - {{ $d.sha256 | quote }}
+        {{- end }}
+        {{- if $d.target }}
+        - --target
+        - {{ $d.target | quote }}
+        {{- end }}
+        {{- if $v.name }}
+        - --name
+        - {{ $v.name | quote }}
+        {{- end }}
         - --store
-        - /models
+        - {{ include "modelberth.storeLocation" . | quote }}
+        {{- if and $registry $ms.artifactOnly }}
+        - --artifact-only
+        {{- end }}
         - --gate-tolerance
         - {{ $g.tolerance | quote }}
         {{- if $g.allowLeaks }}
@@ -57,6 +81,26 @@ spec:
           value: /tmp/matplotlib
         - name: PYTHONDONTWRITEBYTECODE
           value: "1"
+        {{- if $d.urlSecret.name }}
+        # The URL comes from a Secret (a presigned URL is a credential); it is never printed.
+        - name: TRAINER_DATA_URL
+          valueFrom:
+            secretKeyRef:
+              name: {{ $d.urlSecret.name }}
+              key: {{ $d.urlSecret.key }}
+        {{- else if $d.url }}
+        - name: TRAINER_DATA_URL
+          value: {{ $d.url | quote }}
+        {{- end }}
+        {{- if $registry }}
+        {{- include "modelberth.registryEnv" . | nindent 8 }}
+        - name: MODELBERTH_REGISTRY_CACHE
+          value: /tmp/registry-cache
+        {{- if $pushSecret }}
+        - name: DOCKER_CONFIG
+          value: /etc/modelberth/registry
+        {{- end }}
+        {{- end }}
         {{- include "modelberth.extraEnv" (dict "values" $v) | nindent 8 }}
       securityContext:
         {{- toYaml $v.securityContext | nindent 8 }}
@@ -65,8 +109,20 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- if not $registry }}
         - name: models
           mountPath: /models
+        {{- end }}
+        {{- if $d.pvc.claimName }}
+        - name: data
+          mountPath: /data
+          readOnly: true
+        {{- end }}
+        {{- if and $registry $pushSecret }}
+        - name: registry-auth
+          mountPath: /etc/modelberth/registry
+          readOnly: true
+        {{- end }}
         {{- if $expectations }}
         - name: gate
           mountPath: /etc/modelberth/gate
@@ -76,9 +132,25 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 1Gi
+    {{- if not $registry }}
     - name: models
       persistentVolumeClaim:
         claimName: {{ include "modelberth.modelPvcName" . }}
+    {{- end }}
+    {{- if $d.pvc.claimName }}
+    - name: data
+      persistentVolumeClaim:
+        claimName: {{ $d.pvc.claimName }}
+        readOnly: true
+    {{- end }}
+    {{- if and $registry $pushSecret }}
+    - name: registry-auth
+      secret:
+        secretName: {{ $pushSecret }}
+        items:
+          - key: .dockerconfigjson
+            path: config.json
+    {{- end }}
     {{- if $expectations }}
     - name: gate
       configMap:

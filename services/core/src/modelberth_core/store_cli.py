@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--model-dir",
         dest="store",
         metavar="LOCATION",
-        help="the model store: a directory ($MODELBERTH_STORE, default artifacts/models)",
+        help="the model store: a directory or oci://HOST[:PORT]/NAMESPACE ($MODELBERTH_STORE, default "
+        "artifacts/models)",
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
     actor = argparse.ArgumentParser(add_help=False)

@@ -144,18 +144,41 @@ class ModelRegistry:
         """Configured models whose reference names nothing now, and why."""
         self.scanned = False
         self._locks: dict[str, asyncio.Lock] = {}
-        self.store = open_store(settings.store_location())
+        self.store = open_store(settings.store_location(), cache_dir=settings.cache_dir or None)
+        self._scan: tuple[list[str], list[str]] = ([], [])
+        """The last scan: (models in the store, those with something to serve). Probes and 404s read this,
+        never the store itself: a registry store answers over the network, and may be away."""
+        self._digests: dict[tuple[str, str], str] = {}
+        """(model, version) -> manifest digest, where the store has digests (a registry)."""
+        self.scan_error: str | None = None
+        """Why the last listing of the store failed (a registry away, no catalog API), or None."""
 
     def get(self, name: str) -> Served | None:
         """The served version of ``name``, if any."""
         return self.models.get(name)
 
     def configured(self) -> list[str]:
-        """Model names to serve: the configured references, else every model in the store with a champion."""
+        """Model names to serve: the configured references, else every model in the store that had a
+        champion at the last scan (a model published later is picked up by the next poll)."""
         references = self.settings.references()
         if references:
             return sorted(references)
-        return [name for name in self.store.models() if self.target(name) is not None]
+        return list(self._scan[1])
+
+    def scan(self) -> None:
+        """Read the store's model list (blocking: call it in a thread); on failure keep the last one."""
+        if self.settings.references():
+            return
+        try:
+            names = self.store.models()
+        except StoreError as exc:  # keep the last scan; /readyz says why nothing new is known
+            self.scan_error = str(exc)
+            raise
+        self.scan_error = None
+        # A served model whose alias vanished keeps serving (and counting for readiness): taking the pod
+        # out of its Service over a missing tag would stop serving what it has.
+        targets = [name for name in names if self.target(name) is not None or name in self.models]
+        self._scan = (names, sorted({*targets, *self.models}))
 
     def reference(self, name: str) -> Reference:
         """What ``name`` follows: its configured reference, else its champion."""
@@ -164,12 +187,14 @@ class ModelRegistry:
     def target(self, name: str) -> str | None:
         """The version ``name`` should serve now; None (and the reason in ``unresolved``) if it names none."""
         try:
-            version = self.store.resolve(self.reference(name)).version
+            resolved = self.store.resolve(self.reference(name))
         except StoreError as exc:
             self.unresolved[name] = str(exc)
             return None
         self.unresolved.pop(name, None)
-        return version
+        if resolved.digest is not None:
+            self._digests[(name, resolved.version)] = resolved.digest
+        return resolved.version
 
     @property
     def ready(self) -> bool:
@@ -191,8 +216,10 @@ class ModelRegistry:
             return "models are loading"
         names = self.configured()
         if not names:
-            # /readyz answers anyone: say what is missing, never where the store is.
-            if self.store.models():
+            # /readyz answers anyone: say what is missing, never where the store is (the log has it).
+            if self.scan_error is not None:
+                return "cannot list the models in the store (see the log)"
+            if self._scan[0]:
                 return "no model in the store has a champion (modelberth models promote)"
             return "no models in the store"
         waiting = [n for n in names if n not in self.models]
@@ -206,6 +233,7 @@ class ModelRegistry:
 
     async def refresh(self) -> None:
         """Load every configured model whose target version is not the one serving."""
+        await asyncio.to_thread(self.scan)
         for name in self.configured():
             await self.load(name)
         self.scanned = True
@@ -312,6 +340,7 @@ class ModelRegistry:
                     "classes": card.classes,
                     "features": card.feature_names,
                     "created_at": card.created_at.isoformat(),
+                    "digest": self._digests.get((name, card.version)),
                     "metrics": {"primary": card.metrics.primary, "test": card.metrics.test},
                     "selected": card.selected.model_dump(mode="json"),
                 }

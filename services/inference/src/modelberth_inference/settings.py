@@ -19,9 +19,13 @@ class Settings(ServiceSettings):
     port: int = Field(default=8002, ge=1, le=65535)
     """TCP port to listen on."""
     store: str = ""
-    """Model store location (a directory); empty uses ``model_dir``. Versions are read from here only."""
+    """Model store location: a directory or ``oci://HOST[:PORT]/NAMESPACE``; empty uses ``model_dir``.
+    Versions are read from here only."""
     model_dir: Path = Path("artifacts/models")
     """The model store directory when ``store`` is empty (its older name)."""
+    cache_dir: str = ""
+    """Local directory (an emptyDir) where versions read from a registry store are unpacked; empty:
+    ``$MODELBERTH_REGISTRY_CACHE``, else ``~/.cache/modelberth/registry``."""
     auth_jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
     """Where the auth service publishes its public keys (fetched at start, cached)."""
     auth_issuer: str = "http://127.0.0.1:8001"

@@ -1,8 +1,9 @@
 """The model store: where versions live, which version each alias names, and the history of alias moves.
 
 ``open_store(location)`` picks the backend from the location: a directory path is the filesystem store (the
-embedded default). Everything else uses the :class:`ModelStore` interface and never asks which backend it
-holds. See :mod:`modelberth_core.store.base` for the names (references, aliases, events, errors).
+embedded default), ``oci://HOST[:PORT]/NAMESPACE`` the registry store (:mod:`modelberth_core.store.oci`).
+Everything else uses the :class:`ModelStore` interface and never asks which backend it holds. See
+:mod:`modelberth_core.store.base` for the names (references, aliases, events, errors).
 """
 
 from __future__ import annotations
@@ -94,8 +95,17 @@ def default_location(explicit: str | Path | None = None) -> str:
     return os.environ.get(STORE_ENV) or DEFAULT_LOCATION
 
 
-def open_store(location: str | Path) -> ModelStore:
-    """The store at ``location``: a directory path (or ``file://`` URL) opens the filesystem store."""
+def open_store(
+    location: str | Path, *, cache_dir: str | Path | None = None, artifact_only: bool = False
+) -> ModelStore:
+    """The store at ``location``: a directory path (or ``file://`` URL) opens the filesystem store,
+    ``oci://HOST[:PORT]/NAMESPACE`` the registry store.
+
+    Options only a registry store uses (a directory has no use for them): ``cache_dir``, where versions
+    read from the registry are unpacked (default ``$MODELBERTH_REGISTRY_CACHE``, else
+    ``~/.cache/modelberth/registry``), and ``artifact_only``, push images of the artifact alone, without
+    the static busybox copier.
+    """
     text = str(location)
     if not text.strip():
         raise UnsupportedStore("empty store location; give a directory (e.g. artifacts/models)")
@@ -106,8 +116,9 @@ def open_store(location: str | Path) -> ModelStore:
     if scheme == "file":
         return FilesystemStore(Path(text[len("file://") :]))
     if scheme == "oci":
-        raise UnsupportedStore(
-            f"{text}: OCI registry stores (oci://HOST/NAMESPACE) are not supported by this version of"
-            " modelberth; use a directory"
-        )
-    raise UnsupportedStore(f"{text}: unknown store scheme {scheme!r}; use a directory")
+        from modelberth_core.store.oci import RegistryStore  # httpx and tarfile load only when used
+
+        return RegistryStore(text, cache_dir=cache_dir, artifact_only=artifact_only)
+    raise UnsupportedStore(
+        f"{text}: unknown store scheme {scheme!r}; use a directory or oci://HOST[:PORT]/NAMESPACE"
+    )

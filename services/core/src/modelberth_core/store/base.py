@@ -194,6 +194,8 @@ class VersionInfo:
     metric: str
     score: float | None
     greater_is_better: bool
+    digest: str | None = None
+    """The manifest digest, in a registry store (``NAME@sha256:...`` pins it)."""
 
 
 class AliasEvent(BaseModel):

@@ -113,6 +113,7 @@ def history(store: ModelStore, args: argparse.Namespace, out: TextIO) -> int:
                     "metric": v.metric,
                     "score": v.score,
                     "aliases": sorted(by_version.get(v.version, [])),
+                    "digest": v.digest,
                 }
                 for v in versions
             ],
@@ -121,7 +122,8 @@ def history(store: ModelStore, args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps(payload, indent=2) + "\n")
         return 0
     out.write(f"{name} in {store.location}\n\nversions (oldest first):\n")
-    rows = [["VERSION", "CREATED (UTC)", "TEST SCORE", "ALIASES"]]
+    digests = any(v.digest for v in versions)  # a registry store: the manifest digest pins a version
+    rows = [["VERSION", "CREATED (UTC)", "TEST SCORE", "ALIASES", *(["DIGEST"] if digests else [])]]
     for v in versions:
         rows.append(
             [
@@ -129,6 +131,7 @@ def history(store: ModelStore, args: argparse.Namespace, out: TextIO) -> int:
                 v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                 f"{v.metric} {_score(v.score)}",
                 ", ".join(sorted(by_version.get(v.version, []))) or "–",
+                *([v.digest or "–"] if digests else []),
             ]
         )
     _table(rows, out)

@@ -159,7 +159,7 @@ class ModelRegistry:
 
     def configured(self) -> list[str]:
         """Model names to serve: the configured references, else every model in the store that had a
-        champion at the last scan (a model published later is picked up by the next poll)."""
+        champion at the last scan (a model published later is picked up by the next poll or a reload)."""
         references = self.settings.references()
         if references:
             return sorted(references)
@@ -218,7 +218,7 @@ class ModelRegistry:
         if not names:
             # /readyz answers anyone: say what is missing, never where the store is (the log has it).
             if self.scan_error is not None:
-                return "cannot list the models in the store (see the log)"
+                return f"cannot list the models in the store: {self.scan_error}"
             if self._scan[0]:
                 return "no model in the store has a champion (modelberth models promote)"
             return "no models in the store"

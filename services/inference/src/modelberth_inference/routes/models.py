@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
 from modelberth_core import contract
 from modelberth_core.errors import ServiceError
+from modelberth_core.store import StoreError
 from modelberth_inference.deps import AdminPrincipal, ReadPrincipal, RegistryDep, served_model
 from modelberth_inference.errors import json_response
 from modelberth_inference.openapi import BEARER, errors
@@ -50,7 +54,11 @@ async def reload_model(name: str, registry: RegistryDep, _: AdminPrincipal) -> R
     """Load the version the model's reference (its champion by default) names now; a failed load keeps the
     old version serving."""
     if name not in registry.configured():
-        raise ServiceError(404, f"model {name!r} not found")
+        # Published since the last poll? An admin's reload should not wait for the next one.
+        with contextlib.suppress(StoreError):  # the store is down: /readyz says why
+            await asyncio.to_thread(registry.scan)
+        if name not in registry.configured():
+            raise ServiceError(404, f"model {name!r} not found")
     outcome = await registry.load(name, retry_failed=True)
     if outcome.status == "missing":
         why = registry.unresolved.get(name, "no complete version")

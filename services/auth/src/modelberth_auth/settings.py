@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from modelberth_auth.state import StateAddress, parse_state_url
 from modelberth_auth.throttle import ThrottlePolicy
 from modelberth_core.settings import ServiceSettings, state_dir
 
@@ -52,11 +53,42 @@ class Settings(ServiceSettings):
     """At most this often, in seconds, the users and keyset files are checked for changes."""
     max_body_bytes: int = Field(default=65_536, ge=1024, le=10 * 1024 * 1024)
     """Larger request bodies get 413."""
+    state_url: str | None = None
+    """Shared state store, ``redis://host:port/db`` or ``rediss://`` (TLS), never with a password in it:
+    refresh tokens and throttle counts live there for every replica. Unset: in this process (and
+    ``refresh_store_file``)."""
+    state_password: SecretStr | None = None
+    """Password of the state store (``AUTH``; with a user name in ``state_url``, its ACL password)."""
+    state_prefix: str = Field(default="modelberth:auth:", pattern=r"^[\x21-\x7e]{1,100}$")
+    """Prefix of every key in the store, so that one Redis can serve several installs."""
+    state_ca_file: Path | None = None
+    """CA bundle that signed the store's TLS certificate (``rediss://`` only); default: the system CAs."""
+    state_timeout_seconds: float = Field(default=1.0, gt=0.0, le=30.0)
+    """Each store call gives up after this long (connecting, waiting for a pooled connection, answering)."""
+    state_retry_seconds: float = Field(default=2.0, ge=0.1, le=300.0)
+    """After a failed store call, calls fail at once for this long (503, ``Retry-After`` of this)."""
+    state_max_connections: int = Field(default=32, ge=1, le=10_000)
+    """Connections in this process's one pool to the store."""
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_url(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() == "":
+            return None
+        if value is not None:
+            parse_state_url(value)  # ValueError with a message that never repeats the URL
+        return value
 
     @model_validator(mode="after")
     def _backoff_fits(self) -> Settings:
         if self.login_reset_seconds < self.login_backoff_max_seconds:
             raise ValueError("login_reset_seconds must be at least login_backoff_max_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _state_tls(self) -> Settings:
+        if self.state_ca_file is not None and (self.state is None or not self.state.tls):
+            raise ValueError("state_ca_file needs a rediss:// state_url (TLS)")
         return self
 
     @model_validator(mode="after")
@@ -101,6 +133,11 @@ class Settings(ServiceSettings):
             address_max_failures=self.address_max_failures,
             address_window_seconds=self.address_window_seconds,
         )
+
+    @property
+    def state(self) -> StateAddress | None:
+        """Where the shared state store is, or None for in-process state."""
+        return None if self.state_url is None else parse_state_url(self.state_url)
 
     @property
     def may_generate_keyset(self) -> bool:

@@ -1,0 +1,390 @@
+"""The shared state store against a real redis-server (issue 18): refresh-token families and throttle counts
+behave as the in-process ones do, atomically across pools (a pool is a replica), with keys that expire by
+themselves, nothing secret in the store, and outages that answer at once and heal by themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import pytest
+
+from modelberth_auth.refresh import RefreshError, family_key, token_hash
+from modelberth_auth.refresh_redis import ROTATE, RedisRefreshStore
+from modelberth_auth.state import StateStore, StateUnavailable, parse_state_url
+from modelberth_auth.throttle import ThrottlePolicy
+from modelberth_auth.throttle_redis import RedisThrottle
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+
+
+def store_for(server: Any, prefix: str = "t:", timeout: float = 0.5, retry: float = 0.5) -> StateStore:
+    """A connection pool of its own: each one stands for one auth replica."""
+    return StateStore(
+        parse_state_url(server.url),
+        password=server.password,
+        prefix=prefix,
+        timeout_seconds=timeout,
+        retry_seconds=retry,
+        max_connections=8,
+    )
+
+
+@asynccontextmanager
+async def replicas(server: Any, count: int = 2, **kwargs: Any) -> AsyncIterator[list[StateStore]]:
+    stores = [store_for(server, **kwargs) for _ in range(count)]
+    try:
+        yield stores
+    finally:
+        for store in stores:
+            await store.aclose()
+
+
+def run(coroutine: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(coroutine())  # type: ignore[arg-type]
+
+
+async def reason(store: RedisRefreshStore, token: str) -> str:
+    with pytest.raises(RefreshError) as caught:
+        await store.rotate(token)
+    return caught.value.reason
+
+
+# -- refresh-token families -----------------------------------------------------------------------------
+
+
+def test_rotation_reuse_and_revocation_are_seen_by_every_replica(redis_server: Any) -> None:
+    async def scenario() -> None:
+        async with replicas(redis_server) as (a, b):
+            on_a, on_b = RedisRefreshStore(a, 3600), RedisRefreshStore(b, 3600)
+            first = await on_a.issue("alice", "predict")
+            record, second = await on_b.rotate(first)  # issued on A, redeemed on B
+            assert (record.subject, record.scope, record.rotations) == ("alice", "predict", 0)
+            assert await on_a.lookup(first) is None
+            assert (await on_a.lookup(second)) is not None
+            assert await reason(on_a, first) == "reused"  # the replay on A revokes the family ...
+            assert await reason(on_b, second) == "revoked"  # ... for B's successor too
+            assert await on_b.lookup(second) is None
+            for garbage in ("nope", "", ".", "a.b.c", first.split(".")[0] + "x." + first.split(".")[1]):
+                assert await reason(on_b, garbage) == "invalid"
+            third = await on_a.issue("alice", "predict")
+            assert await on_b.revoke(third)  # revoked on B: redeeming on A fails at once
+            assert await reason(on_a, third) == "revoked"
+            assert not await on_b.revoke("nope")
+            assert not await on_b.revoke("unknown." + "A" * 43)
+
+    run(scenario)
+
+
+def test_reuse_of_any_earlier_token_revokes_the_family(redis_server: Any) -> None:
+    # Issue 13 point 8, with the family in Redis: 60 quick rotations alternating between replicas, then
+    # each earlier token replayed on a fresh family of the same history (a copy of the hash).
+    async def scenario() -> None:
+        async with replicas(redis_server) as (a, b):
+            stores = [RedisRefreshStore(a, 3600), RedisRefreshStore(b, 3600)]
+            tokens = [await stores[0].issue("alice", "predict")]
+            for i in range(60):
+                tokens.append((await stores[i % 2].rotate(tokens[-1]))[1])
+            key = f"t:rt:fam:{family_key(tokens[0])}"
+            saved = await a.redis.hgetall(key)
+            for i, earlier in enumerate(tokens[:-1]):
+                await a.redis.hset(key, mapping=saved)  # the live family again
+                assert await stores[i % 2].lookup(tokens[-1]) is not None
+                assert await reason(stores[(i + 1) % 2], earlier) == "reused", i
+                assert await reason(stores[i % 2], tokens[-1]) == "revoked", i
+
+    run(scenario)
+
+
+def test_concurrent_redemption_on_two_replicas_succeeds_exactly_once(redis_server: Any) -> None:
+    async def scenario() -> None:
+        async with replicas(redis_server, count=4) as pools:
+            stores = [RedisRefreshStore(p, 3600) for p in pools]
+            for _ in range(20):
+                token = await stores[0].issue("alice", "predict")
+                outcomes = await asyncio.gather(
+                    *(stores[i % 4].rotate(token) for i in range(16)), return_exceptions=True
+                )
+                wins = [o for o in outcomes if isinstance(o, tuple)]
+                losses = {o.reason for o in outcomes if isinstance(o, RefreshError)}
+                assert len(wins) == 1, outcomes
+                assert losses <= {"reused", "revoked"}
+                assert "reused" in losses
+                # The winner's successor died with the family: the replay revoked it everywhere.
+                assert await reason(stores[1], wins[0][1]) == "revoked"
+
+    run(scenario)
+
+
+def test_the_same_rotation_sent_twice_answers_as_once_but_a_replay_is_reuse(redis_server: Any) -> None:
+    # redis-py retries a call once when its connection broke; the script must then not see "reuse".
+    async def scenario() -> None:
+        async with replicas(redis_server, count=1) as (a,):
+            store = RedisRefreshStore(a, 3600)
+            token = await store.issue("alice", "predict")
+            rotate = a.script(ROTATE)
+            key = [f"t:rt:fam:{family_key(token)}"]
+            successor = token.split(".")[0] + ".successor"
+            args = [token_hash(token), token_hash(successor)]
+            first, again = await rotate(key, args), await rotate(key, args)
+            assert first == again
+            assert first[0] == "ok"
+            other = await rotate(key, [token_hash(token), token_hash(token.split(".")[0] + ".thief")])
+            assert other[0] == "reused"
+            assert await reason(store, successor) == "revoked"
+
+    run(scenario)
+
+
+def test_oldest_family_goes_first_within_one_millisecond(redis_server: Any) -> None:
+    async def scenario() -> None:
+        async with replicas(redis_server) as (a, b):
+            on_a, on_b = RedisRefreshStore(a, 3600, max_per_subject=3), RedisRefreshStore(b, 3600, 3)
+            for round_ in range(20):  # many logins share a millisecond: ties must not pick the victim
+                subject = f"user{round_}"
+                tokens = [await s.issue(subject, "predict") for s in (on_a, on_b, on_a, on_b)]
+                assert await on_a.lookup(tokens[0]) is None, round_
+                assert all([await on_b.lookup(t) is not None for t in tokens[1:]]), round_
+            for _ in range(10):  # a login/revoke loop stays bounded, revoked families counting too
+                assert await on_b.revoke(await on_a.issue("alice", "predict"))
+            assert await a.redis.zcard(f"t:rt:sub:{token_hash('alice')}") == 3
+            families = [k async for k in a.redis.scan_iter("t:rt:fam:*")]
+            assert len(families) == 3 * 20 + 3
+
+    run(scenario)
+
+
+def test_every_key_expires_by_itself_and_holds_no_token_name_or_address(redis_server: Any) -> None:
+    async def scenario() -> None:
+        async with replicas(redis_server) as (a, b):
+            refresh = RedisRefreshStore(a, 600)
+            throttle = RedisThrottle(b, ThrottlePolicy(max_failures=2))
+            token = await refresh.issue("alice", "predict")
+            _, token = await refresh.rotate(token)
+            await refresh.revoke(await refresh.issue("bob", "predict"))
+            for _ in range(3):
+                await throttle.admit("user:alice", "203.0.113.7")
+                await throttle.failed("user:alice", "203.0.113.7")
+            await throttle.admit(None, "2001:db8::1")
+            await throttle.failed(None, "2001:db8::1")
+            keys = sorted([k async for k in a.redis.scan_iter("t:*")])
+            assert len(keys) >= 6, keys
+            dump = " ".join(keys)
+            for key in keys:
+                ttl = await a.redis.pttl(key)
+                assert 0 < ttl <= 43_200_000, (key, ttl)
+                kind = await a.redis.type(key)
+                if kind == "hash":
+                    dump += " " + " ".join((await a.redis.hgetall(key)).values())
+                elif kind == "zset":
+                    dump += " " + " ".join(await a.redis.zrange(key, 0, -1))
+            for secret in (token, *token.split("."), "203.0.113.7", "2001:db8"):
+                assert secret not in dump
+            assert "alice" in dump  # the family records its subject; the key names do not
+            assert "alice" not in " ".join(keys)
+
+    run(scenario)
+
+
+def test_prefixes_keep_installs_apart(redis_server: Any) -> None:
+    async def scenario() -> None:
+        one, two = store_for(redis_server, prefix="one:"), store_for(redis_server, prefix="two:")
+        try:
+            token = await RedisRefreshStore(one, 600).issue("alice", "predict")
+            assert await RedisRefreshStore(two, 600).lookup(token) is None
+            assert await reason(RedisRefreshStore(two, 600), token) == "invalid"
+            assert await RedisRefreshStore(one, 600).lookup(token) is not None
+        finally:
+            await one.aclose()
+            await two.aclose()
+
+    run(scenario)
+
+
+# -- throttle -------------------------------------------------------------------------------------------
+
+
+def test_failures_on_every_replica_add_up_to_one_lock(redis_server: Any) -> None:
+    policy = ThrottlePolicy(
+        max_failures=5, backoff_seconds=30, backoff_max_seconds=900, address_max_failures=8
+    )
+
+    async def scenario() -> None:
+        async with replicas(redis_server, count=3) as pools:
+            throttles = [RedisThrottle(p, policy) for p in pools]
+
+            async def attempt(i: int, account: str | None, address: str) -> int | None:
+                throttle = throttles[i % 3]
+                wait = await throttle.admit(account, address)
+                if wait is None:
+                    await throttle.failed(account, address)
+                return wait
+
+            waits = [await attempt(i, "user:alice", "198.51.100.1") for i in range(6)]
+            assert waits[:5] == [None] * 5
+            assert waits[5] is not None
+            assert 29 <= waits[5] <= 30
+            # The same account from elsewhere, and the address's other accounts, go ahead.
+            assert await throttles[1].admit("user:alice", "198.51.100.2") is None
+            await throttles[1].succeeded("user:alice", "198.51.100.2")
+            assert await attempt(2, "user:bob", "198.51.100.1") is None
+            # The address limit (8 failures, all accounts and clients) is reached by 3 more on any replica.
+            assert await attempt(0, None, "198.51.100.1") is None
+            assert await attempt(1, "user:carol", "198.51.100.1") is None
+            wait = await attempt(2, None, "198.51.100.1")
+            assert wait is not None
+            assert 890 <= wait <= 900
+            assert await throttles[0].admit("user:dave", "198.51.100.1") is not None
+            # IPv6 counts per /64: another address of the same /64 waits too.
+            for i in range(8):
+                await attempt(i, None, f"2001:db8:0:1::{i + 1}")
+            assert await throttles[0].admit(None, "2001:db8:0:1::ffff") is not None
+            assert await throttles[0].admit(None, "2001:db8:0:2::1") is None
+
+    run(scenario)
+
+
+def test_concurrent_guesses_cannot_slip_past_the_limit(redis_server: Any) -> None:
+    policy = ThrottlePolicy(max_failures=5, address_max_failures=1000)
+
+    async def scenario() -> None:
+        async with replicas(redis_server, count=4) as pools:
+            throttles = [RedisThrottle(p, policy) for p in pools]
+            admitted = await asyncio.gather(
+                *(throttles[i % 4].admit("user:alice", "192.0.2.1") for i in range(40))
+            )
+            assert sum(1 for wait in admitted if wait is None) == 5
+
+    run(scenario)
+
+
+def test_backoff_doubles_and_a_success_or_time_clears_it(redis_server: Any) -> None:
+    policy = ThrottlePolicy(
+        max_failures=2,
+        backoff_seconds=0.3,
+        backoff_max_seconds=0.5,
+        reset_seconds=1.2,
+        address_max_failures=100,
+    )
+
+    async def scenario() -> None:
+        async with replicas(redis_server) as (a, b):
+            ta, tb = RedisThrottle(a, policy), RedisThrottle(b, policy)
+            pair = "user:alice", "192.0.2.9"
+            for throttle in (ta, tb):
+                assert await throttle.admit(*pair) is None
+                await throttle.failed(*pair)
+            assert await ta.admit(*pair) == 1  # 0.3 s, rounded up to whole seconds
+            await asyncio.sleep(0.35)
+            assert await tb.admit(*pair) is None  # the wait is over: one more try, which fails
+            await tb.failed(*pair)
+            assert await ta.admit(*pair) is not None
+            await asyncio.sleep(0.55)  # 0.6 s would be the doubled wait; the cap is 0.5 s
+            assert await ta.admit(*pair) is None
+            await ta.succeeded(*pair)  # a success clears the pair on every replica
+            key = "t:th:pair:" + hashlib.sha256(b"user:alice\n192.0.2.9").hexdigest()
+            assert await a.redis.exists(key) == 0
+            for _ in range(2):
+                assert await tb.admit(*pair) is None
+                await tb.failed(*pair)
+            assert await ta.admit(*pair) is not None
+            assert 0 < await a.redis.pttl(key) <= 1200  # forgotten by itself after reset_seconds
+            await asyncio.sleep(1.25)
+            assert await a.redis.exists(key) == 0
+            assert await ta.admit(*pair) is None
+
+    run(scenario)
+
+
+# -- a store that is down, slow or restarted ------------------------------------------------------------
+
+
+async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, BaseException | None]:
+    start = time.monotonic()
+    try:
+        await call()
+    except StateUnavailable as exc:
+        return time.monotonic() - start, exc
+    return time.monotonic() - start, None
+
+
+def test_a_stopped_store_answers_unavailable_at_once_and_recovers(redis_server: Any) -> None:
+    async def scenario() -> None:
+        async with replicas(redis_server, count=1, timeout=0.5, retry=0.6) as (a,):
+            refresh = RedisRefreshStore(a, 600)
+            token = await refresh.issue("alice", "predict")
+            redis_server.kill()
+            elapsed, error = await timed(lambda: refresh.lookup(token))
+            assert isinstance(error, StateUnavailable)
+            assert error.retry_after == 1
+            assert elapsed < 2.5
+            # While it is known to be down, calls do not even try: they fail in no time.
+            for call in (lambda: refresh.rotate(token), lambda: refresh.issue("bob", "predict")):
+                elapsed, error = await timed(call)
+                assert isinstance(error, StateUnavailable)
+                assert elapsed < 0.05
+            assert await a.check() is not None
+            redis_server.start()  # an empty store on the same port: the old connections are dead
+            await asyncio.sleep(0.7)
+            assert await a.check() is None
+            assert await refresh.lookup(token) is None  # no persistence: that session is gone ...
+            fresh = await refresh.issue("alice", "predict")  # ... scripts load again by themselves
+            assert (await refresh.rotate(fresh))[0].subject == "alice"
+
+    run(scenario)
+
+
+def test_a_hanging_store_times_out_and_recovers_on_sigcont(redis_server: Any) -> None:
+    async def scenario() -> None:
+        async with replicas(redis_server, count=1, timeout=0.4, retry=0.5) as (a,):
+            refresh = RedisRefreshStore(a, 600)
+            throttle = RedisThrottle(a)
+            token = await refresh.issue("alice", "predict")
+            redis_server.pause()
+            try:
+                outcomes = await asyncio.gather(
+                    *(timed(lambda: refresh.lookup(token)) for _ in range(20)),
+                    timed(lambda: throttle.admit("user:x", "192.0.2.1")),
+                )
+                assert all(isinstance(error, StateUnavailable) for _, error in outcomes)
+                assert max(elapsed for elapsed, _ in outcomes) < 2.5  # bounded: never a hang
+                problem = await a.check()
+                assert problem is not None
+                assert "TimeoutError" in problem
+                assert redis_server.password not in problem
+            finally:
+                redis_server.resume()
+            await asyncio.sleep(0.6)
+            assert await refresh.lookup(token) is not None  # same data, same pool: no restart needed
+            _, token = await refresh.rotate(token)
+            assert await refresh.lookup(token) is not None
+
+    run(scenario)
+
+
+def test_wrong_password_is_unavailable_not_a_crash(redis_server: Any) -> None:
+    async def scenario() -> None:
+        store = StateStore(
+            parse_state_url(redis_server.url),
+            password="not-the-password",
+            prefix="t:",
+            timeout_seconds=0.5,
+            retry_seconds=0.5,
+            max_connections=2,
+        )
+        try:
+            problem = await store.check()
+            assert problem is not None
+            assert "not-the-password" not in problem
+            with pytest.raises(StateUnavailable):
+                await RedisRefreshStore(store, 60).issue("alice", "predict")
+        finally:
+            await store.aclose()
+
+    run(scenario)

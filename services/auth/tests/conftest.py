@@ -83,6 +83,12 @@ def auth_env(tmp_path: Path, hashes: dict[str, str]) -> AuthEnv:
     return make_auth_env(tmp_path, hashes)
 
 
+@pytest.fixture(scope="session")
+def auth_env_factory(hashes: dict[str, str]) -> Callable[[Path], AuthEnv]:
+    """``auth_env_factory(directory)``: :func:`auth_env`'s files there (for fixtures of a wider scope)."""
+    return lambda directory: make_auth_env(directory, hashes)
+
+
 def make_auth_env(tmp_path: Path, hashes: dict[str, str]) -> AuthEnv:
     """The files of :func:`auth_env` under ``tmp_path`` (for fixtures of a wider scope)."""
     state = tmp_path / "auth-state"

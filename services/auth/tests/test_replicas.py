@@ -253,6 +253,12 @@ def test_one_token_redeemed_on_both_replicas_at_once_succeeds_exactly_once(
             thread.join(30)
         statuses = sorted(r.status_code for r in answers)
         assert statuses == [200, 400, 400, 400], [r.text for r in answers]
+        # Every replica knew the token: the losers saw it rotated (reuse) or its family already revoked.
+        losers = {r.json()["error_description"] for r in answers if r.status_code == 400}
+        assert losers <= {
+            "refresh token was already used; the session is revoked",
+            "refresh token was revoked",
+        }, losers
         (winner,) = [r for r in answers if r.status_code == 200]
         # The losers presented a rotated token: that is reuse, so the winner's session ended as well.
         assert refresh(http, b, winner.json()["refresh_token"]).status_code == 400

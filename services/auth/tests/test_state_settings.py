@@ -82,6 +82,23 @@ def test_other_state_settings_are_checked() -> None:
         Settings(environment="prod", state_url="redis://h", state_password="changeme")
 
 
+def test_the_password_may_come_from_a_mounted_file(tmp_path: Path) -> None:
+    path = tmp_path / "password"
+    path.write_text(SECRET + "\n")
+    settings = Settings(state_url="redis://h", state_password_file=path)
+    assert settings.state_password is not None
+    assert settings.state_password.get_secret_value() == SECRET
+    assert SECRET not in repr(settings)
+    with pytest.raises(ValidationError, match="not both"):
+        Settings(state_password="x" * 20, state_password_file=path)
+    with pytest.raises(ValidationError, match="state_password_file cannot be read: No such file") as caught:
+        Settings(state_password_file=tmp_path / "missing")
+    assert SECRET not in str(caught.value)
+    path.write_text("changeme\n")
+    with pytest.raises(ValidationError, match="placeholder secret"):
+        Settings(environment="prod", state_url="redis://h", state_password_file=path)
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "variables",

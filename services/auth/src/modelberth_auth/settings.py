@@ -9,7 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from modelberth_auth.state import StateAddress, parse_state_url
 from modelberth_auth.throttle import ThrottlePolicy
-from modelberth_core.settings import ServiceSettings, state_dir
+from modelberth_core.settings import PLACEHOLDER_SECRETS, ServiceSettings, state_dir
 
 
 class Settings(ServiceSettings):
@@ -59,6 +59,8 @@ class Settings(ServiceSettings):
     ``refresh_store_file``)."""
     state_password: SecretStr | None = None
     """Password of the state store (``AUTH``; with a user name in ``state_url``, its ACL password)."""
+    state_password_file: Path | None = None
+    """A file holding the store's password instead (a mounted Secret: not in the environment)."""
     state_prefix: str = Field(default="modelberth:auth:", pattern=r"^[\x21-\x7e]{1,100}$")
     """Prefix of every key in the store, so that one Redis can serve several installs."""
     state_ca_file: Path | None = None
@@ -83,6 +85,24 @@ class Settings(ServiceSettings):
     def _backoff_fits(self) -> Settings:
         if self.login_reset_seconds < self.login_backoff_max_seconds:
             raise ValueError("login_reset_seconds must be at least login_backoff_max_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _state_password_file(self) -> Settings:
+        if self.state_password_file is None:
+            return self
+        if self.state_password is not None:
+            raise ValueError("set state_password or state_password_file, not both")
+        try:
+            text = self.state_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+            raise ValueError(f"state_password_file cannot be read: {reason}") from None
+        if self.environment != "dev" and text.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "state_password_file holds a placeholder secret; set a real one outside environment=dev"
+            )
+        object.__setattr__(self, "state_password", SecretStr(text))
         return self
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ expected one.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ class Pod:
     labels: dict[str, str] = field(hash=False)
     ports: tuple[tuple[int, str], ...] = ()
     ours: bool = False
+    ip: str | None = None
+    """Set for endpoints outside the cluster (namespace ""), which only ipBlock peers match."""
 
 
 def _release_pod(component: str, port: int | None) -> Pod:
@@ -53,6 +56,12 @@ PODS = [
     Pod("stranger-other-namespace", "default", {"app": "other"}, ((8080, "TCP"),)),
     # A look-alike of the ingress controller in another namespace must not get in.
     Pod("fake-controller", "default", {"app.kubernetes.io/name": "ingress-nginx"}, ((80, "TCP"),)),
+    # Auth's shared state store (issue 18): in the cluster (ci/auth-state: namespace "cache"), a look-alike
+    # elsewhere, a managed one in 10.20.0.0/24 and anything else outside.
+    Pod("valkey", "cache", {"app.kubernetes.io/name": "valkey"}, ((6379, "TCP"), (6380, "TCP"))),
+    Pod("valkey-elsewhere", "default", {"app.kubernetes.io/name": "valkey"}, ((6379, "TCP"), (6380, "TCP"))),
+    Pod("managed-redis", "", {}, ((6379, "TCP"), (6380, "TCP")), ip="10.20.0.5"),
+    Pod("internet", "", {}, ((6379, "TCP"), (443, "TCP")), ip="192.0.2.1"),
 ]
 
 
@@ -62,7 +71,17 @@ def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def _peer_matches(peer: dict[str, Any], policy_ns: str, pod: Pod) -> bool:
-    assert "ipBlock" not in peer
+    if "ipBlock" in peer:
+        assert set(peer) == {"ipBlock"}
+        block = peer["ipBlock"]
+        assert set(block) <= {"cidr", "except"}
+        if pod.ip is None:
+            return False  # pods in the cluster: never matched by ipBlock here (implementation-defined)
+        ip = ipaddress.ip_address(pod.ip)
+        excepted = any(ip in ipaddress.ip_network(e) for e in block.get("except", []))
+        return ip in ipaddress.ip_network(block["cidr"]) and not excepted
+    if pod.ip is not None:
+        return False  # selectors match pods in the cluster only
     ns_ok = (
         _matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": pod.namespace})
         if "namespaceSelector" in peer
@@ -153,6 +172,18 @@ def test_trainer_pods_get_no_network_at_all(named_set: Callable[[str], list[Mani
     flows = allowed_flows(_policies(named_set("trainer")))
     assert flows == EXPECTED
     assert not {f for f in flows if "trainer" in f[:2]}
+
+
+AUTH_DNS = {("auth", "coredns", 53, proto) for proto in ("UDP", "TCP")}
+
+
+def test_auth_reaches_its_state_store_and_nothing_else(named_set: Callable[[str], list[Manifest]]) -> None:
+    """Issue 18: with auth.state.url, auth gets DNS and the store (its pods by label in their namespace, a
+    managed one by CIDR), on the store's port only."""
+    store = {("auth", "valkey", 6380, "TCP"), ("auth", "managed-redis", 6380, "TCP")}
+    assert allowed_flows(_policies(named_set("auth-state"))) == EXPECTED | AUTH_DNS | store
+    managed = {("auth", "managed-redis", 6379, "TCP")}
+    assert allowed_flows(_policies(named_set("production"))) == EXPECTED | SCRAPES | AUTH_DNS | managed
 
 
 def test_without_policies_everything_is_open() -> None:

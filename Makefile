@@ -125,10 +125,11 @@ kind-up: ## kind cluster (k8s/kind.yaml) with ingress-nginx and kube-prometheus-
 	  --repo https://prometheus-community.github.io/helm-charts --version 79.12.0 \
 	  -n monitoring -f k8s/monitoring-values.yaml --wait --timeout 10m
 
-deploy: ## build the images + iris model image, kind load them, helm install with k8s/values-kind.yaml
+deploy: ## build the images + iris model image, kind load them, Valkey for auth, helm install with k8s/values-kind.yaml
 	$(MAKE) images IMAGE_TAG=e2e
 	docker tag "$$($(MAKE) -s model-image IMAGE_TAG=e2e | tail -n 1)" modelberth-model-iris:e2e
 	for image in auth inference ui model-iris; do kind load docker-image modelberth-$$image:e2e --name $(KIND_CLUSTER); done
+	scripts/kind-state-store.sh $(NAMESPACE)
 	helm upgrade --install $(RELEASE) charts/modelberth -n $(NAMESPACE) --create-namespace \
 	  -f k8s/values-kind.yaml --wait --timeout 10m
 	helm test $(RELEASE) -n $(NAMESPACE)

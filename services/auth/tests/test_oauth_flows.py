@@ -530,6 +530,26 @@ def test_in_process(run: Scenario, client: TestClient, auth_env: Any) -> None:
     run(client, auth_env)
 
 
+@pytest.fixture(scope="module")
+def shared_store(redis_servers: Callable[[], Any]) -> Any:
+    """One real redis-server for every scenario of this module (each uses its own key prefix)."""
+    return redis_servers()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("run", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
+def test_with_a_shared_store(run: Scenario, auth_env: Any, shared_store: Any) -> None:
+    """Every grant and error path again, with refresh tokens and counts in Redis (issue 18): same answers."""
+    prefix = f"{run.__name__}:"
+    settings = auth_env.settings(
+        state_url=shared_store.url, state_password=shared_store.password, state_prefix=prefix
+    )
+    with TestClient(create_app(settings)) as http:
+        assert http.get("/readyz").json()["state"] == "shared"
+        run(http, auth_env)
+    assert not auth_env.refresh_file.exists()  # nothing went to the in-process file
+
+
 @pytest.mark.integration
 def test_real_process(start_service: Callable[..., Any], auth_env: Any) -> None:
     # One process for every scenario, with the default limits. uvicorn trusts X-Forwarded-For from

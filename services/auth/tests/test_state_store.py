@@ -122,6 +122,23 @@ def test_concurrent_redemption_on_two_replicas_succeeds_exactly_once(redis_serve
     run(scenario)
 
 
+def test_a_refresh_asking_for_more_than_its_grant_changes_nothing(redis_server: Any) -> None:
+    async def scenario() -> None:
+        async with replicas(redis_server) as (a, b):
+            on_a, on_b = RedisRefreshStore(a, 3600), RedisRefreshStore(b, 3600)
+            token = await on_a.issue("alice", "predict models:read")
+            for wanted in (["models:admin"], ["predict", "models:admin"], ["models"], ["read"]):
+                with pytest.raises(RefreshError) as caught:
+                    await on_b.rotate(token, wanted)
+                assert caught.value.reason == "scope", wanted
+                assert await on_a.lookup(token) is not None  # still the live token
+            record, _ = await on_b.rotate(token, ["models:read"])
+            assert record.scope == "predict models:read"
+            assert await reason(on_a, token) == "reused"  # a rotated token is reuse, whatever it asks for
+
+    run(scenario)
+
+
 def test_the_same_rotation_sent_twice_answers_as_once_but_a_replay_is_reuse(redis_server: Any) -> None:
     # redis-py retries a call once when its connection broke; the script must then not see "reuse".
     async def scenario() -> None:
@@ -131,11 +148,11 @@ def test_the_same_rotation_sent_twice_answers_as_once_but_a_replay_is_reuse(redi
             rotate = a.script(ROTATE)
             key = [f"t:rt:fam:{family_key(token)}"]
             successor = token.split(".")[0] + ".successor"
-            args = [token_hash(token), token_hash(successor)]
+            args = [token_hash(token), token_hash(successor), ""]
             first, again = await rotate(key, args), await rotate(key, args)
             assert first == again
             assert first[0] == "ok"
-            other = await rotate(key, [token_hash(token), token_hash(token.split(".")[0] + ".thief")])
+            other = await rotate(key, [token_hash(token), token_hash(token.split(".")[0] + ".thief"), ""])
             assert other[0] == "reused"
             assert await reason(store, successor) == "revoked"
 

@@ -298,14 +298,13 @@ class Authority:
         if not refresh_token:
             raise OAuthError("invalid_request", "missing parameter: refresh_token")
         requested = parse_scope(scope)
-        # A scope error must not burn the live token; any other token goes on to rotate(), which revokes
-        # its family when it is a rotated one.
-        live = await self.refresh.lookup(refresh_token)
-        if live is not None and requested is not None and any(s not in live.scope.split() for s in requested):
-            raise OAuthError("invalid_scope", "requested scope exceeds the original grant")
         try:
-            record, successor = await self.refresh.rotate(refresh_token)
+            # One atomic step: a rotated token revokes its family; a live one asking for more than its
+            # grant is refused without being used up (invalid_scope); otherwise it is replaced.
+            record, successor = await self.refresh.rotate(refresh_token, requested)
         except RefreshError as exc:
+            if exc.reason == "scope":
+                raise OAuthError("invalid_scope", "requested scope exceeds the original grant") from None
             text = {
                 "invalid": "refresh token is invalid",
                 "expired": "refresh token has expired",

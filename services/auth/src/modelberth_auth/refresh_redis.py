@@ -23,6 +23,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 
 from modelberth_auth.refresh import RefreshError, RefreshRecord, family_key, new_token, token_hash
 from modelberth_auth.state import StateStore
@@ -78,7 +79,7 @@ return {string.format('%d', issued), string.format('%d', expires)}
 ROTATE = (
     _NOW
     + """
--- KEYS[1] family; ARGV presented token hash, successor hash
+-- KEYS[1] family; ARGV presented token hash, successor hash, requested scopes ("" for none)
 local f = redis.call('HMGET', KEYS[1], 'subject', 'scope', 'issued_at', 'expires_at', 'current', 'rotations',
   'state', 'previous')
 if not f[1] then
@@ -96,6 +97,12 @@ if f[5] ~= ARGV[1] then
   end
   redis.call('HSET', KEYS[1], 'state', 'revoked')
   return {'reused', f[1]}
+end
+local granted = ' ' .. f[2] .. ' '
+for wanted in string.gmatch(ARGV[3], '%S+') do
+  if not string.find(granted, ' ' .. wanted .. ' ', 1, true) then
+    return {'scope'}  -- more than the grant: refused, the token stays live
+  end
 end
 local rotations = tostring(tonumber(f[6]) + 1)
 redis.call('HSET', KEYS[1], 'current', ARGV[2], 'previous', ARGV[1], 'rotations', rotations)
@@ -162,7 +169,7 @@ class RedisRefreshStore:
         live = record.state == "active" and record.expires_at > int(time.time())
         return record if live and hmac.compare_digest(record.current, token_hash(token)) else None
 
-    async def rotate(self, token: str) -> tuple[RefreshRecord, str]:
+    async def rotate(self, token: str, scope: Sequence[str] | None = None) -> tuple[RefreshRecord, str]:
         """See :meth:`RefreshStore.rotate`."""
         family = family_key(token)
         if family is None:
@@ -170,7 +177,8 @@ class RedisRefreshStore:
         successor = new_token(token.partition(".")[0])
         presented, replaced_by = token_hash(token), token_hash(successor)
         answer: list[str] = await self.store.run(
-            "rotate", lambda: self._rotate([self._family(family)], [presented, replaced_by])
+            "rotate",
+            lambda: self._rotate([self._family(family)], [presented, replaced_by, " ".join(scope or ())]),
         )
         outcome = answer[0]
         if outcome == "reused":
@@ -180,6 +188,8 @@ class RedisRefreshStore:
             raise RefreshError("expired")
         if outcome == "revoked":
             raise RefreshError("revoked")
+        if outcome == "scope":
+            raise RefreshError("scope")
         if outcome != "ok":
             raise RefreshError("invalid")
         subject, scope, issued_at, expires_at, rotations = answer[1:]

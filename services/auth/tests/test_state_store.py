@@ -267,6 +267,33 @@ def test_failures_on_every_replica_add_up_to_one_lock(redis_server: Any) -> None
     run(scenario)
 
 
+def test_clients_ask_the_store_about_a_clean_address_once_a_second(redis_server: Any) -> None:
+    policy = ThrottlePolicy(address_max_failures=3)
+
+    async def scenario() -> None:
+        async with replicas(redis_server) as (a, b):
+            on_a = RedisThrottle(a, policy, client_check_seconds=0.5)
+            on_b = RedisThrottle(b, policy, client_check_seconds=0.5)
+            assert await on_a.admit(None, "192.0.2.77") is None  # clean: A need not ask again for 0.5 s
+            for _ in range(3):  # B blocks the address
+                assert await on_b.admit(None, "192.0.2.77") is None
+                await on_b.failed(None, "192.0.2.77")
+            assert await on_b.admit(None, "192.0.2.77") is not None
+            assert await on_a.admit(None, "192.0.2.77") is None  # A still trusts its fresh answer ...
+            assert await on_a.admit("user:alice", "192.0.2.77") is not None  # ... for clients only
+            await asyncio.sleep(0.55)
+            assert await on_a.admit(None, "192.0.2.77") is not None  # and no longer than that
+            # A failure on A itself ends A's trust at once.
+            assert await on_a.admit(None, "192.0.2.78") is None
+            await on_a.failed(None, "192.0.2.78")
+            for _ in range(2):
+                await on_b.admit(None, "192.0.2.78")
+                await on_b.failed(None, "192.0.2.78")
+            assert await on_a.admit(None, "192.0.2.78") is not None
+
+    run(scenario)
+
+
 def test_concurrent_guesses_cannot_slip_past_the_limit(redis_server: Any) -> None:
     policy = ThrottlePolicy(max_failures=5, address_max_failures=1000)
 

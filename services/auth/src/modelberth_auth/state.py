@@ -4,8 +4,9 @@ token ends the session everywhere at once, and failed logins add up across repli
 
 :class:`StateStore` owns the process's one connection pool (``redis.asyncio``: the throttle and the
 refresh store are awaited on the event loop, so a store call never holds a threadpool thread, which argon2
-needs). Every call is bounded: connecting, waiting for a pooled connection and each answer time out after
-``timeout_seconds``, and an outer deadline covers the whole call. When a call fails, the store is taken as
+needs). Every call is bounded: one deadline of ``timeout_seconds`` covers the whole call (waiting for a pooled
+connection, connecting, sending, the answer; redis-py closes a connection whose command was cut off, so no
+late answer is ever read as the next one's). When a call fails, the store is taken as
 down for ``retry_seconds``: calls in that window fail at once (503 with ``Retry-After``) instead of each
 waiting for the timeout, and one call per window tries again, so the service recovers without a restart.
 
@@ -161,7 +162,9 @@ class StateStore:
             db=address.db,
             username=address.username,
             password=password,
-            socket_timeout=timeout_seconds,
+            # run() puts one deadline on each call. redis-py's own per-read timeout is off: on Python 3.11
+            # it wraps every send in asyncio.wait_for, a task per command, which cost more CPU than the rest.
+            socket_timeout=None,
             socket_connect_timeout=timeout_seconds,
             # Retry once, on a new connection, when a connection broke; never after a timeout (the store is
             # slow: a retry only doubles the wait). The scripts are idempotent, so a retry is safe.
@@ -195,8 +198,7 @@ class StateStore:
                 raise StateUnavailable(self._retry_after(now) if now < self._down_until else 1)
             self._probing = probe = True  # one call per window finds out whether the store is back
         try:
-            # Each step has its own timeout; this bounds their sum (pool wait + connect + retry + answer).
-            async with asyncio.timeout(self.timeout_seconds * 4):
+            async with asyncio.timeout(self.timeout_seconds):  # everything: pool wait, connect, retry, answer
                 result = await call()
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(operation, exc)
@@ -214,7 +216,7 @@ class StateStore:
         ACL without write access answer PING but cannot keep a session.
         """
         try:
-            async with asyncio.timeout(self.timeout_seconds * 4):
+            async with asyncio.timeout(self.timeout_seconds):
                 await self.redis.set(self.key("ready"), "1", px=60_000)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("check", exc)

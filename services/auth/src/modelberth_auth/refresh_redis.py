@@ -163,11 +163,22 @@ class RedisRefreshStore:
         if family is None:
             return None
         values = await self.store.run("lookup", lambda: self.store.redis.hmget(self._family(family), FIELDS))
-        if values[0] is None:
+        if None in values:
+            return None  # no such family (one HSET writes all its fields)
+        subject, scope, issued_at, expires_at, current, rotations, state = (str(v) for v in values)
+        live = state == "active" and int(expires_at) > int(time.time())
+        if not live or not hmac.compare_digest(current, token_hash(token)):
             return None
-        record = RefreshRecord(**dict(zip(FIELDS, values, strict=True)))
-        live = record.state == "active" and record.expires_at > int(time.time())
-        return record if live and hmac.compare_digest(record.current, token_hash(token)) else None
+        # Written by this module's scripts only: no validation needed on the hot path of introspection.
+        return RefreshRecord.model_construct(
+            subject=subject,
+            scope=scope,
+            issued_at=int(issued_at),
+            expires_at=int(expires_at),
+            current=current,
+            rotations=int(rotations),
+            state="active",
+        )
 
     async def rotate(self, token: str, scope: Sequence[str] | None = None) -> tuple[RefreshRecord, str]:
         """See :meth:`RefreshStore.rotate`."""

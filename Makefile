@@ -46,9 +46,10 @@ test-integration: install install-system ## real processes on 127.0.0.1 only
 train: install ## train DATASET (default iris) into MODEL_DIR
 	$(RUN) modelberth train --dataset $(DATASET) --out $(MODEL_DIR)
 
-bench: install ## trainer quality/speed and inference throughput; results in bench/results/
+bench: install install-system ## trainer quality/speed, inference throughput, auth's shared-state cost; results in bench/results/
 	$(RUN) python -m bench.trainer
 	$(RUN) python -m bench.inference
+	$(RUN) python -m bench.auth_state
 
 schema: install ## regenerate the checked-in JSON Schema of model.json
 	$(RUN) python -c "import json; from modelberth_core import contract; \

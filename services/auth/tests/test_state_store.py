@@ -432,3 +432,61 @@ def test_wrong_password_is_unavailable_not_a_crash(redis_server: Any) -> None:
             await store.aclose()
 
     run(scenario)
+
+
+ACL_COMMANDS = (
+    "+evalsha +eval +script|load +hmget +set +del +ping +hello +client|setname "  # what auth sends
+    "+time +exists +hget +hset +hincrby +pexpire +pexpireat "  # what its scripts call
+    "+zadd +zcard +zrange +zremrangebyscore +zremrangebyrank"
+)
+"""The least an ACL user needs (README, "Shared state"); Redis 7.2+ and Valkey also take ``+client|setinfo``,
+which redis-py sends on connect and does without."""
+
+
+def test_a_least_privilege_acl_user_on_its_own_prefix_is_enough(redis_server: Any) -> None:
+    with redis_server.client() as admin:
+        admin.acl_setuser(
+            "modelberth-auth",
+            enabled=True,
+            passwords=["+acl-password-0123456789"],
+            keys=["acl:*"],
+            commands=ACL_COMMANDS.split(),
+        )
+
+    async def scenario() -> None:
+        store = StateStore(
+            parse_state_url(f"redis://modelberth-auth@127.0.0.1:{redis_server.port}/0"),
+            password="acl-password-0123456789",
+            prefix="acl:",
+            timeout_seconds=1,
+            retry_seconds=0.5,
+            max_connections=2,
+        )
+        try:
+            assert await store.check() is None
+            refresh, throttle = RedisRefreshStore(store, 600), RedisThrottle(store)
+            token = await refresh.issue("alice", "predict")
+            _, token = await refresh.rotate(token)
+            assert await refresh.lookup(token) is not None
+            assert await refresh.revoke(token)
+            assert await throttle.admit("user:alice", "192.0.2.5") is None
+            await throttle.failed("user:alice", "192.0.2.5")
+            await throttle.succeeded("user:alice", "192.0.2.5")
+            outside = StateStore(
+                parse_state_url(f"redis://modelberth-auth@127.0.0.1:{redis_server.port}/0"),
+                password="acl-password-0123456789",
+                prefix="other:",  # keys outside its pattern: refused by the server, answered as unavailable
+                timeout_seconds=1,
+                retry_seconds=0.5,
+                max_connections=2,
+            )
+            try:
+                problem = await outside.check()
+                assert problem is not None
+                assert "NoPermission" in problem or "NOPERM" in problem
+            finally:
+                await outside.aclose()
+        finally:
+            await store.aclose()
+
+    run(scenario)

@@ -139,6 +139,34 @@ def test_a_refresh_asking_for_more_than_its_grant_changes_nothing(redis_server: 
     run(scenario)
 
 
+MALFORMED = [
+    "", ".", "a.", ".b", "a.b.c", "\x00.x", "x.\x00", "é.é", "\ud800.x", "a" * 300, "a." + "b" * 300,
+    "*.*", "?.[", "{tag}.x", "a b.c d", "\r\n.\r\n", "%00.%00", "..", "a..b",
+]  # fmt: skip
+
+
+def test_malformed_refresh_tokens_are_invalid_and_write_nothing(redis_server: Any) -> None:
+    async def scenario() -> None:
+        async with replicas(redis_server, count=1) as (a,):
+            store = RedisRefreshStore(a, 600)
+            live = await store.issue("alice", "predict")
+            before = sorted([k async for k in a.redis.scan_iter("t:*")])
+            family = live.split(".")[0]
+            forged = [family + ".", family + ".x.y", family + "." + "A" * 300, family + "." + "B" * 43]
+            for value in [*MALFORMED, *forged]:
+                assert await store.lookup(value) is None, value
+                assert await reason(store, value) in ("invalid", "reused"), value
+                if await store.lookup(live) is None:  # a forged secret on the live family is reuse: new login
+                    live = await store.issue("alice", "predict")
+                assert await store.revoke(value) in (False, True)
+            after = {k async for k in a.redis.scan_iter("t:*")}
+            assert after >= set(before)
+            assert len(after - set(before)) == 1  # the one login after the forged secret, nothing else
+            assert await store.lookup(live) is not None
+
+    run(scenario)
+
+
 def test_the_same_rotation_sent_twice_answers_as_once_but_a_replay_is_reuse(redis_server: Any) -> None:
     # redis-py retries a call once when its connection broke; the script must then not see "reuse".
     async def scenario() -> None:

@@ -5,10 +5,16 @@ themselves, nothing secret in the store, and outages that answer at once and hea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import shutil
+import socket
+import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -516,5 +522,109 @@ def test_a_least_privilege_acl_user_on_its_own_prefix_is_enough(redis_server: An
                 await outside.aclose()
         finally:
             await store.aclose()
+
+    run(scenario)
+
+
+# -- TLS (rediss://) ------------------------------------------------------------------------------------
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for ``localhost`` only, signed by it (PEM files)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    server = (
+        x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    paths[2].chmod(0o600)
+    return paths
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path, port_factory: Callable[[], int]) -> Iterator[tuple[int, str, Path]]:
+    """A real redis-server speaking TLS only (on a free port), with a password; stopped by its PID."""
+    ca, cert, key = _certificates(tmp_path)
+    port, password = port_factory(), "tls-password-0123456789"
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed: `make install-system` installs it"
+    process = subprocess.Popen(
+        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--tls-cert-file", str(cert),
+         "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path), "--requirepass", password],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert process.poll() is None, "redis-server (TLS) exited"
+            assert time.monotonic() < deadline, "redis-server (TLS) did not start"
+            time.sleep(0.02)
+        yield port, password, ca
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_rediss_verifies_the_store_certificate_and_its_name(tls_redis: tuple[int, str, Path]) -> None:
+    port, password, ca = tls_redis
+
+    def store(url: str, ca_file: Path | None) -> StateStore:
+        return StateStore(
+            parse_state_url(url), password=password, prefix="tls:", timeout_seconds=2, retry_seconds=0.5,
+            max_connections=2, ca_file=ca_file,
+        )  # fmt: skip
+
+    async def scenario() -> None:
+        trusted = store(f"rediss://localhost:{port}/0", ca)
+        try:
+            assert await trusted.check() is None
+            refresh = RedisRefreshStore(trusted, 600)
+            token = await refresh.issue("alice", "predict")
+            assert (await refresh.rotate(token))[0].subject == "alice"
+        finally:
+            await trusted.aclose()
+        refused = {
+            "self-signed certificate in certificate chain": store(f"rediss://localhost:{port}/0", None),
+            "IP address mismatch": store(f"rediss://127.0.0.1:{port}/0", ca),
+            "Connection reset by peer": store(f"redis://localhost:{port}/0", None),  # no TLS at all
+        }
+        for why, untrusted in refused.items():
+            try:
+                problem = await untrusted.check()
+                assert problem is not None
+                assert why in problem
+                assert password not in problem
+            finally:
+                await untrusted.aclose()
 
     run(scenario)

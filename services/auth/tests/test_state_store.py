@@ -613,16 +613,16 @@ def test_rediss_verifies_the_store_certificate_and_its_name(tls_redis: tuple[int
             assert (await refresh.rotate(token))[0].subject == "alice"
         finally:
             await trusted.aclose()
-        refused = {
-            "self-signed certificate in certificate chain": store(f"rediss://localhost:{port}/0", None),
-            "IP address mismatch": store(f"rediss://127.0.0.1:{port}/0", ca),
-            "Connection reset by peer": store(f"redis://localhost:{port}/0", None),  # no TLS at all
-        }
-        for why, untrusted in refused.items():
+        refused = [
+            (("self-signed certificate in certificate chain",), store(f"rediss://localhost:{port}/0", None)),
+            (("IP address mismatch",), store(f"rediss://127.0.0.1:{port}/0", ca)),
+            (("Connection reset by peer", "Connection closed"), store(f"redis://localhost:{port}/0", None)),
+        ]
+        for reasons, untrusted in refused:
             try:
                 problem = await untrusted.check()
                 assert problem is not None
-                assert why in problem
+                assert any(why in problem for why in reasons), problem
                 assert password not in problem
             finally:
                 await untrusted.aclose()

@@ -345,9 +345,9 @@ def test_concurrent_guesses_cannot_slip_past_the_limit(redis_server: Any) -> Non
 def test_backoff_doubles_and_a_success_or_time_clears_it(redis_server: Any) -> None:
     policy = ThrottlePolicy(
         max_failures=2,
-        backoff_seconds=0.3,
-        backoff_max_seconds=0.5,
-        reset_seconds=1.2,
+        backoff_seconds=0.6,
+        backoff_max_seconds=0.9,
+        reset_seconds=2.0,
         address_max_failures=100,
     )
 
@@ -358,12 +358,12 @@ def test_backoff_doubles_and_a_success_or_time_clears_it(redis_server: Any) -> N
             for throttle in (ta, tb):
                 assert await throttle.admit(*pair) is None
                 await throttle.failed(*pair)
-            assert await ta.admit(*pair) == 1  # 0.3 s, rounded up to whole seconds
-            await asyncio.sleep(0.35)
+            assert await ta.admit(*pair) == 1  # 0.6 s, rounded up to whole seconds
+            await asyncio.sleep(0.65)
             assert await tb.admit(*pair) is None  # the wait is over: one more try, which fails
             await tb.failed(*pair)
             assert await ta.admit(*pair) is not None
-            await asyncio.sleep(0.55)  # 0.6 s would be the doubled wait; the cap is 0.5 s
+            await asyncio.sleep(0.95)  # 1.2 s would be the doubled wait; the cap is 0.9 s
             assert await ta.admit(*pair) is None
             await ta.succeeded(*pair)  # a success clears the pair on every replica
             key = "t:th:pair:" + hashlib.sha256(b"user:alice\n192.0.2.9").hexdigest()
@@ -372,8 +372,8 @@ def test_backoff_doubles_and_a_success_or_time_clears_it(redis_server: Any) -> N
                 assert await tb.admit(*pair) is None
                 await tb.failed(*pair)
             assert await ta.admit(*pair) is not None
-            assert 0 < await a.redis.pttl(key) <= 1200  # forgotten by itself after reset_seconds
-            await asyncio.sleep(1.25)
+            assert 0 < await a.redis.pttl(key) <= 2000  # forgotten by itself after reset_seconds
+            await asyncio.sleep(2.05)
             assert await a.redis.exists(key) == 0
             assert await ta.admit(*pair) is None
 
@@ -406,7 +406,7 @@ def test_a_stopped_store_answers_unavailable_at_once_and_recovers(redis_server: 
             for call in (lambda: refresh.rotate(token), lambda: refresh.issue("bob", "predict")):
                 elapsed, error = await timed(call)
                 assert isinstance(error, StateUnavailable)
-                assert elapsed < 0.05
+                assert elapsed < 0.2
             assert await a.check() is not None
             redis_server.start()  # an empty store on the same port: the old connections are dead
             await asyncio.sleep(0.7)
@@ -436,6 +436,10 @@ def test_a_hanging_store_times_out_and_recovers_on_sigcont(redis_server: Any) ->
                 assert problem is not None
                 assert "TimeoutError" in problem
                 assert redis_server.password not in problem
+                # Known down: the next call does not wait for the 0.4 s timeout again, it fails at once.
+                elapsed, error = await timed(lambda: refresh.lookup(token))
+                assert isinstance(error, StateUnavailable)
+                assert elapsed < 0.2
             finally:
                 redis_server.resume()
             await asyncio.sleep(0.6)

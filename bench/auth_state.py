@@ -355,8 +355,8 @@ def summarise(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[st
 
 LABELS = {
     "refresh_grant": "refresh grant (one atomic rotation in the store)",
-    "introspect_refresh": "introspection of a refresh token (client throttle check + lookup)",
-    "introspect_access": "introspection of an access token (client throttle check)",
+    "introspect_refresh": "introspection of a refresh token (one lookup; client check once a second)",
+    "introspect_access": "introspection of an access token (no store call in the steady state)",
 }
 
 

@@ -18,8 +18,15 @@ VERSION_COLUMNS = ["version", "created", "metric", "score", "aliases"]
 CHECK_COLUMNS = ["check", "kind", "passed", "value", "limit", "margin", "detail"]
 
 
+MISSING = "—"
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+def _cell(value: float | None) -> float | str:
+    return MISSING if value is None else round(value, 4)
 
 
 def versions_table(listing: ModelVersions) -> pd.DataFrame:
@@ -60,7 +67,7 @@ def comparison_table(champion: ModelCard, listing: ModelVersions | None) -> tupl
     champion_label = f"champion {champion.version}"
     frame: dict[str, list[Any]] = {
         "metric": [n + (" (primary)" if n == primary else "") for n in names],
-        champion_label: [_round(champion.metrics.test.get(n)) for n in names],
+        champion_label: [_cell(champion.metrics.test.get(n)) for n in names],
     }
     challenger = _find(listing, "challenger")
     if listing is None:
@@ -74,11 +81,12 @@ def comparison_table(champion: ModelCard, listing: ModelVersions | None) -> tupl
         if challenger.metric not in (None, primary):
             notes.append(f"The challenger was scored on {challenger.metric}, the champion on {primary}.")
         label = f"challenger {challenger.version}"
-        frame[label] = [_round(score) if n == primary else None for n in names]
+        # Object columns: a metric the challenger has no score for reads "—", not NaN.
+        frame[label] = [_cell(score) if n == primary else MISSING for n in names]
         better = _better(champion, score)
         own = champion.metrics.test.get(primary)
         delta = score - own if score is not None and own is not None else None
-        frame["challenger − champion"] = [_round(delta) if n == primary else None for n in names]
+        frame["challenger − champion"] = [_cell(delta) if n == primary else MISSING for n in names]
         if better is not None:
             verdict = "better than" if better else "not better than"
             notes.append(f"On {primary} the challenger is {verdict} the champion ({_direction(champion)}).")

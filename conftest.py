@@ -133,10 +133,14 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
 
 
 def write_tiny_artifact(
-    model_dir: Path, name: str = "iris", rows: int = 60, now: datetime | None = None
+    model_dir: Path,
+    name: str = "iris",
+    rows: int = 60,
+    now: datetime | None = None,
+    alias: str = "champion",
 ) -> Path:
     """Fit a small real Pipeline on iris, publish it into the store and make it champion (like a version the
-    trainer promoted).
+    trainer promoted), or point another ``alias`` at it (``challenger``: a version the gate refused).
 
     Fast (well under a second) and complete enough for inference and UI tests; the trainer's own tests
     and the contract test cover artifacts the trainer writes.
@@ -227,8 +231,9 @@ def write_tiny_artifact(
             reference_profile=profile,
         )
         store.publish(staged, card)
-    # Served at once, as a version that passed the promotion gate would be.
-    store.move_alias(name, CHAMPION, version, reason="promote", detail="test artifact")
+    # Served at once, as a version that passed the promotion gate would be (or the alias asked for).
+    reason = "promote" if alias == CHAMPION else "gate"
+    store.move_alias(name, alias, version, reason=reason, detail="test artifact")
     return store.fetch(name, version)
 
 

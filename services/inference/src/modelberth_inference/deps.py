@@ -77,6 +77,15 @@ def served_model(request: Request, name: str) -> Served:
     return served
 
 
+async def served_version(request: Request, name: str, version: str | None) -> Served:
+    """The served version of ``name`` (``version`` None), or the version that ``version`` (a version id or an
+    alias) names, loaded on demand: 404 unknown, 409 not loadable, 503 not loaded yet or no room."""
+    served = served_model(request, name)
+    if version is None:
+        return served
+    return await get_registry(request).version(served, version)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (never buffered past it)."""
     length = request.headers.get("content-length")

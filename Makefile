@@ -46,9 +46,9 @@ test-integration: install install-system ## real processes on 127.0.0.1 only
 train: install ## train DATASET (default iris) into the store MODEL_DIR (exit 3: the gate kept the champion)
 	$(RUN) modelberth train --dataset $(DATASET) --store $(MODEL_DIR)
 
-bench: install ## trainer quality/speed and inference throughput; results in bench/results/
+bench: install ## trainer quality/speed and inference throughput; results in bench/results/ (BENCH_BASELINE=<commit>: that code in the same rounds)
 	$(RUN) python -m bench.trainer
-	$(RUN) python -m bench.inference
+	$(RUN) python -m bench.inference $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
 
 soak: install ## SIGTERM under load: 20 runs x 50 clients on auth and inference; bench/results/sigterm.*
 	$(RUN) python -m bench.sigterm_soak

@@ -234,8 +234,9 @@ def write_tiny_artifact(
         )
         store.publish(staged, card)
     # Served at once, as a version that passed the promotion gate would be (or the alias asked for).
-    reason = "promote" if alias == CHAMPION else "gate"
-    store.move_alias(name, alias, version, reason=reason, detail="test artifact")
+    store.move_alias(
+        name, alias, version, reason="promote" if alias == CHAMPION else "gate", detail="test artifact"
+    )
     return store.fetch(name, version)
 
 

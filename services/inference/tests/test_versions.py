@@ -334,3 +334,21 @@ def test_the_versioned_predict_keeps_every_check_of_the_unversioned_one(
         assert typed.status_code == 415
         assert client.post(path, json={"instances": [ROW] * 1001}, headers=headers).status_code == 422
         assert client.post(path, json={**ROW, "sepal_length": 1e300}, headers=headers).status_code == 422
+
+
+def test_a_damaged_card_in_the_store_is_a_503_for_the_listing_not_a_500(
+    make_client: Callable[..., Any], store_dir: Path, signer: Any
+) -> None:
+    challenger = store_dir / "iris" / _aliases(store_dir)[CHALLENGER]
+    headers = signer.headers()
+    with make_client(store_dir) as client:
+        (challenger / contract.CARD_FILE).write_text("{not json", encoding="utf-8")
+        listing = client.get("/v1/models/iris/versions", headers=headers)
+        assert listing.status_code == 503
+        assert listing.json() == {"detail": "the versions of model 'iris' cannot be read now"}
+        by_alias = client.post("/v1/models/iris/versions/challenger/predict", json=ROW, headers=headers)
+        assert by_alias.status_code == 409
+        assert by_alias.json()["detail"].endswith("cannot be loaded: the model card cannot be read")
+        assert str(store_dir) not in listing.text + by_alias.text
+        assert client.get("/openapi.json").status_code == 200
+        assert client.post("/v1/models/iris/predict", json=ROW, headers=headers).status_code == 200

@@ -170,7 +170,7 @@ class HeldVersions:
     def _exists(self, name: str, version: str) -> bool:
         try:
             self.store.resolve(Reference(name, version=version))
-        except StoreError:
+        except (StoreError, OSError):
             return False
         return True
 
@@ -216,7 +216,7 @@ class HeldVersions:
         read_at = time.monotonic()
         try:
             aliases = self.store.aliases(name)
-        except StoreError as exc:  # e.g. the model's directory vanished: it has no aliases now
+        except (StoreError, OSError) as exc:  # e.g. the model's directory vanished: no aliases now
             log.warning("cannot read the aliases", extra={"model": name, "error": str(exc)})
             aliases = {}
         self._aliases[name] = (read_at, aliases)
@@ -233,7 +233,7 @@ class HeldVersions:
             return cached[1], cached[2]
         try:
             versions = [v.version for v in self.store.versions(name)]
-        except (StoreError, ContractError):  # logged where it matters: the listing and the loads
+        except (StoreError, ContractError, OSError):  # logged where it matters: the listing, the loads
             versions = []
         aliases = self.read_aliases(name)
         self._catalogues[name] = (now, versions, aliases)
@@ -246,7 +246,7 @@ class HeldVersions:
         if card is None:
             try:
                 card = self._cards[key] = self.store.card(name, version)
-            except (StoreError, ContractError):  # a missing or invalid card: the version is not documented
+            except (StoreError, ContractError, OSError):  # missing or invalid: the version is not documented
                 return None
         return card
 

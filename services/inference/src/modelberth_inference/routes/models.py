@@ -43,7 +43,7 @@ async def list_versions(name: str, registry: RegistryDep, _: ReadPrincipal) -> R
         listing = await registry.listing(name)
     except ModelNotFound:
         raise ServiceError(404, f"model {name!r} not found") from None
-    except (StoreError, ContractError) as exc:  # a damaged store: the log has the details (and paths)
+    except (StoreError, ContractError, OSError) as exc:  # a damaged store: the log has details (and paths)
         log.error("cannot list the versions", extra={"model": name, "error": str(exc)})
         raise ServiceError(503, f"the versions of model {name!r} cannot be read now") from None
     return json_response(listing)

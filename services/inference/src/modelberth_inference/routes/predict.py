@@ -201,7 +201,9 @@ async def _predict(request: Request, name: str, version: str | None) -> Response
         async with asyncio.timeout(settings.request_timeout_seconds):
             start = time.perf_counter()
             caller = await authorize(request, "predict")
-            served = await served_version(request, name, version)
+            served = served_model(request, name)
+            if version is not None:
+                served = await served_version(request, name, version)
             require_json(request)
             body = await read_body(request, settings.max_body_bytes)
             columns = served.model.validator.decode(body, settings.max_instances)

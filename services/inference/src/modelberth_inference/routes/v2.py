@@ -15,7 +15,14 @@ from fastapi import APIRouter, Request, Response
 
 from modelberth_core.errors import ServiceError
 from modelberth_inference import __version__
-from modelberth_inference.deps import ReadPrincipal, authorize, read_json, require_json, served_version
+from modelberth_inference.deps import (
+    ReadPrincipal,
+    authorize,
+    read_json,
+    require_json,
+    served_model,
+    served_version,
+)
 from modelberth_inference.errors import json_response
 from modelberth_inference.openapi import BEARER, errors
 from modelberth_inference.registry import Served
@@ -266,7 +273,9 @@ async def _infer(name: str, version: str | None, request: Request) -> Response:
     try:
         async with asyncio.timeout(settings.request_timeout_seconds):
             caller = await authorize(request, "predict")
-            served = await served_version(request, name, version)
+            served = served_model(request, name)
+            if version is not None:
+                served = await served_version(request, name, version)
             require_json(request, also=OCTET_STREAM)
             if "inference-header-content-length" in request.headers:
                 raise _bad(BINARY_UNSUPPORTED)

@@ -352,3 +352,37 @@ def test_a_damaged_card_in_the_store_is_a_503_for_the_listing_not_a_500(
         assert str(store_dir) not in listing.text + by_alias.text
         assert client.get("/openapi.json").status_code == 200
         assert client.post("/v1/models/iris/predict", json=ROW, headers=headers).status_code == 200
+
+
+def test_a_slow_load_answers_504_in_time_and_the_version_is_there_afterwards(
+    make_client: Callable[..., Any], store_dir: Path, signer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    calls: list[str] = []
+    real = versions_module.load_model
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[2])
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    headers = signer.headers()
+    with make_client(store_dir, request_timeout_seconds=0.3) as client:
+        monkeypatch.setattr(versions_module, "load_model", slow)
+        for path, key in (
+            ("/v2/models/iris/versions/challenger", "error"),
+            ("/v2/models/iris/versions/challenger/ready", "error"),
+        ):
+            started = time.monotonic()
+            answer = client.get(path, headers=headers)
+            assert answer.status_code == 504, answer.text
+            assert answer.json() == {key: "request timed out after 0.3 s"}
+            assert time.monotonic() - started < 3
+        v1 = client.post("/v1/models/iris/versions/challenger/predict", json=ROW, headers=headers)
+        assert v1.status_code == 504
+        release.set()
+        deadline = time.monotonic() + 10
+        while client.get("/v2/models/iris/versions/challenger/ready", headers=headers).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert calls == [_aliases(store_dir)[CHALLENGER]]  # one load for all of them

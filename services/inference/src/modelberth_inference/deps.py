@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -79,11 +80,17 @@ def served_model(request: Request, name: str) -> Served:
 
 async def served_version(request: Request, name: str, version: str | None) -> Served:
     """The served version of ``name`` (``version`` None), or the version that ``version`` (a version id or an
-    alias) names, loaded on demand: 404 unknown, 409 not loadable, 503 not loaded yet or no room."""
+    alias) names, loaded on demand: 404 unknown, 409 not loadable, 503 not loaded yet or no room, 504 when the
+    load takes longer than the request may."""
     served = served_model(request, name)
     if version is None:
         return served
-    return await get_registry(request).version(served, version)
+    timeout = get_settings(request).request_timeout_seconds
+    try:
+        async with asyncio.timeout(timeout):  # a slow load answers 504 in time; the load goes on
+            return await get_registry(request).version(served, version)
+    except TimeoutError:
+        raise ServiceError(504, f"request timed out after {timeout:g} s") from None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -64,6 +64,7 @@ class HeldVersions:
         self._unloaded = unloaded
         self.held: dict[str, OrderedDict[str, Served]] = {}
         self._loads: dict[tuple[str, str], asyncio.Task[LoadedModel]] = {}
+        self._holding: dict[tuple[str, str], asyncio.Task[Served]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._failures: dict[tuple[str, str], tuple[float, LoadFailure]] = {}
         self._aliases: dict[str, tuple[float, dict[str, str]]] = {}
@@ -130,6 +131,8 @@ class HeldVersions:
     async def hold(self, name: str, version: str, serving: Callable[[], Served | None]) -> Served:
         """``version`` of ``name``, loaded now if it is not held (see the module docstring for the rules).
 
+        The load and the holding run in a task that the requests wait for: a request that gives up (its
+        time budget ran out) neither cancels them nor leaves the loaded version unheld for the next one.
         ``serving`` gives the served version when the load is done: if that is this version (the champion
         moved to it meanwhile), it is returned rather than held twice.
         """
@@ -137,8 +140,23 @@ class HeldVersions:
         failed = self._failures.get(key)
         if failed is not None and time.monotonic() - failed[0] < LOAD_RETRY_SECONDS:
             raise VersionNotLoadable(f"model {name!r} version {version} cannot be loaded: {failed[1].reason}")
+        task = self._holding.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._hold(name, version, serving))
+            self._holding[key] = task
+
+            def done(finished: asyncio.Task[Served]) -> None:
+                self._holding.pop(key, None)
+                if not finished.cancelled():
+                    finished.exception()  # retrieved: a hold nobody waits for any more logs nothing
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def _hold(self, name: str, version: str, serving: Callable[[], Served | None]) -> Served:
+        # One on-demand load at a time per model: memory stays within the cap plus one version.
         async with self._locks.setdefault(name, asyncio.Lock()):
-            held = self.get(name, version)  # a concurrent first request loaded it while this one waited
+            held = self.get(name, version)
             if held is not None:
                 return held
             if not await asyncio.to_thread(self._exists, name, version):
@@ -151,13 +169,16 @@ class HeldVersions:
             try:
                 model = await self.obtain(name, version)
             except LoadError as exc:
-                self._failures[key] = (time.monotonic(), LoadFailure(version, exc.reason, str(exc)))
+                self._failures[(name, version)] = (
+                    time.monotonic(),
+                    LoadFailure(version, exc.reason, str(exc)),
+                )
                 self.metrics.model_load_failures.labels(name).inc()
                 log.error("version load failed", extra={"model": name, "version": version, "error": str(exc)})
                 raise VersionNotLoadable(
                     f"model {name!r} version {version} cannot be loaded: {exc.reason}"
                 ) from None
-            self._failures.pop(key, None)
+            self._failures.pop((name, version), None)
             current = serving()
             if current is not None and current.model.version == version:
                 return current

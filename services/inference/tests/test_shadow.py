@@ -306,3 +306,24 @@ def test_agreement_of_labels_and_of_values_within_the_tolerance() -> None:
     assert within == (4, 3)
     nan = agreement(values(1.0, 2.0), values(float("nan"), 2.0, invalid=[0]), regression=True, tolerance=0.5)
     assert nan == (2, 1)
+
+
+def test_a_challenger_that_cannot_load_leaves_the_champion_answering_and_says_why(
+    make_client: Callable[..., Any], store_dir: Path, signer: Any
+) -> None:
+    challenger = store_dir / "iris" / FilesystemStore(store_dir).aliases("iris")[CHALLENGER]
+    (challenger / contract.MODEL_FILE).write_bytes(b"tampered")
+    headers = signer.headers()
+    with make_client(store_dir, shadow=True, poll_seconds=0.05) as client:
+        time.sleep(0.3)  # several polls: each finds the same challenger refused, none loads it again
+        assert client.post("/v1/models/iris/predict", json=ROWS[0], headers=headers).status_code == 200
+        shadow = client.get("/v1/models/iris/versions", headers=headers).json()["shadow"]
+        assert shadow == {
+            "enabled": True,
+            "status": "waiting",
+            "challenger": challenger.name,
+            "reason": f"model 'iris' version {challenger.name} cannot be loaded: "
+            "the model file is missing or its sha256 differs from the card's",
+        }
+        failures = _sample(client, "modelberth_inference_model_load_failures_total", model="iris")
+        assert failures == 1

@@ -72,6 +72,8 @@ class ModelRegistry:
         self.store = open_store(settings.store_location())
         self.shadows: dict[str, ShadowScorer] = {}
         """Model -> the scorer its served version hands its batches to (while shadowing)."""
+        self.waiting: dict[str, tuple[str, str]] = {}
+        """Model -> (challenger, why) while shadowing waits for a challenger that cannot be held now."""
         self.versions = HeldVersions(
             self.store, settings, metrics, pinned=self._pinned, unloaded=self._unloaded
         )
@@ -282,11 +284,14 @@ class ModelRegistry:
         try:
             held = await self.version(served, challenger)
         except (VersionNotFound, VersionNotLoadable, VersionCapReached) as exc:
-            log.warning(
-                "shadow traffic waits: the challenger is not available",
-                extra={"model": name, "challenger": challenger, "error": exc.detail},
-            )
+            if self.waiting.get(name, ("", ""))[0] != challenger:  # logged once per challenger, not per poll
+                log.warning(
+                    "shadow traffic waits: the challenger is not available",
+                    extra={"model": name, "challenger": challenger, "error": exc.detail},
+                )
+            self.waiting[name] = (challenger, str(exc.detail))
             return
+        self.waiting.pop(name, None)
         if self.models.get(name) is not served:  # swapped meanwhile: the next poll sets the new pair up
             return
         scorer = ShadowScorer(
@@ -304,6 +309,7 @@ class ModelRegistry:
         )
 
     def _stop_shadow(self, name: str) -> None:
+        self.waiting.pop(name, None)
         scorer = self.shadows.pop(name, None)
         served = self.models.get(name)
         if scorer is not None and served is not None and served.runner.shadow is scorer:
@@ -363,11 +369,16 @@ class ModelRegistry:
                 }
                 for v in versions
             ],
-            "shadow": {
-                "enabled": self.settings.shadowed(name),
-                **(scorer.stats() if scorer is not None else {"status": "off"}),
-            },
+            "shadow": {"enabled": self.settings.shadowed(name), **self._shadow_state(name, scorer)},
         }
+
+    def _shadow_state(self, name: str, scorer: ShadowScorer | None) -> dict[str, Any]:
+        if scorer is not None:
+            return scorer.stats()
+        if name in self.waiting:
+            challenger, why = self.waiting[name]
+            return {"status": "waiting", "challenger": challenger, "reason": why}
+        return {"status": "off"}
 
     def _versions_and_aliases(self, name: str) -> tuple[list[VersionInfo], dict[str, str]]:
         return self.store.versions(name), self.versions.read_aliases(name)

@@ -154,13 +154,13 @@ class HeldVersions:
         return await asyncio.shield(task)
 
     async def _hold(self, name: str, version: str, serving: Callable[[], Served | None]) -> Served:
+        if not await asyncio.to_thread(self._exists, name, version):  # before queueing for the lock
+            raise VersionNotFound(f"model {name!r} has no version {version}")
         # One on-demand load at a time per model: memory stays within the cap plus one version.
         async with self._locks.setdefault(name, asyncio.Lock()):
             held = self.get(name, version)
             if held is not None:
                 return held
-            if not await asyncio.to_thread(self._exists, name, version):
-                raise VersionNotFound(f"model {name!r} has no version {version}")
             if not self._room(name):
                 raise VersionCapReached(
                     f"model {name!r} holds {self.settings.max_versions} versions in memory, none of which"

@@ -95,8 +95,9 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 240.
 
 
 @contextlib.contextmanager
-def server(argv: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
-    """Run ``argv`` pinned to the server CPU until the block ends (stopped by its PID)."""
+def server(argv: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[int]:
+    """Run ``argv`` pinned to the server CPU until the block ends (stopped by its PID, which it yields:
+    ``taskset`` execs the command, so it is the server's own)."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, *argv],
@@ -111,7 +112,7 @@ def server(argv: list[str], env: dict[str, str], ready_url: str, log: Path) -> I
             raise RuntimeError(
                 f"{argv[2:5]} not ready: {exc}\n{log.read_text(errors='replace')[-3000:]}"
             ) from exc
-        yield
+        yield process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -183,19 +184,37 @@ SHADOW_TARGETS: dict[str, float] = {
     "shadow_p99_ratio": 1.5,  # champion p99 on / off, at most
     "shadow_share_scored": 0.9,  # the worst round's share of requests the challenger scored, at least
     "off_vs_before": 0.9,  # shadowing off vs the code before the change (--baseline), same floors, at least
+    # The same two bounds as CPU time per request, which other processes on the machine do not move: on a
+    # core of its own, req/s is 1 / (CPU per request), so >= 0.9x req/s is <= 1/0.9 the CPU per request.
+    "shadow_cpu_ratio": round(1 / 0.9, 3),  # CPU per request on / off, at most
+    "cpu_off_vs_before": round(1 / 0.9, 3),  # CPU per request off / before, at most
 }
 
 
-def _single_row(base_url: str, token: str, work: Path, seconds: int, warmup: int) -> dict[str, Any]:
-    """One measured single-row run against an inference process, with what its /metrics say about it."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
+
+
+def _single_row(base_url: str, pid: int, token: str, work: Path, seconds: int, warmup: int) -> dict[str, Any]:
+    """One measured single-row run against an inference process, with what its /metrics say about it and
+    the CPU time it spent per request (shadow work included: the queue drains before the second reading).
+
+    CPU per request does not depend on how much of the core other processes took meanwhile, which on a
+    shared machine swings req/s and p99 far more than any change measured here.
+    """
     url, metrics_url = base_url + "/v1/models/iris/predict", base_url + "/metrics"
     single_lua = POST_LUA % {"token": token, "body": json.dumps({"instances": [ROW]})}
     run_wrk(url, warmup, work, single_lua)
     time.sleep(0.3)  # the warm-up's shadow batches drain before counting starts
     before = httpx.get(metrics_url, timeout=5.0).text
+    cpu_before = cpu_seconds(pid)
     result = run_wrk(url, seconds, work, single_lua)
     time.sleep(0.3)  # and the measured run's, before counting ends
+    cpu = cpu_seconds(pid) - cpu_before
     after = httpx.get(metrics_url, timeout=5.0).text
+    result["cpu_us_per_request"] = round(cpu / max(result["requests"], 1) * 1e6, 1)
     result["mean_rows_per_predict_call"] = _mean_batch(after, before)
     outcomes = {
         outcome: _labelled(after, SHADOW_REQUESTS, outcome) - _labelled(before, SHADOW_REQUESTS, outcome)
@@ -209,7 +228,7 @@ def _single_row(base_url: str, token: str, work: Path, seconds: int, warmup: int
 
 def measure_round(
     hello_url: str,
-    inference: dict[str, str],
+    inference: dict[str, tuple[str, int]],
     token: str,
     work: Path,
     seconds: int,
@@ -220,9 +239,9 @@ def measure_round(
     uses the floors run just before and after.
 
     ``inference`` maps ``off`` (shadowing off: the champion path), ``on`` (shadowing on) and optionally
-    ``before`` (the baseline's code) to base URLs. This machine's speed drifts by half within a minute, so a
-    ratio is only fair between runs seconds apart; bracketing each measurement with two floor runs also
-    cancels a steady drift, and rotating the order cancels the position within the round.
+    ``before`` (the baseline's code) to (base URL, PID). This machine's speed drifts by half within a minute,
+    so a ratio is only fair between runs seconds apart; bracketing each measurement with two floor runs
+    also cancels a steady drift, and rotating the order cancels the position within the round.
     """
 
     def floor() -> dict[str, Any]:
@@ -230,10 +249,10 @@ def measure_round(
         return run_wrk(hello_url, seconds, work)
 
     floors = [floor()]
-    singles = {key: _single_row(inference[key], token, work, seconds, warmup) for key in order}
+    singles = {key: _single_row(*inference[key], token, work, seconds, warmup) for key in order}
     floors.append(floor())
     batch_lua = POST_LUA % {"token": token, "body": json.dumps({"instances": [ROW] * 1000})}
-    url = inference["off"] + "/v1/models/iris/predict"
+    url = inference["off"][0] + "/v1/models/iris/predict"
     run_wrk(url, warmup, work, batch_lua, connections=4)
     batch = run_wrk(url, seconds, work, batch_lua, connections=4)
     batch["rows_per_s"] = round(batch["rps"] * 1000, 0)
@@ -254,12 +273,14 @@ def measure_round(
         "ratio_to_floor_shadow_on": round(on["rps"] / single_floor, 3),
         "shadow_rps_ratio": round(on["rps"] / off["rps"], 3),
         "shadow_p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3),
+        "shadow_cpu_ratio": round(on["cpu_us_per_request"] / off["cpu_us_per_request"], 3),
     }
     if "before" in singles:
         before = singles["before"]
         out["before"] = before
         out["ratio_to_floor_before"] = round(before["rps"] / single_floor, 3)
         out["off_vs_before"] = round(off["rps"] / before["rps"], 3)
+        out["cpu_off_vs_before"] = round(off["cpu_us_per_request"] / before["cpu_us_per_request"], 3)
     return out
 
 
@@ -345,14 +366,18 @@ def main(argv: list[str] | None = None) -> int:
                         **env,
                         "PYTHONPATH": stack.enter_context(baseline_source(args.baseline, work)),
                     }
+                inference: dict[str, tuple[str, int]] = {}
                 for key in keys:
                     argv_ = [py, "-m", "modelberth_core.cli", "serve", "inference", "--port", str(ports[key])]
-                    stack.enter_context(server(argv_, envs[key], base[key] + "/readyz", work / f"{key}.log"))
+                    pid = stack.enter_context(
+                        server(argv_, envs[key], base[key] + "/readyz", work / f"{key}.log")
+                    )
+                    inference[key] = (base[key], pid)
                 _check_shadowing(base["on"], token)
                 rounds = [
                     measure_round(
                         hello_url,
-                        base,
+                        inference,
                         token,
                         work,
                         args.seconds,
@@ -419,16 +444,20 @@ def _shadow_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "shadow_share_scored": min(shares),
         "ratio_to_floor_shadow_off": _median([r["ratio_to_floor"] for r in rounds]),
         "ratio_to_floor_shadow_on": _median([r["ratio_to_floor_shadow_on"] for r in rounds]),
+        "shadow_cpu_ratio": _median([r["shadow_cpu_ratio"] for r in rounds]),
     }
     met = {
         "shadow_rps_ratio": out["shadow_rps_ratio"] >= SHADOW_TARGETS["shadow_rps_ratio"],
         "shadow_p99_ratio": out["shadow_p99_ratio"] <= SHADOW_TARGETS["shadow_p99_ratio"],
         "shadow_share_scored": out["shadow_share_scored"] >= SHADOW_TARGETS["shadow_share_scored"],
+        "shadow_cpu_ratio": out["shadow_cpu_ratio"] <= SHADOW_TARGETS["shadow_cpu_ratio"],
     }
     if all("before" in r for r in rounds):
         out["off_vs_before"] = _median([r["off_vs_before"] for r in rounds])
         out["ratio_to_floor_before"] = _median([r["ratio_to_floor_before"] for r in rounds])
+        out["cpu_off_vs_before"] = _median([r["cpu_off_vs_before"] for r in rounds])
         met["off_vs_before"] = out["off_vs_before"] >= SHADOW_TARGETS["off_vs_before"]
+        met["cpu_off_vs_before"] = out["cpu_off_vs_before"] <= SHADOW_TARGETS["cpu_off_vs_before"]
     out["targets"] = SHADOW_TARGETS
     out["meets_targets"] = met
     return out
@@ -536,6 +565,9 @@ def _shadow_markdown(r: dict[str, Any], mark: dict[bool, str]) -> list[str]:
         f"| {mark[ok['shadow_p99_ratio']]} |",
         f"| requests scored by the challenger (worst round) | {sh['shadow_share_scored']:.1%} | ≥ 90 % "
         f"| {mark[ok['shadow_share_scored']]} |",
+        f"| shadowing on / off, CPU time per request (what req/s on a core of its own follows) "
+        f"| {sh['shadow_cpu_ratio']:.3f} | ≤ {SHADOW_TARGETS['shadow_cpu_ratio']} "
+        f"| {mark[ok['shadow_cpu_ratio']]} |",
     ]
     if "off_vs_before" in sh:
         lines.append(
@@ -544,12 +576,17 @@ def _shadow_markdown(r: dict[str, Any], mark: dict[bool, str]) -> list[str]:
             f"| {sh['off_vs_before']:.3f} | ≥ 0.9 "
             f"| {mark[ok['off_vs_before']]} |"
         )
+        lines.append(
+            f"| shadowing off / before the change, CPU time per request | {sh['cpu_off_vs_before']:.3f} "
+            f"| ≤ {SHADOW_TARGETS['cpu_off_vs_before']} | {mark[ok['cpu_off_vs_before']]} |"
+        )
     has_before = "off_vs_before" in sh
     lines += [
         "",
         "| round | order | off req/s | on req/s | on/off | off p99 ms | on p99 ms | p99 on/off | scored "
-        + ("| before req/s | off/before |" if has_before else "|"),
-        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if has_before else ""),
+        "| CPU µs/req off / on "
+        + ("| before req/s | off/before | CPU µs/req before |" if has_before else "|"),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if has_before else ""),
     ]
     for i, x in enumerate(r["rounds"], 1):
         on = x["shadow_on"]
@@ -557,10 +594,14 @@ def _shadow_markdown(r: dict[str, Any], mark: dict[bool, str]) -> list[str]:
         row = (
             f"| {i} | {' → '.join(x['order'])} | {x['single_row']['rps']:,.0f} | {on['rps']:,.0f} "
             f"| {x['shadow_rps_ratio']:.2f} | {x['single_row']['p99_ms']} | {on['p99_ms']} "
-            f"| {x['shadow_p99_ratio']:.2f} | {share:.1%} |"
+            f"| {x['shadow_p99_ratio']:.2f} | {share:.1%} "
+            f"| {x['single_row'].get('cpu_us_per_request')} / {on.get('cpu_us_per_request')} |"
         )
         if has_before:
-            row += f" {x['before']['rps']:,.0f} | {x['off_vs_before']:.2f} |"
+            row += (
+                f" {x['before']['rps']:,.0f} | {x['off_vs_before']:.2f} "
+                f"| {x['before'].get('cpu_us_per_request')} |"
+            )
         lines.append(row)
     return lines
 

@@ -512,7 +512,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"{r['setup']['date']}; server on CPU {r['setup']['server_cpu']}, "
         f"wrk on CPU {r['setup']['load_cpu']}, {r['setup']['connections']} connections "
         f"(4 for the batch), {r['setup']['seconds']} s per run, {r['setup']['rounds']} rounds of "
-        f"floor → single row → floor → batch → floor (each ratio against the floors either side); "
+        f"floor → single row{' (on each process)' if 'shadow' in r else ''} → floor → batch → floor "
+        "(each ratio against the floors either side); "
         f"{r['setup']['tokens']}. The table shows the round with the median "
         "single-row ratio; every round is listed below it.",
         "",

@@ -250,7 +250,8 @@ def tiny_model_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def artifact_factory() -> Callable[..., Path]:
-    """``artifact_factory(model_dir, name="iris", rows=60)`` publishes a tiny version; returns its dir."""
+    """``artifact_factory(model_dir, name="iris", rows=60, alias="champion")`` publishes a tiny version and
+    points the alias at it; returns its dir."""
     return write_tiny_artifact
 
 

@@ -487,6 +487,27 @@ def test_inference_models_take_store_references(
             render(values)
 
 
+def test_shadow_traffic_and_the_version_cap_are_wired_to_the_settings(
+    render: Callable[[dict[str, Any] | None], list[Manifest]],
+) -> None:
+    from modelberth_inference.settings import Settings
+
+    def inference_settings(values: dict[str, Any] | None) -> Settings:
+        env = {e["name"]: e["value"] for e in _inference_env(_inference_pod(render(values))) if "value" in e}
+        names = ("MAX_VERSIONS", "SHADOW", "SHADOW_MODELS", "SHADOW_QUEUE_ROWS", "SHADOW_TOLERANCE")
+        return Settings(**{n.lower(): env[f"INFERENCE_{n}"] for n in names if f"INFERENCE_{n}" in env})
+
+    default = inference_settings(None)
+    assert (default.max_versions, default.shadow, default.shadow_models) == (3, False, "")
+    assert not default.shadowed("iris")
+    shadow = {"enabled": False, "models": ["iris", "churn"], "queueRows": 500, "tolerance": 0.1}
+    chosen = inference_settings({"inference": {"maxVersions": 5, "shadow": shadow}})
+    assert (chosen.max_versions, chosen.shadow_queue_rows, chosen.shadow_tolerance) == (5, 500, 0.1)
+    assert chosen.shadowed("churn")
+    assert not chosen.shadowed("wine")
+    assert inference_settings({"inference": {"shadow": {"enabled": True}}}).shadowed("wine")
+
+
 def test_hpa_scales_inference_on_cpu_and_requests_per_second(
     named_set: Callable[[str], list[Manifest]],
 ) -> None:
@@ -855,6 +876,11 @@ _SCHEMA_ERRORS = [
     ({"auth": {"autoscaling": {"enabled": True}}}, "enabled"),
     ({"auth": {"state": {"host": "valkey"}}}, "host"),
     ({"networkPolicy": {"stateStore": {"cidrs": ["10.0.0.1"]}}}, "cidrs"),
+    ({"inference": {"maxVersions": 1}}, "maxVersions"),
+    ({"inference": {"shadow": {"enabled": "yes"}}}, "enabled"),
+    ({"inference": {"shadow": {"models": ["Iris"]}}}, "models"),
+    ({"inference": {"shadow": {"queueRows": 0}}}, "queueRows"),
+    ({"inference": {"shadow": {"alias": "challenger"}}}, "alias"),
 ]
 
 

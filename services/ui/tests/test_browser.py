@@ -445,7 +445,8 @@ def _run(journey: Journey, tmp_path: Path) -> None:
     if listed.status_code == 404:
         page.locator("#mb-versions-message").get_by_text("This inference does not list versions").wait_for()
     else:
-        page.locator("#mb-versions-table").get_by_text(served).first.wait_for()
+        # Gradio's table also renders hidden copies of its cells: wait for the one shown.
+        page.locator("#mb-versions-table").get_by_text(served).filter(visible=True).first.wait_for()
         assert "champion" in page.locator("#mb-versions-table").inner_text()
     journey.shot("versions")
     page.get_by_role("tab", name="Model").click()

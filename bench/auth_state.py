@@ -28,7 +28,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from typing import Any
 import httpx
 from argon2 import PasswordHasher, Type
 
+from bench.inference import REPORT_LUA, free_port
 from modelberth_auth.keys import create_keyset
 from modelberth_auth.principals import ClientRecord, PrincipalsFile, UserRecord, hash_secret, write_document
 
@@ -79,23 +79,6 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Authorization"] = "Basic %(basic)s"
 wrk.body = "token=%(token)s"
 """
-
-REPORT_LUA = """
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("JSON {\\"requests\\": %d, \\"errors\\": %d, \\"non2xx\\": %d, "
-    .. "\\"p50_us\\": %d, \\"p99_us\\": %d, \\"duration_us\\": %d}\\n",
-    summary.requests, e.connect + e.read + e.write + e.timeout,
-    summary.errors.status, latency:percentile(50), latency:percentile(99), summary.duration))
-end
-"""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -22,12 +22,14 @@ from modelberth_core.metrics import (
 )
 from modelberth_core.security import JwksKeySource, KeySource, TokenVerifier
 from modelberth_inference import __version__
-from modelberth_inference.errors import install_inference_error_handlers
-from modelberth_inference.monitoring import DriftCollector, InferenceMetrics
+from modelberth_inference.dataplane import DataPlane
+from modelberth_inference.drift import DriftCollector
+from modelberth_inference.metrics import InferenceMetrics
 from modelberth_inference.openapi import install_openapi
 from modelberth_inference.prediction_log import PredictionLog, PredictionLogError, open_prediction_log
 from modelberth_inference.registry import ModelRegistry
-from modelberth_inference.routes import health, models, predict, v2
+from modelberth_inference.rest import install_inference_error_handlers
+from modelberth_inference.routes import health, models, v1, v2
 from modelberth_inference.settings import Settings
 
 log = logging.getLogger("modelberth.inference")
@@ -141,16 +143,16 @@ def _build(settings: Settings, keys: KeySource | None) -> FastAPI:
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.metrics_registry = metrics_registry
-    app.state.verifier = verifier
-    app.state.prediction_log = prediction_log
+    app.state.dataplane = DataPlane(settings, registry, metrics, verifier, prediction_log)
     install_inference_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
-    app.include_router(predict.hot_router)  # first: route matching walks the list in order
-    app.include_router(v2.hot_router)
+    # The prediction routes first: route matching walks the list in order, and they carry the traffic.
+    app.include_router(v1.router)
+    app.include_router(v2.infer_router)
     app.include_router(health.router)
     app.include_router(metrics_router(metrics_registry))
     app.include_router(models.router)
-    app.include_router(predict.router)
+    app.include_router(v1.examples_router)
     app.include_router(v2.router)
     install_openapi(app)
     return app

@@ -25,9 +25,10 @@ install: ## install uv (with pip) if missing, then the locked environment
 install-system: ## Debian packages the integration tests drive for real (chromium, prometheus)
 	scripts/install-system-deps.sh
 
-lint: install ## ruff and mypy (strict) on every package
+lint: install ## ruff, mypy (strict) and import-linter's layer contracts on every package
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) lint-imports
 	$(RUN) mypy services/core/src services/auth/src services/inference/src services/ui/src trainer/src
 
 format: install ## apply ruff's fixes and formatting

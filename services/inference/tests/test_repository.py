@@ -136,6 +136,12 @@ def test_load_and_unload_of_an_unknown_model_are_404(
     bad = client.post("/v2/repository/models/iris/load", content=b"[1]", headers=signer.headers())
     assert bad.status_code == 400
     assert bad.json() == {"error": "expected a JSON object"}
+    override = {"parameters": {"config": '{"backend": "python"}'}}
+    refused = client.post("/v2/repository/models/iris/load", json=override, headers=signer.headers())
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "error": "load takes no parameters: the model store holds each version's card and files"
+    }
 
 
 def test_an_unload_racing_a_poll_stays_unloaded(client: TestClient, signer: Any) -> None:

@@ -33,12 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from modelberth_core.contract import GateCheck, Threshold
 from modelberth_trainer.errors import DataError
 from modelberth_trainer.evaluation import fairness, hard_predictions
+from modelberth_trainer.prepare import Prepared
 from modelberth_trainer.search import predict_scores
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
-
-    from modelberth_trainer.train import Prepared
 
 MAX_FILE_BYTES = 1 << 20
 """An expectations file is a page of checks; anything larger is refused unread."""

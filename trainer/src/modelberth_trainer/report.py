@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -19,9 +19,7 @@ from sklearn import metrics as skm
 
 from modelberth_core.contract import ModelCard, Threshold
 from modelberth_trainer.leakage import GuardResult
-
-if TYPE_CHECKING:
-    from modelberth_trainer.train import Prepared
+from modelberth_trainer.prepare import Prepared
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}

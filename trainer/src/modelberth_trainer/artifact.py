@@ -47,17 +47,6 @@ class Trained:
         return self.alias == CHAMPION
 
 
-def _threshold(prep: Prepared, result: SearchResult, settings: TrainerSettings) -> contract.Threshold | None:
-    problem = prep.problem
-    if not problem.classification or problem.classes is None or len(problem.classes) != 2:
-        return None
-    assert problem.positive is not None
-    pos = problem.classes.index(problem.positive)
-    return choose_threshold(
-        prep.y_train == problem.positive, result.selected.oof[:, pos], settings.cost_fp, settings.cost_fn
-    )
-
-
 @dataclass
 class RunContext:
     """What one run publishes into and with: its settings, the store and name, the declared checks, where
@@ -172,6 +161,17 @@ def _evaluate(settings: TrainerSettings, fitted: Fitted) -> _Evaluated:
     target_std = None if problem.classification else float(np.std(prep.y_train.astype(float)))
     fair = fairness(pipeline, prep.x_test, settings.protected, problem, threshold, target_std)
     return _Evaluated(threshold, metrics, importances, fair, target_std)
+
+
+def _threshold(prep: Prepared, result: SearchResult, settings: TrainerSettings) -> contract.Threshold | None:
+    problem = prep.problem
+    if not problem.classification or problem.classes is None or len(problem.classes) != 2:
+        return None
+    assert problem.positive is not None
+    pos = problem.classes.index(problem.positive)
+    return choose_threshold(
+        prep.y_train == problem.positive, result.selected.oof[:, pos], settings.cost_fp, settings.cost_fn
+    )
 
 
 def _write_model(staged: Path, fitted: Fitted) -> Path:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 from sklearn.model_selection import KFold, StratifiedKFold
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
@@ -28,6 +26,7 @@ from modelberth_trainer.prepare import Prepared, Say, prepare
 from modelberth_trainer.provenance import git_sha
 from modelberth_trainer.search import (
     Clock,
+    Folds,
     Limits,
     SearchResult,
     TrainingData,
@@ -41,28 +40,6 @@ SEARCH_SHARE = 0.8
 """Share of the time budget for the search; the rest is for the refit, the evaluation and the report."""
 FEW_ROWS = 5000
 """Up to this many training rows use 5-fold cross-validation, more use 3 folds."""
-
-
-def make_folds(prep: Prepared, seed: int) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
-    """5 folds (3 for more than 5000 rows), stratified for classification, on the training part."""
-    n = len(prep.x_train)
-    k = 5 if n <= FEW_ROWS else 3
-    if prep.problem.classification:
-        smallest = int(pd.Series(prep.y_train).value_counts().min())
-        k = max(2, min(k, smallest))
-        return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(prep.x_train, prep.y_train))
-    return list(KFold(k, shuffle=True, random_state=seed).split(prep.x_train))
-
-
-def leaderboard_table(result: SearchResult, metric: str) -> list[str]:
-    """The leaderboard as aligned console lines."""
-    lines = [f"{'rank':<5}{'candidate':<25}{'estimator':<32}{'cv ' + metric:>16}{'configs':>9}{'seconds':>9}"]
-    for rank, row in enumerate(result.leaderboard, start=1):
-        score = f"{row.cv_score:.4f} ±{row.cv_std or 0:.3f}" if row.cv_score is not None else row.status
-        lines.append(
-            f"{rank:<5}{row.candidate:<25}{row.estimator:<32}{score:>16}{row.n_configs:>9}{row.fit_seconds:>9.1f}"
-        )
-    return lines
 
 
 def run(settings: TrainerSettings, say: Say) -> Trained:
@@ -173,3 +150,25 @@ def _candidates(settings: TrainerSettings, prep: Prepared) -> list[Candidate]:
             raise DataError(f"unknown candidates {sorted(unknown)} (have {[c.name for c in candidates]})")
         candidates = [c for c in candidates if c.name in wanted]
     return candidates
+
+
+def make_folds(prep: Prepared, seed: int) -> Folds:
+    """5 folds (3 for more than 5000 rows), stratified for classification, on the training part."""
+    n = len(prep.x_train)
+    k = 5 if n <= FEW_ROWS else 3
+    if prep.problem.classification:
+        smallest = int(pd.Series(prep.y_train).value_counts().min())
+        k = max(2, min(k, smallest))
+        return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(prep.x_train, prep.y_train))
+    return list(KFold(k, shuffle=True, random_state=seed).split(prep.x_train))
+
+
+def leaderboard_table(result: SearchResult, metric: str) -> list[str]:
+    """The leaderboard as aligned console lines."""
+    lines = [f"{'rank':<5}{'candidate':<25}{'estimator':<32}{'cv ' + metric:>16}{'configs':>9}{'seconds':>9}"]
+    for rank, row in enumerate(result.leaderboard, start=1):
+        score = f"{row.cv_score:.4f} ±{row.cv_std or 0:.3f}" if row.cv_score is not None else row.status
+        lines.append(
+            f"{rank:<5}{row.candidate:<25}{row.estimator:<32}{score:>16}{row.n_configs:>9}{row.fit_seconds:>9.1f}"
+        )
+    return lines

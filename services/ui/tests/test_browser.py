@@ -504,6 +504,7 @@ def _follow_the_versions(journey: Journey, store_dir: Path) -> None:
     assert f"rollback: rolled back from {challenger}" in text
     # Promoting the challenger removed its alias: the rolled-back model has none now.
     page.locator("#mb-challenger-note").get_by_text("This model has no challenger.").wait_for()
+    page.locator("#mb-challenger-card").wait_for(state="hidden")
     journey.shot("versions-history")
     page.get_by_role("tab", name="Model").click()
     page.locator("#mb-card-overview").get_by_text("Selected:").wait_for()

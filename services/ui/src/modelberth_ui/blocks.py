@@ -304,10 +304,11 @@ def _versions_tab() -> tuple[gr.Tab, list[Any]]:
         shadow = gr.Markdown(elem_id="mb-versions-shadow")
         gr.Markdown("### The challenger's card")
         challenger_note = gr.Markdown(elem_id="mb-challenger-note")
-        challenger, _ = _card_parts("mb-challenger")
+        with gr.Column(visible=False, elem_id="mb-challenger-card") as challenger_box:
+            challenger, _ = _card_parts("mb-challenger")
     outputs = [
         message, table, history, history_note, compare, notes, gate, checks, shadow, challenger_note,
-        *challenger,
+        challenger_box, *challenger,
     ]  # fmt: skip
     return tab, outputs
 
@@ -385,7 +386,7 @@ def _cleared_results() -> tuple[Any, ...]:
 
 def _cleared_versions() -> tuple[Any, ...]:
     hidden = gr.Dataframe(value=None, visible=False)
-    return ("", hidden, hidden, "", None, "", "", hidden, "", "", "", hidden, hidden, hidden, "")
+    return ("", hidden, hidden, "", None, "", "", hidden, "", "", *_card_updates(None))
 
 
 def _wire_model_choice(client: ModelberthClient, shell: _Shell, tabs: _Tabs) -> None:
@@ -580,11 +581,12 @@ def _shown_table(value: pd.DataFrame | None) -> Any:
 
 
 def _card_updates(parts: handlers.CardParts | None) -> tuple[Any, ...]:
-    """The outputs of :func:`_card_parts` for a card, or cleared."""
+    """The column around :func:`_card_parts` and its outputs for a card, or hidden and cleared."""
     if parts is None:
         hidden = gr.Dataframe(value=None, visible=False)
-        return ("", hidden, hidden, hidden, "")
+        return (gr.Column(visible=False), "", hidden, hidden, hidden, "")
     return (
+        gr.Column(visible=True),
         parts.overview, _shown_table(parts.metrics), _shown_table(parts.confusion),
         _shown_table(parts.leaderboard), parts.fingerprint,
     )  # fmt: skip
@@ -596,7 +598,7 @@ def _versions_updates(client: ModelberthClient, current: Session | None, card_js
         message = (
             gr.skip() if view.status == "expired" else gr.Markdown(view.message, elem_classes=["mb-error"])
         )
-        return (*_relogin_updates(view.status, view.session), message, *([gr.skip()] * 14))
+        return (*_relogin_updates(view.status, view.session), message, *([gr.skip()] * 15))
     table = view.versions
     return (
         view.session, gr.skip(), gr.skip(), gr.skip(), gr.Markdown(view.message, elem_classes=[]),

@@ -75,7 +75,7 @@ def publish_tickets_artifact(model_dir: Path) -> Path:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from modelberth_trainer.train import versions
+    from modelberth_trainer.provenance import versions
 
     frame = pd.DataFrame(TICKETS, columns=["priority", "channel", "text", "label"])
     x, y = frame[["priority", "channel", "text"]], frame["label"].to_numpy()

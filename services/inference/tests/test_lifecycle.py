@@ -200,5 +200,6 @@ def _history_lists_every_move(store_dir: Path, champion: str, challenger: str) -
         (CHAMPION, "gate", None, champion),
         (CHALLENGER, "gate", None, challenger),
         (CHAMPION, "promote", champion, challenger),
+        (CHALLENGER, "promote", challenger, None),  # the challenger became the champion: removed
         (CHAMPION, "rollback", challenger, champion),
     ]

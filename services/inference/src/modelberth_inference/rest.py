@@ -24,6 +24,7 @@ from modelberth_core.errors import ServiceError, install_error_handlers, validat
 from modelberth_core.security import Principal
 from modelberth_inference.dataplane import DataPlane
 from modelberth_inference.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from modelberth_inference.registry import ModelRegistry
 
 V2_PREFIX = "/v2"
 
@@ -35,6 +36,11 @@ def plane(request: Request) -> DataPlane:
     """The app's data plane."""
     dataplane: DataPlane = request.app.state.dataplane
     return dataplane
+
+
+def registry(request: Request) -> ModelRegistry:
+    """The app's model registry (what is served, held, listed)."""
+    return plane(request).registry
 
 
 async def caller(request: Request) -> Principal:
@@ -52,6 +58,7 @@ def _require(scope: str) -> Any:
 
 
 PlaneDep = Annotated[DataPlane, Depends(plane)]
+RegistryDep = Annotated[ModelRegistry, Depends(registry)]
 CallerDep = Annotated[Principal, Depends(caller)]
 """The caller, scope not checked yet: the data plane checks the scope of each call."""
 ReadPrincipal = Annotated[Principal, Depends(_require("models:read"))]

@@ -6,8 +6,6 @@ Run it with ``modelberth serve auth`` (or ``uvicorn --factory modelberth_auth.ap
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 
 from modelberth_auth.errors import install_auth_error_handlers
 from modelberth_auth.keys import KeyRing, KeyRingSource, KeysetError, create_keyset
@@ -32,14 +31,8 @@ from modelberth_auth.state import StateMetrics, StateStore
 from modelberth_auth.telemetry import AuthMetrics
 from modelberth_auth.throttle import MemoryThrottle, Throttle
 from modelberth_auth.throttle_redis import RedisThrottle
-from modelberth_core.metrics import (
-    FASTAPI_TELEMETRY,
-    HttpMetrics,
-    RequestContextMiddleware,
-    metrics_router,
-    new_registry,
-)
 from modelberth_core.security import TokenVerifier
+from modelberth_core.service import ServiceBuilder
 
 log = logging.getLogger("modelberth.auth")
 
@@ -105,6 +98,9 @@ class Startup:
             self.state.file.load()
         for problem in await self.problems():
             log.error("not ready", extra={"problem": problem})
+        where = "in this process" if self.state.store is None else self.state.store.address.display
+        ready = self.keys.loaded and self.principals.loaded
+        log.info("auth ready" if ready else "auth started, not ready", extra={"state": where})
 
     def ensure_loaded(self) -> list[str]:
         """Try to load what is not loaded yet; the problems that remain."""
@@ -175,40 +171,29 @@ def install_openapi(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the auth app (settings from ``AUTH_*`` unless given)."""
     settings = settings or load_settings()
-    registry = new_registry()
-    http_metrics = HttpMetrics("auth", registry)
-    auth_metrics = AuthMetrics(registry)
+    service = ServiceBuilder("auth")
+    auth_metrics = AuthMetrics(service.registry)
     keys = KeyRing(settings.keyset_path, settings.reload_interval_seconds)
     auth_metrics.signing_keys.set_function(lambda: keys.count)
     principals = PrincipalStore(
         settings.users_path, settings.reload_interval_seconds, require_file=settings.environment != "dev"
     )
-    state = build_state(settings, registry)
+    state = build_state(settings, service.registry)
     authority = Authority(settings, keys, principals, state.refresh, state.throttle, auth_metrics)
     verifier = TokenVerifier(KeyRingSource(keys), issuer=settings.issuer, audience=settings.audience)
     startup = Startup(settings, keys, principals, state)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await startup.run()
-        where = "in this process" if state.store is None else state.store.address.display
-        ready = keys.loaded and principals.loaded
-        log.info("auth ready" if ready else "auth started, not ready", extra={"state": where})
-        try:
-            yield
-        finally:
-            if state.store is not None:
-                await state.store.aclose()
-
-    app = FastAPI(
+    service.on_startup(startup.run)
+    if state.store is not None:
+        service.on_shutdown(state.store.aclose)
+    app = service.build(
+        settings,
         title="modelberth auth",
         version=VERSION,
         description="OAuth2 token endpoint (client credentials, refresh tokens), first-party login, JWKS.",
-        lifespan=lifespan,
-        telemetry=FASTAPI_TELEMETRY,
+        routers=[health.router, oauth.router, login.router, wellknown.router],
+        errors=install_auth_error_handlers,
+        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)],
     )
-    app.state.settings = settings
-    app.state.registry = registry
     app.state.auth_metrics = auth_metrics
     app.state.keys = keys
     app.state.principals = principals
@@ -218,13 +203,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authority = authority
     app.state.verifier = verifier
     app.state.startup = startup
-    install_auth_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(metrics_router(registry))
-    app.include_router(oauth.router)
-    app.include_router(login.router)
-    app.include_router(wellknown.router)
     install_openapi(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
     return app

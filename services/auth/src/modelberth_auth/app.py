@@ -20,6 +20,7 @@ from starlette.middleware import Middleware
 from modelberth_auth.errors import install_auth_error_handlers
 from modelberth_auth.keys import KeyRing, KeyRingSource, KeysetError, create_keyset
 from modelberth_auth.limits import BodyLimitMiddleware
+from modelberth_auth.metrics import AuthMetrics
 from modelberth_auth.oauth import Authority
 from modelberth_auth.principals import PrincipalsError, PrincipalStore
 from modelberth_auth.refresh import FileRefreshStore, RefreshStore
@@ -28,7 +29,6 @@ from modelberth_auth.routes import health, login, oauth, wellknown
 from modelberth_auth.schemas import SECURITY_SCHEMES
 from modelberth_auth.settings import Settings
 from modelberth_auth.state import StateMetrics, StateStore
-from modelberth_auth.telemetry import AuthMetrics
 from modelberth_auth.throttle import MemoryThrottle, Throttle
 from modelberth_auth.throttle_redis import RedisThrottle
 from modelberth_core.security import TokenVerifier

@@ -53,25 +53,15 @@ class AuthState:
 
 def build_state(settings: Settings, registry: CollectorRegistry) -> AuthState:
     """In-process state, unless ``AUTH_STATE_URL`` names a shared store (then one pool for both)."""
-    address = settings.state
-    if address is None:
+    config = settings.state_config()
+    if config is None:
         file = FileRefreshStore(
             settings.refresh_store_path,
             settings.refresh_token_ttl_seconds,
             settings.max_refresh_tokens_per_subject,
         )
         return AuthState(file, MemoryThrottle(settings.throttle_policy), file=file)
-    password = settings.state_password.get_secret_value() if settings.state_password else None
-    store = StateStore(
-        address,
-        password=password or None,
-        prefix=settings.state_prefix,
-        timeout_seconds=settings.state_timeout_seconds,
-        retry_seconds=settings.state_retry_seconds,
-        max_connections=settings.state_max_connections,
-        ca_file=settings.state_ca_file,
-        metrics=StateMetrics(registry),
-    )
+    store = StateStore(config, metrics=StateMetrics(registry))
     refresh = RedisRefreshStore(
         store, settings.refresh_token_ttl_seconds, settings.max_refresh_tokens_per_subject
     )

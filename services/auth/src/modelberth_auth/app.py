@@ -12,8 +12,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 
@@ -33,6 +31,7 @@ from modelberth_auth.throttle import MemoryThrottle, Throttle
 from modelberth_auth.throttle_redis import RedisThrottle
 from modelberth_core.security import TokenVerifier
 from modelberth_core.service import ServiceBuilder
+from modelberth_core.settings import load_settings
 
 log = logging.getLogger("modelberth.auth")
 
@@ -117,25 +116,6 @@ class Startup:
         return problems
 
 
-def load_settings() -> Settings:
-    """Settings from ``AUTH_*``; invalid ones stop the process with each problem named on one log line.
-
-    Never pydantic's own message: it repeats the values, and a password typed into ``AUTH_STATE_URL``
-    (which is refused) must not end up in a log.
-    """
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = [
-            f"AUTH_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
-            for e in exc.errors()
-        ]
-    except SettingsError as exc:
-        problems = [str(exc).split(" from source", 1)[0]]
-    log.error("invalid settings; auth does not start", extra={"problems": problems})
-    raise SystemExit(2)
-
-
 def install_openapi(app: FastAPI) -> None:
     """Generate the OpenAPI document once, with the security schemes the routes refer to."""
 
@@ -160,7 +140,7 @@ def install_openapi(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the auth app (settings from ``AUTH_*`` unless given)."""
-    settings = settings or load_settings()
+    settings = settings or load_settings(Settings, "auth")
     service = ServiceBuilder("auth")
     auth_metrics = AuthMetrics(service.registry)
     keys = KeyRing(settings.keyset_path, settings.reload_interval_seconds)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from modelberth_core.security import JwksKeySource, KeySource, TokenVerifier
 from modelberth_core.service import ServiceBuilder
+from modelberth_core.settings import settings_problems
 from modelberth_inference import __version__
 from modelberth_inference.errors import install_inference_error_handlers
 from modelberth_inference.monitoring import DriftCollector, InferenceMetrics
@@ -57,11 +58,7 @@ async def _initial_load(registry: ModelRegistry) -> None:
 
 def _settings_error(exc: ValidationError) -> str:
     """A settings error as one line naming each variable, without the value (it may be a secret)."""
-    parts = []
-    for err in exc.errors():
-        name = "_".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"INFERENCE_{name.upper()}: {err.get('msg', 'invalid')}")
-    return "invalid settings: " + "; ".join(parts)
+    return "invalid settings: " + "; ".join(settings_problems(exc, "INFERENCE_"))
 
 
 def create_app(settings: Settings | None = None, *, keys: KeySource | None = None) -> FastAPI:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Mount
 
 from modelberth_core.service import ServiceBuilder
+from modelberth_core.settings import load_settings
 from modelberth_ui.batch import BatchLimits
 from modelberth_ui.client import ModelberthClient
 from modelberth_ui.gate import EventExists, GradioGate
@@ -37,7 +38,7 @@ def _prepare_gradio_environment(settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None, *, client: ModelberthClient | None = None) -> FastAPI:
     """Build the UI app; ``client`` lets tests aim it at a fake transport."""
-    settings = settings or Settings()
+    settings = settings or load_settings(Settings, "ui")
     _prepare_gradio_environment(settings)
     import gradio as gr
 

@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         write_tiny_artifact(model_dir, rows=60, alias="challenger")  # what the shadow-on process scores
         token, jwks_site = make_keys(work)
         jwks_port, hello_port = free_port(), free_port()
-        ports = {"off": free_port(), "on": free_port(), "before": free_port()}
+        ports = {key: free_port() for key in ("off", "on", "quiet", "logged", "before")}
         (work / "hello_app.py").write_text(HELLO_APP, encoding="utf-8")
         py = sys.executable
         jwks = subprocess.Popen(

@@ -28,7 +28,7 @@ install-system: ## Debian packages the integration tests drive for real (chromiu
 lint: install ## ruff and mypy (strict) on every package
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy services/core/src services/auth/src services/inference/src services/ui/src trainer/src
+	$(RUN) mypy services/core/src services/cli/src services/auth/src services/inference/src services/ui/src trainer/src
 
 format: install ## apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .

@@ -117,7 +117,7 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
         full_env = {**os.environ, **(env or {})}
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "modelberth_core.cli", "serve", name, "--port", str(port)],
+                [sys.executable, "-m", "modelberth_cli", "serve", name, "--port", str(port)],
                 env=full_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -332,7 +332,7 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     started: list[Prometheus] = []
 
     def start(targets: dict[str, str], rule_files: Sequence[Path] = ()) -> Prometheus:
-        from modelberth_core.stack import prometheus_config
+        from modelberth_cli.stack import prometheus_config
 
         port = free_port()
         config = tmp_path / "prometheus.yml"

@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             pids = {}
             for name, extra in setups.items():
                 port = urls[name].rsplit(":", 1)[1]
-                argv = [sys.executable, "-m", "modelberth_core.cli", "serve", "auth", "--port", port]
+                argv = [sys.executable, "-m", "modelberth_cli", "serve", "auth", "--port", port]
                 log = work / f"auth-{name}.log"
                 proc = stack.enter_context(process(argv, SERVER_CPU, log, {**base_env, **extra}))
                 wait_ready(urls[name] + "/readyz", proc, log)

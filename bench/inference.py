@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 inference: dict[str, tuple[str, int]] = {}
                 for key in keys:
-                    argv_ = [py, "-m", "modelberth_core.cli", "serve", "inference", "--port", str(ports[key])]
+                    argv_ = [py, "-m", "modelberth_cli", "serve", "inference", "--port", str(ports[key])]
                     pid = stack.enter_context(
                         server(argv_, envs[key], base[key] + "/readyz", work / f"{key}.log")
                     )

@@ -48,7 +48,7 @@ MODELS = {
 
 
 def _train(store: Path, name: str) -> None:
-    argv = [sys.executable, "-m", "modelberth_core.cli", "train", "--store", str(store), *MODELS[name]]
+    argv = [sys.executable, "-m", "modelberth_cli", "train", "--store", str(store), *MODELS[name]]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
     if done.returncode not in (0, 3):
         raise SystemExit(f"training {name} failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -73,7 +73,7 @@ def _cold_start(location: str, env: dict[str, str], port: int) -> float:
     full = {**env, "INFERENCE_STORE": location, "INFERENCE_PORT": str(port), "INFERENCE_POLL_SECONDS": "0"}
     t0 = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelberth_core.cli", "serve", "inference", "--port", str(port)],
+        [sys.executable, "-m", "modelberth_cli", "serve", "inference", "--port", str(port)],
         env=full,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

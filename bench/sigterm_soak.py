@@ -227,7 +227,7 @@ def free_port() -> int:
 def modelberth(*args: str, env: dict[str, str]) -> str:
     """Run a ``modelberth`` command and return its stdout."""
     return subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", *args],
+        [sys.executable, "-m", "modelberth_cli", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -242,7 +242,7 @@ def serve(name: str, env: dict[str, str], log: Path) -> Iterator[tuple[subproces
     port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "modelberth_core.cli", "serve", name, "--port", str(port)],
+            [sys.executable, "-m", "modelberth_cli", "serve", name, "--port", str(port)],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,

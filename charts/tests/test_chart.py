@@ -16,7 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from modelberth_core import cli, shutdown
+from modelberth_cli import main as cli
+from modelberth_core import shutdown
 
 CHART = Path(__file__).resolve().parents[1] / "modelberth"
 KUBE_VERSION = "1.33.0"

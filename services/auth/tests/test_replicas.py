@@ -68,7 +68,7 @@ def _start_replica(name: str, directory: Path, env: dict[str, str]) -> Replica:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN_PREFIXES)}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "modelberth_core.cli", "serve", "auth", "--port", str(port)],
+            [sys.executable, "-m", "modelberth_cli", "serve", "auth", "--port", str(port)],
             env={**clean, "MODELBERTH_STATE_DIR": str(directory / f"state-{name}"), **env},
             stdout=out, stderr=subprocess.STDOUT, cwd=directory,
         )  # fmt: skip

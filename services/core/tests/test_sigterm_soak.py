@@ -38,7 +38,7 @@ soak = _load_soak()
 
 
 def _credentials(*scopes: str) -> dict[str, str]:
-    argv = [sys.executable, "-m", "modelberth_core.cli", "clients", "add", "soak", "--json"]
+    argv = [sys.executable, "-m", "modelberth_cli", "clients", "add", "soak", "--json"]
     for scope in scopes:
         argv += ["--scope", scope]
     creds: dict[str, str] = json.loads(subprocess.run(argv, capture_output=True, check=True).stdout)

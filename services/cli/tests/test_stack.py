@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from modelberth_core import stack
-from modelberth_core.stack import Child, StackConfig, StackError, Supervisor
+from modelberth_cli import stack
+from modelberth_cli.stack import Child, StackConfig, StackError, Supervisor
 
 # --- fakes -----------------------------------------------------------------------------------------------
 
@@ -223,7 +223,7 @@ def test_service_env_wires_the_services_to_each_other(tmp_path: Path) -> None:
 def test_service_command_runs_modelberth_serve(tmp_path: Path) -> None:
     config = _config(tmp_path)
     argv = stack.service_command(config, "inference")
-    assert argv[:3] == [sys.executable, "-m", "modelberth_core.cli"]
+    assert argv[:3] == [sys.executable, "-m", "modelberth_cli"]
     assert argv[3:] == [
         "serve", "inference", "--host", "127.0.0.1", "--port", "18002", "--store", config.store
     ]  # fmt: skip
@@ -424,7 +424,7 @@ def test_prometheus_config_scrapes_every_job_with_a_namespace(tmp_path: Path) ->
 
 
 def test_up_is_a_cli_command() -> None:
-    from modelberth_core.cli import build_parser
+    from modelberth_cli.main import build_parser
 
     args = build_parser().parse_args(
         ["up", "--auth-port", "1234", "--with-prometheus", "--state-dir", "/tmp/x"]

@@ -42,9 +42,10 @@ from typing import Any
 import httpx
 from argon2 import PasswordHasher, Type
 
-from bench.inference import REPORT_LUA, free_port
+from bench.inference import REPORT_LUA
 from modelberth_auth.keys import create_keyset
 from modelberth_auth.principals import ClientRecord, PrincipalsFile, UserRecord, hash_secret, write_document
+from testkit.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

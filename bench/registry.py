@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are kept")
     parser.add_argument("--only", nargs="+", choices=list(MODELS), default=list(MODELS))
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
-    from bench.inference import free_port, make_keys
+    from bench.inference import make_keys
     from modelberth_core.store import FilesystemStore, open_store
     from testkit.registry import available, start_registry
+    from testkit.services import free_port
 
     if not available():
         print("docker-registry not found: apt-get install -y docker-registry", file=sys.stderr)

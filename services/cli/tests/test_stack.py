@@ -23,6 +23,7 @@ import pytest
 
 from modelberth_cli import stack
 from modelberth_cli.stack import Child, StackConfig, StackError, Supervisor
+from testkit.services import free_port
 
 # --- fakes -----------------------------------------------------------------------------------------------
 
@@ -440,12 +441,6 @@ def test_up_is_a_cli_command() -> None:
 # --- the real command ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class UpProcess:
     """``modelberth up`` as a real process, its output read line by line on a thread."""
 
@@ -503,7 +498,7 @@ def run_up(tmp_path: Path) -> Iterator[Callable[..., tuple[UpProcess, dict[str, 
     started: list[UpProcess] = []
 
     def start(model_dir: Path, *extra: str) -> tuple[UpProcess, dict[str, int], Path]:
-        ports = {"auth": _free_port(), "inference": _free_port(), "ui": _free_port()}
+        ports = {"auth": free_port(), "inference": free_port(), "ui": free_port()}
         state = tmp_path / "up-state"
         argv = [
             *stack.modelberth_command("up"),
@@ -534,7 +529,7 @@ def _alive(pid: int) -> bool:
 def test_up_starts_everything_prints_a_working_curl_and_stops_cleanly(
     run_up: Callable[..., tuple[UpProcess, dict[str, int], Path]], tiny_model_dir: Path
 ) -> None:
-    prometheus_port = _free_port()
+    prometheus_port = free_port()
     up, ports, state = run_up(tiny_model_dir, "--with-prometheus", "--prometheus-port", str(prometheus_port))
     up.wait_for(lambda line: line.startswith("Get a token and make a prediction"), timeout=330)
     login = up.wait_for(lambda line: line.strip().startswith("TOKEN="), timeout=5).strip()

@@ -1,4 +1,4 @@
-"""``modelberth keys|users|clients``: through ``modelberth_core.cli.main`` and one real subprocess."""
+"""``modelberth keys|users|clients``: through ``modelberth_cli.main.main`` and one real subprocess."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from modelberth_auth.app import create_app
 from modelberth_auth.keys import read_keyset
 from modelberth_auth.principals import SCOPES, read_document
 from modelberth_auth.settings import Settings
-from modelberth_core.cli import main
+from modelberth_cli.main import main
 from modelberth_core.security import SCOPES as CORE_SCOPES
 
 PASSWORD = "a long enough password"
@@ -257,7 +257,7 @@ def test_running_service_picks_up_changes(
 
 def test_real_subprocess(state: Path) -> None:
     added = subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", "users", "add", "demo", "--password-stdin"],
+        [sys.executable, "-m", "modelberth_cli", "users", "add", "demo", "--password-stdin"],
         input=PASSWORD + "\n",
         capture_output=True,
         text=True,

@@ -147,7 +147,7 @@ def test_a_refused_setting_stops_the_process_with_a_clear_message(
 ) -> None:
     env = {**os.environ, **auth_env.env(), **variables}
     done = subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", "serve", "auth", "--port", "1"],
+        [sys.executable, "-m", "modelberth_cli", "serve", "auth", "--port", "1"],
         env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
     )  # fmt: skip
     output = done.stdout + done.stderr

@@ -34,7 +34,9 @@ from modelberth_auth.principals import (
     read_document,
     write_document,
 )
-from modelberth_core.cli import EXIT_USAGE
+
+EXIT_USAGE = 2
+"""Bad input (an unknown name, a bad flag): nothing was written."""
 
 EXIT_REFUSED = 1
 DEFAULT_USER_SCOPES: tuple[Scope, ...] = ("predict", "models:read")

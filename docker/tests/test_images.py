@@ -271,36 +271,32 @@ class Stack:
         return token
 
 
-@pytest.fixture(scope="module")
-def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """auth, inference and ui containers wired like the chart wires the pods."""
-    work = tmp_path_factory.mktemp("docker-smoke")
-    suffix = f"{os.getpid()}-{int(time.time())}"
-    ports = {svc: free_port() for svc in ("auth", "inference", "ui")}
-    urls = {svc: f"http://127.0.0.1:{port}" for svc, port in ports.items()}
-    deployments = render_chart(public_url=urls["auth"])
-    containers: list[str] = []
-    secure = [
-        "--read-only",
-        "--user",
-        f"{UID}:{UID}",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-    ]
+SECURE = ["--read-only", "--user", f"{UID}:{UID}", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+"""What the chart's securityContext means for ``docker run``."""
 
-    def one_off(image: str, args: list[str], env: dict[str, str], mounts: list[str]) -> str:
+
+@dataclass
+class Launcher:
+    """Runs the images like the chart's pods: one-off init-like containers and long-running services."""
+
+    images: dict[str, str]
+    deployments: dict[str, dict[str, Any]]
+    urls: dict[str, str]
+    grace: int
+    suffix: str = field(default_factory=lambda: f"{os.getpid()}-{int(time.time())}")
+    containers: list[str] = field(default_factory=list)
+
+    def one_off(self, image: str, args: list[str], env: dict[str, str], mounts: list[str]) -> str:
         """An init-container-like run: no network, read-only root, uid 10001."""
-        cmd = [DOCKER, "run", "--rm", "--network", "none", *secure, "--tmpfs", "/tmp:rw,nosuid,nodev"]
+        cmd = [DOCKER, "run", "--rm", "--network", "none", *SECURE, "--tmpfs", "/tmp:rw,nosuid,nodev"]
         for key, value in env.items():
             cmd += ["-e", f"{key}={value}"]
         for mount in mounts:
             cmd += ["-v", mount]
         return _run([*cmd, image, *args], timeout=300)
 
-    def start(svc: str, env: dict[str, str], mounts: list[str], tmpfs: list[str]) -> Service:
-        name = f"mb-smoke-{svc}-{suffix}"
+    def start(self, svc: str, env: dict[str, str], mounts: list[str], tmpfs: list[str]) -> Service:
+        name = f"mb-smoke-{svc}-{self.suffix}"
         cmd = [
             DOCKER,
             "run",
@@ -309,9 +305,9 @@ def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPat
             name,
             "--network",
             "host",
-            *secure,
+            *SECURE,
             "--stop-timeout",
-            str(grace),
+            str(self.grace),
         ]
         for path in ["/tmp", *tmpfs]:
             cmd += ["--tmpfs", f"{path}:rw,nosuid,nodev,mode=1777,size=256m"]
@@ -319,121 +315,103 @@ def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPat
             cmd += ["-e", f"{key}={value}"]
         for mount in mounts:
             cmd += ["-v", mount]
-        container = pod_container(deployments[svc], svc)
+        container = pod_container(self.deployments[svc], svc)
         # The chart's command (its args, if any, follow); the image's CMD when the chart sets none.
         command = [*container.get("command", []), *container.get("args", [])]
-        _run([*cmd, build.images[svc], *command], timeout=120)
-        containers.append(name)
-        return Service(svc, name, urls[svc])
+        _run([*cmd, self.images[svc], *command], timeout=120)
+        self.containers.append(name)
+        return Service(svc, name, self.urls[svc])
 
+    def add_client(self, auth_env: dict[str, str], mounts: list[str], args: list[str]) -> dict[str, str]:
+        """``modelberth clients add ARGS --json`` in the auth image, as auth's init container runs it."""
+        users_file = Path(auth_env["AUTH_USERS_FILE"])
+        env = {
+            "AUTH_USERS_FILE": str(users_file),
+            "AUTH_KEYSET_FILE": auth_env["AUTH_KEYSET_FILE"],
+            "MODELBERTH_STATE_DIR": str(users_file.parent),
+        }
+        out = self.one_off(
+            self.images["auth"], ["modelberth", "clients", "add", *args, "--json"], env, mounts
+        )
+        client: dict[str, str] = json.loads(out.strip().splitlines()[-1])
+        return client
+
+
+def _start_auth(launch: Launcher, work: Path, env: dict[str, str]) -> tuple[Service, dict[str, str], str]:
+    """auth with its keyset as a read-only "Secret" mount and its users file in the writable state dir
+    ("emptyDir"); returns it, a client allowed to predict, and the UI's own client secret."""
+    keyset_file = Path(env["AUTH_KEYSET_FILE"])
+    users_file = Path(env["AUTH_USERS_FILE"])
+    keys_dir, state_dir = work / "keyset", work / "auth-state"
+    for folder in (keys_dir, state_dir):
+        folder.mkdir()
+        folder.chmod(0o777)
+    generate = ["modelberth", "keys", "generate", "--out", f"/keys/{keyset_file.name}"]
+    launch.one_off(launch.images["auth"], generate, {}, [f"{keys_dir}:/keys"])
+    mounts = [f"{state_dir}:{users_file.parent}", f"{keys_dir}:{keyset_file.parent}:ro"]
+    client = launch.add_client(env, mounts, ["smoke", "--scope", "predict", "--scope", "models:read"])
+    # The UI's own confidential client, as auth's init container registers it from the bootstrap Secret.
+    ui_client = launch.add_client(
+        env, mounts, ["modelberth-ui", "--client-id", "modelberth-ui", "--forwards-user-address"]
+    )
+    auth = launch.start(
+        "auth", env, [f"{keys_dir}:{keyset_file.parent}:ro", f"{state_dir}:{users_file.parent}"], []
+    )
+    return auth, client, ui_client["client_secret"]
+
+
+def _fill_models(launch: Launcher, work: Path, model_image: str) -> tuple[Path, str, str]:
+    """The model init container's command fills an "emptyDir": (that directory, model name, version)."""
+    init = pod_container(launch.deployments["inference"], "model", init=True)
+    init_target = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "models")
+    models_dir = work / "models"
+    models_dir.mkdir()
+    models_dir.chmod(0o777)  # an emptyDir is world-writable
+    copy = [DOCKER, "run", "--rm", "--network", "none", *SECURE, "-v", f"{models_dir}:{init_target}"]
+    if init.get("command"):
+        copy += ["--entrypoint", init["command"][0], model_image, *init["command"][1:], *init.get("args", [])]
+    else:
+        copy += [model_image, *init.get("args", [])]
+    _run(copy, timeout=120)
+    (model_name,) = [p.name for p in models_dir.iterdir() if (p / "latest").is_file()]
+    version = (models_dir / model_name / "latest").read_text(encoding="utf-8").strip()
+    return models_dir, model_name, version
+
+
+@pytest.fixture(scope="module")
+def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """auth, inference and ui containers wired like the chart wires the pods."""
+    work = tmp_path_factory.mktemp("docker-smoke")
+    ports = {svc: free_port() for svc in ("auth", "inference", "ui")}
+    urls = {svc: f"http://127.0.0.1:{port}" for svc, port in ports.items()}
+    deployments = render_chart(public_url=urls["auth"])
     pod = deployments["inference"]["spec"]["template"]["spec"]
     grace = int(pod.get("terminationGracePeriodSeconds", 30))
     prestop = pod_container(deployments["inference"], "inference").get("lifecycle", {}).get("preStop", {})
     after_sigterm = grace - int(prestop.get("sleep", {}).get("seconds", 0))
-    try:
-        # -- auth: keyset as a read-only "Secret" mount, users file in the writable state dir ("emptyDir").
-        auth_c = pod_container(deployments["auth"], "auth")
-        auth_env = chart_env(auth_c, urls, ports) | {
-            "AUTH_HOST": "127.0.0.1",
-            "AUTH_PORT": str(ports["auth"]),
-        }
-        keyset_file = Path(auth_env["AUTH_KEYSET_FILE"])
-        users_file = Path(auth_env["AUTH_USERS_FILE"])
-        keys_dir, state_dir = work / "keyset", work / "auth-state"
-        for folder in (keys_dir, state_dir):
-            folder.mkdir()
-            folder.chmod(0o777)
-        one_off(
-            build.images["auth"],
-            ["modelberth", "keys", "generate", "--out", f"/keys/{keyset_file.name}"],
-            {},
-            [f"{keys_dir}:/keys"],
-        )
-        client = json.loads(
-            one_off(
-                build.images["auth"],
-                [
-                    "modelberth",
-                    "clients",
-                    "add",
-                    "smoke",
-                    "--scope",
-                    "predict",
-                    "--scope",
-                    "models:read",
-                    "--json",
-                ],
-                {
-                    "AUTH_USERS_FILE": str(users_file),
-                    "AUTH_KEYSET_FILE": str(keyset_file),
-                    "MODELBERTH_STATE_DIR": str(users_file.parent),
-                },
-                [f"{state_dir}:{users_file.parent}", f"{keys_dir}:{keyset_file.parent}:ro"],
-            )
-            .strip()
-            .splitlines()[-1]
-        )
-        # The UI's own confidential client, as auth's init container registers it from the bootstrap Secret.
-        ui_client = json.loads(
-            one_off(
-                build.images["auth"],
-                [
-                    *("modelberth", "clients", "add", "modelberth-ui", "--client-id", "modelberth-ui"),
-                    *("--forwards-user-address", "--json"),
-                ],
-                {
-                    "AUTH_USERS_FILE": str(users_file),
-                    "AUTH_KEYSET_FILE": str(keyset_file),
-                    "MODELBERTH_STATE_DIR": str(users_file.parent),
-                },
-                [f"{state_dir}:{users_file.parent}", f"{keys_dir}:{keyset_file.parent}:ro"],
-            )
-            .strip()
-            .splitlines()[-1]
-        )
-        auth = start(
-            "auth", auth_env, [f"{keys_dir}:{keyset_file.parent}:ro", f"{state_dir}:{users_file.parent}"], []
-        )
+    launch = Launcher(build.images, deployments, urls, grace)
 
-        # -- inference: the model init container's command fills an emptyDir, mounted read-only here.
-        inf_c = pod_container(deployments["inference"], "inference")
-        init = pod_container(deployments["inference"], "model", init=True)
-        init_target = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "models")
-        model_mount = next(m["mountPath"] for m in inf_c["volumeMounts"] if m["name"] == "models")
-        models_dir = work / "models"
-        models_dir.mkdir()
-        models_dir.chmod(0o777)  # an emptyDir is world-writable
-        copy = [DOCKER, "run", "--rm", "--network", "none", *secure, "-v", f"{models_dir}:{init_target}"]
-        if init.get("command"):
-            copy += [
-                "--entrypoint",
-                init["command"][0],
-                build.model_image,
-                *init["command"][1:],
-                *init.get("args", []),
-            ]
-        else:
-            copy += [build.model_image, *init.get("args", [])]
-        _run(copy, timeout=120)
-        (model_name,) = [p.name for p in models_dir.iterdir() if (p / "latest").is_file()]
-        version = (models_dir / model_name / "latest").read_text(encoding="utf-8").strip()
-        inf_env = chart_env(inf_c, urls, ports) | {
-            "INFERENCE_HOST": "127.0.0.1",
-            "INFERENCE_PORT": str(ports["inference"]),
-        }
+    def env_of(svc: str, secrets: dict[tuple[str, str], str] | None = None) -> dict[str, str]:
+        """The chart's env of the service, listening on 127.0.0.1 and a free port."""
+        prefix = svc.upper()
+        env = chart_env(pod_container(deployments[svc], svc), urls, ports, secrets)
+        return env | {f"{prefix}_HOST": "127.0.0.1", f"{prefix}_PORT": str(ports[svc])}
+
+    try:
+        auth, client, ui_secret = _start_auth(launch, work, env_of("auth"))
+        models_dir, model_name, version = _fill_models(launch, work, build.model_image)
+        inf_env = env_of("inference")
+        model_mount = next(
+            m["mountPath"]
+            for m in pod_container(deployments["inference"], "inference")["volumeMounts"]
+            if m["name"] == "models"
+        )
         # The state dir is an emptyDir in the chart: a tmpfs here.
-        inference = start(
+        inference = launch.start(
             "inference", inf_env, [f"{models_dir}:{model_mount}:ro"], [inf_env["MODELBERTH_STATE_DIR"]]
         )
-
-        # -- ui
-        ui_c = pod_container(deployments["ui"], "ui")
-        bootstrap = {(f"{RELEASE}-modelberth-bootstrap", "ui-client-secret"): ui_client["client_secret"]}
-        ui_env = chart_env(ui_c, urls, ports, bootstrap) | {
-            "UI_HOST": "127.0.0.1",
-            "UI_PORT": str(ports["ui"]),
-        }
-        ui = start("ui", ui_env, [], [ui_env["MODELBERTH_STATE_DIR"]])
+        ui_env = env_of("ui", {(f"{RELEASE}-modelberth-bootstrap", "ui-client-secret"): ui_secret})
+        ui = launch.start("ui", ui_env, [], [ui_env["MODELBERTH_STATE_DIR"]])
 
         t0 = time.monotonic()
         for service in (auth, inference, ui):
@@ -448,12 +426,12 @@ def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPat
             model_name,
             version,
             after_sigterm,
-            containers,
+            launch.containers,
         )
         yield stack
         report["sigterm_stop_seconds"] = stack.stop_seconds
     finally:
-        for name in containers:
+        for name in launch.containers:
             log = container_logs(name)
             (STATE / "docker").mkdir(parents=True, exist_ok=True)
             (STATE / "docker" / f"{name.rsplit('-', 2)[0]}.log").write_text(log, encoding="utf-8")
@@ -479,8 +457,16 @@ def test_service_images_fit_their_budgets_and_carry_labels(build: Build) -> None
                 f"{ref} lacks org.opencontainers.image.{key}"
             )
         assert labels["org.opencontainers.image.revision"] == build.revision
+        # The venv and labels come from the stages parametrised by SERVICE: built for this very target.
+        assert labels["org.opencontainers.image.title"] == f"modelberth-{svc}", ref
+        assert labels.get("org.opencontainers.image.description", "").startswith(f"modelberth {svc}"), ref
+        env = dict(item.split("=", 1) for item in config["Env"])
+        assert env["PYTHONDONTWRITEBYTECODE"] == "1", ref
         if svc == "trainer":
+            assert env["MPLCONFIGDIR"].startswith("/tmp/"), ref
             continue
+        # What is a property of the image is set in the image, once (issue 16): the chart does not repeat it.
+        assert env[f"{svc.upper()}_HOST"] == "0.0.0.0", ref
         assert config["Cmd"] == ["modelberth", "serve", svc], f"{ref}: CMD must be exec form"
         assert not config.get("Entrypoint")
         (port,) = config["ExposedPorts"]
@@ -576,7 +562,8 @@ def test_buildkit_builds_the_same_dockerfile(build: Build, report: dict[str, Any
     t0 = time.monotonic()
     _run(
         [DOCKER, "build", "--network", "host", "-f", str(REPO / "docker" / "Dockerfile"), "--target", "auth",
-         "-t", ref, "--build-arg", f"BASE_IMAGE={build.base}", "--build-arg", "REVISION=buildkit",
+         "-t", ref, "--build-arg", "SERVICE=auth", "--build-arg", f"BASE_IMAGE={build.base}",
+         "--build-arg", "REVISION=buildkit",
          "--progress", "plain", str(REPO)],
         env=env, timeout=1800,
     )  # fmt: skip

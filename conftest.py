@@ -161,7 +161,7 @@ def write_tiny_artifact(
 
     from modelberth_core import contract
     from modelberth_core.store import CHAMPION, ModelStore, open_store
-    from modelberth_trainer.train import versions
+    from modelberth_trainer.provenance import versions
 
     iris = load_iris(as_frame=True)
     frame = iris.frame.sample(n=rows, random_state=0)

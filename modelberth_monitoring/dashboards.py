@@ -81,10 +81,9 @@ def _per_service(family: dict[str, str], legend: str) -> list[Query]:
     return [Query(family[s], legend.replace("{service}", s)) for s in q.SERVICES]
 
 
-def overview() -> dashboard.Dashboard:
-    """Traffic, errors, latency and saturation of every service."""
+def _overview_availability() -> Row:
     ready = Query(q.INFERENCE_INSTANCES_READY, "ready")
-    availability = Row(
+    return Row(
         "Availability",
         [
             stat_panel(
@@ -105,7 +104,10 @@ def overview() -> dashboard.Dashboard:
             ),
         ],
     )
-    traffic = Row(
+
+
+def _overview_traffic() -> Row:
+    return Row(
         "Traffic and errors",
         [
             timeseries_panel(
@@ -138,12 +140,15 @@ def overview() -> dashboard.Dashboard:
             ),
         ],
     )
+
+
+def _overview_latency() -> Row:
     latency_alert = {
         "auth": "Alert: p95 > 500 ms for 10 min (auth and inference).",
         "inference": "Alert: p95 > 500 ms for 10 min (auth and inference).",
         "ui": "Alert: p95 > 500 ms for 10 min (not for the UI: Gradio streams).",
     }
-    latency = Row(
+    return Row(
         "Latency",
         [
             timeseries_panel(
@@ -157,7 +162,10 @@ def overview() -> dashboard.Dashboard:
             for s in q.SERVICES
         ],
     )
-    saturation = Row(
+
+
+def _overview_saturation() -> Row:
+    return Row(
         "Saturation",
         [
             timeseries_panel(
@@ -186,7 +194,10 @@ def overview() -> dashboard.Dashboard:
             ),
         ],
     )
-    ui = Row(
+
+
+def _overview_ui() -> Row:
+    return Row(
         "UI",
         [
             timeseries_panel(
@@ -205,12 +216,17 @@ def overview() -> dashboard.Dashboard:
             ).thresholds_style(NO_THRESHOLD_LINES),
         ],
     )
+
+
+def overview() -> dashboard.Dashboard:
+    """Traffic, errors, latency and saturation of every service."""
     board = base(
         "modelberth-overview",
         "modelberth / Service overview",
         "Traffic, errors, latency and saturation of auth, inference and ui.",
     )
-    return layout(board, [availability, traffic, latency, saturation, ui])
+    rows = [_overview_availability(), _overview_traffic(), _overview_latency(), _overview_saturation()]
+    return layout(board, [*rows, _overview_ui()])
 
 
 # --- model ---------------------------------------------------------------------------------------------

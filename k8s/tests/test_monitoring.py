@@ -458,6 +458,36 @@ def _drive_traffic(
     api.close()
 
 
+def _register_demo_user_and_prober() -> tuple[str, dict[str, str]]:
+    """A user "demo" (its new password is returned) and a client allowed to reload models, in auth's files."""
+    demo_password = "proof-" + uuid.uuid4().hex[:12]
+    _modelberth("users", "add", "demo", "--scope", "predict", "--scope", "models:read", "--password-stdin",
+                stdin=demo_password + "\n")  # fmt: skip
+    scopes = ("--scope", "predict", "--scope", "models:read", "--scope", "models:admin")
+    made = json.loads(_modelberth("clients", "add", "prober", *scopes, "--json"))
+    return demo_password, {"client_id": made["client_id"], "client_secret": made["client_secret"]}
+
+
+def _queries_to_prove(prom: Any, values: dict[str, str]) -> list[tuple[str, str]]:
+    """``(where, expr)`` of every panel query, variable selector and alert rule, variables substituted;
+    each variable's label values are asked of Prometheus on the way (a variable without values fails)."""
+    checks: list[tuple[str, str]] = []
+    for path in DASHBOARDS:
+        dashboard = load_dashboard(path)
+        checks += [(where, substitute(expr, values)) for where, expr in dashboard_queries(dashboard)]
+        for name, query in variable_queries(dashboard):
+            match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", substitute(query, values), re.S)
+            assert match, f"{path.stem} variable {name}: {query}"
+            selector, label = match.groups()
+            found = prom.http.get(f"/api/v1/label/{label}/values", params={"match[]": selector}).json()
+            assert found["status"] == "success", found
+            assert found["data"], f"{path.stem} variable ${name} has no values: {query}"
+            checks.append((f"{path.stem} variable {name}", selector))
+    for file, rule in alert_rules():
+        checks.append((f"{file} {rule['alert']}", strip_threshold(rule["expr"])))
+    return checks
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_every_dashboard_and_alert_query_returns_data_from_the_real_services(
@@ -467,24 +497,7 @@ def test_every_dashboard_and_alert_query_returns_data_from_the_real_services(
     artifact_factory: Callable[..., Path],
 ) -> None:
     started = time.monotonic()
-    demo_password = "proof-" + uuid.uuid4().hex[:12]
-    _modelberth("users", "add", "demo", "--scope", "predict", "--scope", "models:read", "--password-stdin",
-                stdin=demo_password + "\n")  # fmt: skip
-    client_json = json.loads(
-        _modelberth(
-            "clients",
-            "add",
-            "prober",
-            "--scope",
-            "predict",
-            "--scope",
-            "models:read",
-            "--scope",
-            "models:admin",
-            "--json",
-        )
-    )
-    client = {"client_id": client_json["client_id"], "client_secret": client_json["client_secret"]}
+    demo_password, client = _register_demo_user_and_prober()
     issuer = "http://127.0.0.1:8001"
     auth = start_service("auth", env={"AUTH_ISSUER": issuer, "AUTH_LOGIN_MAX_FAILURES": "3"}, timeout=180)
     artifact_factory(tiny_model_dir, rows=40, alias="challenger")  # shadows every prediction below
@@ -520,20 +533,7 @@ def test_every_dashboard_and_alert_query_returns_data_from_the_real_services(
         "job": "(" + "|".join(targets) + ")",
         "model": "(iris)",
     }
-    checks: list[tuple[str, str]] = []
-    for path in DASHBOARDS:
-        dashboard = load_dashboard(path)
-        checks += [(where, substitute(expr, values)) for where, expr in dashboard_queries(dashboard)]
-        for name, query in variable_queries(dashboard):
-            match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", substitute(query, values), re.S)
-            assert match, f"{path.stem} variable {name}: {query}"
-            selector, label = match.groups()
-            found = prom.http.get(f"/api/v1/label/{label}/values", params={"match[]": selector}).json()
-            assert found["status"] == "success", found
-            assert found["data"], f"{path.stem} variable ${name} has no values: {query}"
-            checks.append((f"{path.stem} variable {name}", selector))
-    for file, rule in alert_rules():
-        checks.append((f"{file} {rule['alert']}", strip_threshold(rule["expr"])))
+    checks = _queries_to_prove(prom, values)
 
     unknown = {
         f"{where}: {name}" for where, expr in checks for name in metric_names(expr) if name not in exported

@@ -47,9 +47,10 @@ for target in "${TARGETS[@]}"; do
   image="${IMAGE_PREFIX}${target}:${IMAGE_TAG}"
   start=$(date +%s)
   log="$LOG_DIR/build-$target.log"
-  # The Dockerfile's venv and service stages are parametrised by SERVICE; the trainer is no services/ member.
+  # The Dockerfile's venv and service stages are parametrised by SERVICE and the member's folder
+  # (services/<target>, or <target>/ at the root like the trainer).
   member="services/$target"
-  [ "$target" != trainer ] || member=trainer
+  [ -d "$member" ] || member="$target"
   if ! "$DOCKER" build --network host -f docker/Dockerfile --target "$target" -t "$image" \
     --build-arg SERVICE="$target" --build-arg MEMBER="$member" --build-arg BASE_IMAGE="$BASE_IMAGE" \
     --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" --build-arg CREATED="$CREATED" \

@@ -25,11 +25,13 @@ install: ## install uv (with pip) if missing, then the locked environment
 install-system: ## Debian packages the integration tests drive for real (chromium, prometheus)
 	scripts/install-system-deps.sh
 
-lint: install ## ruff and mypy (strict) on every package
+lint: install ## ruff (with complexity limits), mypy (strict), import contracts, function length
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy services/core/src services/auth/src services/inference/src services/ui/src trainer/src \
+	$(RUN) mypy services/core/src services/cli/src services/auth/src services/inference/src services/ui/src trainer/src \
 	  modelberth_monitoring
+	$(RUN) lint-imports
+	$(RUN) python scripts/check_function_length.py services/*/src trainer/src modelberth_monitoring
 
 format: install ## apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
@@ -148,4 +150,4 @@ e2e: install ## e2e tests against the deployed release through http://modelberth
 	E2E_NAMESPACE=$(NAMESPACE) E2E_RELEASE=$(RELEASE) $(RUN) pytest -m e2e k8s/e2e/test_cluster.py $(PYTEST_ARGS)
 
 clean: ## remove local state, artifacts and caches (keeps .venv)
-	rm -rf .modelberth artifacts .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov loadtest/reports
+	rm -rf .modelberth artifacts .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .coverage htmlcov loadtest/reports

@@ -17,7 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from modelberth_core import cli, shutdown
+from modelberth_cli import main as cli
+from modelberth_core import shutdown
 
 CHART = Path(__file__).resolve().parents[1] / "modelberth"
 KUBE_VERSION = "1.33.0"
@@ -133,7 +134,8 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
         assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": "http"}
         sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         # After SIGTERM the server drains (under a second), then uvicorn finishes in-flight requests for up to
-        # 20 s (modelberth_core.shutdown and .cli); the grace period must also leave the app time to stop.
+        # 20 s (modelberth_core.shutdown, modelberth_cli.main); the grace period must also leave the app
+        # time to stop.
         after_sigterm = math.ceil(shutdown.DRAIN_SECONDS) + cli.GRACEFUL_SHUTDOWN_SECONDS
         assert pod["terminationGracePeriodSeconds"] > sleep + after_sigterm
         env = {e["name"]: e.get("value") for e in container["env"]}

@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -38,7 +37,8 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
+
+from testkit.services import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
@@ -82,12 +82,6 @@ def docker(*args: str, timeout: float = 600) -> str:
 def inspect(ref: str) -> dict[str, Any]:
     info: dict[str, Any] = json.loads(docker("image", "inspect", ref))[0]
     return info
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(url: str, container: str, timeout: float = 180.0) -> None:
@@ -185,19 +179,10 @@ def build(engine: str, report: dict[str, Any]) -> Iterator[Build]:
 
 def render_chart(public_url: str) -> dict[str, dict[str, Any]]:
     """The chart's Deployments by component, rendered with helm's own engine (helm-python-sdk)."""
-    import helm_python
+    from testkit import chart
 
-    chart = helm_python.Chart.load(str(REPO / "charts" / "modelberth"))
-    rendered = chart.render({"publicUrl": public_url}, name=RELEASE, namespace=NAMESPACE, is_install=True)
-    deployments: dict[str, dict[str, Any]] = {}
-    for path, text in rendered.items():
-        if not path.endswith((".yaml", ".yml")):
-            continue  # NOTES.txt
-        for doc in yaml.safe_load_all(text):
-            if isinstance(doc, dict) and doc.get("kind") == "Deployment":
-                component = doc["metadata"]["labels"].get("app.kubernetes.io/component", "")
-                deployments[component] = doc
-    return deployments
+    deployments = chart.by_kind({"publicUrl": public_url}, release=RELEASE, namespace=NAMESPACE)["Deployment"]
+    return {doc["metadata"]["labels"].get("app.kubernetes.io/component", ""): doc for doc in deployments}
 
 
 def pod_container(deployment: dict[str, Any], name: str, init: bool = False) -> dict[str, Any]:
@@ -272,31 +257,54 @@ class Stack:
 
 
 SECURE = ["--read-only", "--user", f"{UID}:{UID}", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
-"""What the chart's securityContext means for ``docker run``."""
+"""What the chart's securityContext asks of every container."""
 
 
-@dataclass
-class Launcher:
-    """Runs the images like the chart's pods: one-off init-like containers and long-running services."""
+def one_off(image: str, args: list[str], env: dict[str, str], mounts: list[str]) -> str:
+    """An init-container-like run: no network, read-only root, uid 10001."""
+    cmd = [DOCKER, "run", "--rm", "--network", "none", *SECURE, "--tmpfs", "/tmp:rw,nosuid,nodev"]
+    for key, value in env.items():
+        cmd += ["-e", f"{key}={value}"]
+    for mount in mounts:
+        cmd += ["-v", mount]
+    return _run([*cmd, image, *args], timeout=300)
 
-    images: dict[str, str]
-    deployments: dict[str, dict[str, Any]]
-    urls: dict[str, str]
-    grace: int
-    suffix: str = field(default_factory=lambda: f"{os.getpid()}-{int(time.time())}")
-    containers: list[str] = field(default_factory=list)
 
-    def one_off(self, image: str, args: list[str], env: dict[str, str], mounts: list[str]) -> str:
-        """An init-container-like run: no network, read-only root, uid 10001."""
-        cmd = [DOCKER, "run", "--rm", "--network", "none", *SECURE, "--tmpfs", "/tmp:rw,nosuid,nodev"]
-        for key, value in env.items():
-            cmd += ["-e", f"{key}={value}"]
-        for mount in mounts:
-            cmd += ["-v", mount]
-        return _run([*cmd, image, *args], timeout=300)
+def fill_model_volume(build: Build, deployment: dict[str, Any], models_dir: Path) -> tuple[str, str]:
+    """Run the chart's model init container command into ``models_dir`` (an emptyDir); the model's name and
+    version it copied."""
+    init = pod_container(deployment, "model", init=True)
+    init_target = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "models")
+    models_dir.mkdir()
+    models_dir.chmod(0o777)  # an emptyDir is world-writable
+    copy = [DOCKER, "run", "--rm", "--network", "none", *SECURE, "-v", f"{models_dir}:{init_target}"]
+    if init.get("command"):
+        copy += [
+            "--entrypoint",
+            init["command"][0],
+            build.model_image,
+            *init["command"][1:],
+            *init.get("args", []),
+        ]
+    else:
+        copy += [build.model_image, *init.get("args", [])]
+    _run(copy, timeout=120)
+    (model_name,) = [p.name for p in models_dir.iterdir() if (p / "latest").is_file()]
+    return model_name, (models_dir / model_name / "latest").read_text(encoding="utf-8").strip()
 
-    def start(self, svc: str, env: dict[str, str], mounts: list[str], tmpfs: list[str]) -> Service:
-        name = f"mb-smoke-{svc}-{self.suffix}"
+
+@pytest.fixture(scope="module")
+def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """auth, inference and ui containers wired like the chart wires the pods."""
+    work = tmp_path_factory.mktemp("docker-smoke")
+    suffix = f"{os.getpid()}-{int(time.time())}"
+    ports = {svc: free_port() for svc in ("auth", "inference", "ui")}
+    urls = {svc: f"http://127.0.0.1:{port}" for svc, port in ports.items()}
+    deployments = render_chart(public_url=urls["auth"])
+    containers: list[str] = []
+
+    def start(svc: str, env: dict[str, str], mounts: list[str], tmpfs: list[str]) -> Service:
+        name = f"mb-smoke-{svc}-{suffix}"
         cmd = [
             DOCKER,
             "run",
@@ -307,7 +315,7 @@ class Launcher:
             "host",
             *SECURE,
             "--stop-timeout",
-            str(self.grace),
+            str(grace),
         ]
         for path in ["/tmp", *tmpfs]:
             cmd += ["--tmpfs", f"{path}:rw,nosuid,nodev,mode=1777,size=256m"]
@@ -315,103 +323,104 @@ class Launcher:
             cmd += ["-e", f"{key}={value}"]
         for mount in mounts:
             cmd += ["-v", mount]
-        container = pod_container(self.deployments[svc], svc)
+        container = pod_container(deployments[svc], svc)
         # The chart's command (its args, if any, follow); the image's CMD when the chart sets none.
         command = [*container.get("command", []), *container.get("args", [])]
-        _run([*cmd, self.images[svc], *command], timeout=120)
-        self.containers.append(name)
-        return Service(svc, name, self.urls[svc])
+        _run([*cmd, build.images[svc], *command], timeout=120)
+        containers.append(name)
+        return Service(svc, name, urls[svc])
 
-    def add_client(self, auth_env: dict[str, str], mounts: list[str], args: list[str]) -> dict[str, str]:
-        """``modelberth clients add ARGS --json`` in the auth image, as auth's init container runs it."""
-        users_file = Path(auth_env["AUTH_USERS_FILE"])
-        env = {
-            "AUTH_USERS_FILE": str(users_file),
-            "AUTH_KEYSET_FILE": auth_env["AUTH_KEYSET_FILE"],
-            "MODELBERTH_STATE_DIR": str(users_file.parent),
-        }
-        out = self.one_off(
-            self.images["auth"], ["modelberth", "clients", "add", *args, "--json"], env, mounts
-        )
-        client: dict[str, str] = json.loads(out.strip().splitlines()[-1])
-        return client
-
-
-def _start_auth(launch: Launcher, work: Path, env: dict[str, str]) -> tuple[Service, dict[str, str], str]:
-    """auth with its keyset as a read-only "Secret" mount and its users file in the writable state dir
-    ("emptyDir"); returns it, a client allowed to predict, and the UI's own client secret."""
-    keyset_file = Path(env["AUTH_KEYSET_FILE"])
-    users_file = Path(env["AUTH_USERS_FILE"])
-    keys_dir, state_dir = work / "keyset", work / "auth-state"
-    for folder in (keys_dir, state_dir):
-        folder.mkdir()
-        folder.chmod(0o777)
-    generate = ["modelberth", "keys", "generate", "--out", f"/keys/{keyset_file.name}"]
-    launch.one_off(launch.images["auth"], generate, {}, [f"{keys_dir}:/keys"])
-    mounts = [f"{state_dir}:{users_file.parent}", f"{keys_dir}:{keyset_file.parent}:ro"]
-    client = launch.add_client(env, mounts, ["smoke", "--scope", "predict", "--scope", "models:read"])
-    # The UI's own confidential client, as auth's init container registers it from the bootstrap Secret.
-    ui_client = launch.add_client(
-        env, mounts, ["modelberth-ui", "--client-id", "modelberth-ui", "--forwards-user-address"]
-    )
-    auth = launch.start(
-        "auth", env, [f"{keys_dir}:{keyset_file.parent}:ro", f"{state_dir}:{users_file.parent}"], []
-    )
-    return auth, client, ui_client["client_secret"]
-
-
-def _fill_models(launch: Launcher, work: Path, model_image: str) -> tuple[Path, str, str]:
-    """The model init container's command fills an "emptyDir": (that directory, model name, version)."""
-    init = pod_container(launch.deployments["inference"], "model", init=True)
-    init_target = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "models")
-    models_dir = work / "models"
-    models_dir.mkdir()
-    models_dir.chmod(0o777)  # an emptyDir is world-writable
-    copy = [DOCKER, "run", "--rm", "--network", "none", *SECURE, "-v", f"{models_dir}:{init_target}"]
-    if init.get("command"):
-        copy += ["--entrypoint", init["command"][0], model_image, *init["command"][1:], *init.get("args", [])]
-    else:
-        copy += [model_image, *init.get("args", [])]
-    _run(copy, timeout=120)
-    (model_name,) = [p.name for p in models_dir.iterdir() if (p / "latest").is_file()]
-    version = (models_dir / model_name / "latest").read_text(encoding="utf-8").strip()
-    return models_dir, model_name, version
-
-
-@pytest.fixture(scope="module")
-def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """auth, inference and ui containers wired like the chart wires the pods."""
-    work = tmp_path_factory.mktemp("docker-smoke")
-    ports = {svc: free_port() for svc in ("auth", "inference", "ui")}
-    urls = {svc: f"http://127.0.0.1:{port}" for svc, port in ports.items()}
-    deployments = render_chart(public_url=urls["auth"])
     pod = deployments["inference"]["spec"]["template"]["spec"]
     grace = int(pod.get("terminationGracePeriodSeconds", 30))
     prestop = pod_container(deployments["inference"], "inference").get("lifecycle", {}).get("preStop", {})
     after_sigterm = grace - int(prestop.get("sleep", {}).get("seconds", 0))
-    launch = Launcher(build.images, deployments, urls, grace)
-
-    def env_of(svc: str, secrets: dict[tuple[str, str], str] | None = None) -> dict[str, str]:
-        """The chart's env of the service, listening on 127.0.0.1 and a free port."""
-        prefix = svc.upper()
-        env = chart_env(pod_container(deployments[svc], svc), urls, ports, secrets)
-        return env | {f"{prefix}_HOST": "127.0.0.1", f"{prefix}_PORT": str(ports[svc])}
-
     try:
-        auth, client, ui_secret = _start_auth(launch, work, env_of("auth"))
-        models_dir, model_name, version = _fill_models(launch, work, build.model_image)
-        inf_env = env_of("inference")
-        model_mount = next(
-            m["mountPath"]
-            for m in pod_container(deployments["inference"], "inference")["volumeMounts"]
-            if m["name"] == "models"
+        # -- auth: keyset as a read-only "Secret" mount, users file in the writable state dir ("emptyDir").
+        auth_c = pod_container(deployments["auth"], "auth")
+        auth_env = chart_env(auth_c, urls, ports) | {
+            "AUTH_HOST": "127.0.0.1",
+            "AUTH_PORT": str(ports["auth"]),
+        }
+        keyset_file = Path(auth_env["AUTH_KEYSET_FILE"])
+        users_file = Path(auth_env["AUTH_USERS_FILE"])
+        keys_dir, state_dir = work / "keyset", work / "auth-state"
+        for folder in (keys_dir, state_dir):
+            folder.mkdir()
+            folder.chmod(0o777)
+        one_off(
+            build.images["auth"],
+            ["modelberth", "keys", "generate", "--out", f"/keys/{keyset_file.name}"],
+            {},
+            [f"{keys_dir}:/keys"],
         )
+        client = json.loads(
+            one_off(
+                build.images["auth"],
+                [
+                    "modelberth",
+                    "clients",
+                    "add",
+                    "smoke",
+                    "--scope",
+                    "predict",
+                    "--scope",
+                    "models:read",
+                    "--json",
+                ],
+                {
+                    "AUTH_USERS_FILE": str(users_file),
+                    "AUTH_KEYSET_FILE": str(keyset_file),
+                    "MODELBERTH_STATE_DIR": str(users_file.parent),
+                },
+                [f"{state_dir}:{users_file.parent}", f"{keys_dir}:{keyset_file.parent}:ro"],
+            )
+            .strip()
+            .splitlines()[-1]
+        )
+        # The UI's own confidential client, as auth's init container registers it from the bootstrap Secret.
+        ui_client = json.loads(
+            one_off(
+                build.images["auth"],
+                [
+                    *("modelberth", "clients", "add", "modelberth-ui", "--client-id", "modelberth-ui"),
+                    *("--forwards-user-address", "--json"),
+                ],
+                {
+                    "AUTH_USERS_FILE": str(users_file),
+                    "AUTH_KEYSET_FILE": str(keyset_file),
+                    "MODELBERTH_STATE_DIR": str(users_file.parent),
+                },
+                [f"{state_dir}:{users_file.parent}", f"{keys_dir}:{keyset_file.parent}:ro"],
+            )
+            .strip()
+            .splitlines()[-1]
+        )
+        auth = start(
+            "auth", auth_env, [f"{keys_dir}:{keyset_file.parent}:ro", f"{state_dir}:{users_file.parent}"], []
+        )
+
+        # -- inference: the model init container's command fills an emptyDir, mounted read-only here.
+        inf_c = pod_container(deployments["inference"], "inference")
+        model_mount = next(m["mountPath"] for m in inf_c["volumeMounts"] if m["name"] == "models")
+        models_dir = work / "models"
+        model_name, version = fill_model_volume(build, deployments["inference"], models_dir)
+        inf_env = chart_env(inf_c, urls, ports) | {
+            "INFERENCE_HOST": "127.0.0.1",
+            "INFERENCE_PORT": str(ports["inference"]),
+        }
         # The state dir is an emptyDir in the chart: a tmpfs here.
-        inference = launch.start(
+        inference = start(
             "inference", inf_env, [f"{models_dir}:{model_mount}:ro"], [inf_env["MODELBERTH_STATE_DIR"]]
         )
-        ui_env = env_of("ui", {(f"{RELEASE}-modelberth-bootstrap", "ui-client-secret"): ui_secret})
-        ui = launch.start("ui", ui_env, [], [ui_env["MODELBERTH_STATE_DIR"]])
+
+        # -- ui
+        ui_c = pod_container(deployments["ui"], "ui")
+        bootstrap = {(f"{RELEASE}-modelberth-bootstrap", "ui-client-secret"): ui_client["client_secret"]}
+        ui_env = chart_env(ui_c, urls, ports, bootstrap) | {
+            "UI_HOST": "127.0.0.1",
+            "UI_PORT": str(ports["ui"]),
+        }
+        ui = start("ui", ui_env, [], [ui_env["MODELBERTH_STATE_DIR"]])
 
         t0 = time.monotonic()
         for service in (auth, inference, ui):
@@ -426,12 +435,12 @@ def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPat
             model_name,
             version,
             after_sigterm,
-            launch.containers,
+            containers,
         )
         yield stack
         report["sigterm_stop_seconds"] = stack.stop_seconds
     finally:
-        for name in launch.containers:
+        for name in containers:
             log = container_logs(name)
             (STATE / "docker").mkdir(parents=True, exist_ok=True)
             (STATE / "docker" / f"{name.rsplit('-', 2)[0]}.log").write_text(log, encoding="utf-8")
@@ -632,9 +641,8 @@ def test_a_model_image_pushed_by_the_registry_store_pulls_and_its_init_container
 ) -> None:
     """Issue 15: the image the trainer pushes without a Docker engine is a real, runnable image: the engine
     pulls it from a real registry and the chart's init container command copies the model out of it."""
-    sys.path.insert(0, str(REPO))
-    from conftest import write_tiny_artifact
     from modelberth_core.store import FilesystemStore, open_store
+    from testkit.artifacts import write_tiny_artifact
     from testkit.registry import start_registry
 
     registry = start_registry(tmp_path / "registry")

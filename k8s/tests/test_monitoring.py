@@ -335,7 +335,7 @@ def test_alert_rules_cover_the_issue() -> None:
 
 def _modelberth(*args: str, stdin: str | None = None) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", *args],
+        [sys.executable, "-m", "modelberth_cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelberth_core.cli import main
+from modelberth_cli.main import main
 from modelberth_trainer import expectations
 from modelberth_trainer.errors import DataError
 from modelberth_trainer.prepare import prepare

@@ -252,7 +252,7 @@ class StackConfig:
 
 def modelberth_command(*args: str) -> list[str]:
     """argv running the ``modelberth`` CLI with this interpreter (works without the console script)."""
-    return [sys.executable, "-m", "modelberth_core.cli", *args]
+    return [sys.executable, "-m", "modelberth_cli", *args]
 
 
 def base_env(config: StackConfig, environ: Mapping[str, str]) -> dict[str, str]:

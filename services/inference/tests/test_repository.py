@@ -95,6 +95,9 @@ def test_unload_frees_the_model_until_it_is_loaded_again_whatever_its_alias_does
         registry = client.app.state.registry  # type: ignore[attr-defined]
         assert "iris" not in registry.models
         assert registry.versions.versions("iris") == []
+        metrics = client.get("/metrics").text
+        assert 'rejected_requests_total{model="iris"' not in metrics
+        assert 'modelberth_inference_model_info{model="iris"' not in metrics
         assert _index(client, signer) == [{"name": "iris", "state": "UNAVAILABLE", "reason": "unloaded"}]
         for method, url in (
             ("post", "/v2/models/iris/infer"),

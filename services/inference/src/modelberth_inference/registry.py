@@ -246,6 +246,7 @@ class ModelRegistry:
                 self._forget_series(name, str(retired))
             self.versions.put(name, current.model)  # held: a rollback to it is instant
         self.metrics.model_info.labels(name, model.version).set(1)
+        self.metrics.rejected.labels(name, "queue_full")  # 0 from the start: rates and alerts see no gap
         self.metrics.models_ready.set(len(self.models))
         self.metrics.model_load_seconds.observe(model.load_seconds)
         log.info(
@@ -306,6 +307,7 @@ class ModelRegistry:
             versions = [*held, *([served.model.version] if served is not None else [])]
             if served is not None:
                 self.metrics.model_info.remove(name, served.model.version)
+                self.metrics.rejected.remove(name, "queue_full")
             retired = self._retired.pop(name, None)
             for version in {*versions, *([retired] if retired else [])}:
                 self._forget_series(name, version)

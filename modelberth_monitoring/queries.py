@@ -125,8 +125,7 @@ PREDICT_LATENCY_P95_BY_VERSION: Final = (
 _MODEL_REQUESTS: Final = "modelberth_inference_model_request_duration_seconds"
 _REJECTED: Final = selector("modelberth_inference_rejected_requests_total", MODEL_SCOPE)
 MODEL_REQUESTS_BY_VERSION: Final = (
-    "sum by (model, version, protocol) "
-    f"(rate({selector(f'{_MODEL_REQUESTS}_count', MODEL_SCOPE)}{RATE}))"
+    f"sum by (model, version, protocol) (rate({selector(f'{_MODEL_REQUESTS}_count', MODEL_SCOPE)}{RATE}))"
 )
 MODEL_REQUEST_LATENCY_P95: Final = (
     "histogram_quantile(0.95, sum by (le, model, version) "

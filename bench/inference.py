@@ -298,8 +298,8 @@ def measure_round(
 
 def _v2_tensor_batch(base_url: str, token: str, work: Path, seconds: int, warmup: int) -> dict[str, Any]:
     """One V2 ``[1000, 4]`` FP64 tensor per request (the MLServer/Seldon layout), 4 connections."""
-    rows = [[ROW[name] for name in FEATURES]] * 1000
-    body = {"inputs": [{"name": "input-0", "shape": [1000, 4], "datatype": "FP64", "data": rows}]}
+    flat = [ROW[name] for name in FEATURES] * 1000  # row-major and flat: ']]' would end wrk's Lua string
+    body = {"inputs": [{"name": "input-0", "shape": [1000, 4], "datatype": "FP64", "data": flat}]}
     lua = POST_LUA % {"token": token, "body": json.dumps(body)}
     url = base_url + "/v2/models/iris/infer"
     run_wrk(url, warmup, work, lua, connections=4)

@@ -657,10 +657,6 @@ def _shadow_markdown(r: dict[str, Any], mark: dict[bool, str]) -> list[str]:
     return lines
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _issue17_markdown(i: dict[str, Any], mark: dict[bool, str]) -> list[str]:
     ok, t = i["meets_targets"], i["targets"]
     return [
@@ -686,3 +682,7 @@ def _issue17_markdown(i: dict[str, Any], mark: dict[bool, str]) -> list[str]:
         f"| {mark[ok['logs_rps_ratio']]} |",
         f"| logs on / off, CPU per request | {i['logs_cpu_ratio']:.3f} | — | — |",
     ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -139,7 +140,7 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
         assert pod["terminationGracePeriodSeconds"] > sleep + after_sigterm
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env[f"{component.upper()}_PORT"] == str(port)
-        assert env[f"{component.upper()}_HOST"] == "0.0.0.0"
+        assert f"{component.upper()}_HOST" not in env  # the image listens on 0.0.0.0 (docker/Dockerfile)
         assert env["MODELBERTH_STATE_DIR"] == "/var/lib/modelberth"
     inference = deployments["inference"]["spec"]["template"]["spec"]["containers"][0]
     assert inference["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -157,6 +158,44 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
             "app.kubernetes.io/instance",
             "app.kubernetes.io/component",
         }
+
+
+DOCKERFILE = CHART.parents[1] / "docker" / "Dockerfile"
+CHART_OVERRIDES = {
+    "HOME": "the image's home is on its root filesystem, read-only in every pod",
+    "MODELBERTH_STATE_DIR": "the services keep state on the chart's volume at /var/lib/modelberth",
+    "INFERENCE_MODEL_DIR": "where the model lands depends on the store values (image, claim or registry)",
+}
+"""Variables the image sets that the chart sets again on purpose, and why (issue 16: one place each)."""
+
+
+def image_env_names(dockerfile: Path = DOCKERFILE) -> set[str]:
+    """Every variable an ``ENV`` instruction of the Dockerfile sets, in any stage."""
+    text = re.sub(r"\\\n", " ", dockerfile.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            names |= set(re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", line[4:]))
+    return names
+
+
+def test_the_chart_sets_only_what_depends_on_its_values_and_the_image_the_rest(
+    manifests: list[Manifest], workloads: Workloads
+) -> None:
+    """Runtime environment is set in one place (issue 16): a property of the image (listening on 0.0.0.0,
+    PYTHONDONTWRITEBYTECODE, Gradio offline, caches in /tmp) lives in docker/Dockerfile and nowhere in the
+    chart; the helm test pod may run any image with python, so it is left out."""
+    owned_by_image = image_env_names()
+    expected = {"AUTH_HOST", "UI_HOST", "PYTHONDONTWRITEBYTECODE", "GRADIO_ANALYTICS_ENABLED", "MPLCONFIGDIR"}
+    assert expected <= owned_by_image
+    for owner, pod in workloads(manifests):
+        if owner.get("metadata", {}).get("annotations", {}).get("helm.sh/hook") == "test":
+            continue
+        spec = pod["spec"]
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            names = {e["name"] for e in container.get("env", [])}
+            twice = (names & owned_by_image) - set(CHART_OVERRIDES)
+            assert not twice, f"{owner['metadata']['name']}/{container['name']} repeats the image's {twice}"
 
 
 def _deployment(manifests: list[Manifest], component: str) -> Manifest:
@@ -188,7 +227,6 @@ def test_services_are_wired_to_each_other_and_to_the_public_issuer(
     assert inference["INFERENCE_MODEL_DIR"] == "/models"
     assert ui["UI_AUTH_URL"] == "http://rel-modelberth-auth.ml.svc:8001"
     assert ui["UI_INFERENCE_URL"] == "http://rel-modelberth-inference.ml.svc:8002"
-    assert ui["GRADIO_TEMP_DIR"] == "/tmp"
     assert auth["AUTH_KEYSET_FILE"] == "/etc/modelberth/keyset/keys.json"
     assert auth["AUTH_USERS_FILE"] == "/var/lib/modelberth/users.yaml"
     # The UI's own client (issue 13, point 2): its id, and its secret from the bootstrap Secret.

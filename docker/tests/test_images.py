@@ -466,8 +466,16 @@ def test_service_images_fit_their_budgets_and_carry_labels(build: Build) -> None
                 f"{ref} lacks org.opencontainers.image.{key}"
             )
         assert labels["org.opencontainers.image.revision"] == build.revision
+        # The venv and labels come from the stages parametrised by SERVICE: built for this very target.
+        assert labels["org.opencontainers.image.title"] == f"modelberth-{svc}", ref
+        assert labels.get("org.opencontainers.image.description", "").startswith(f"modelberth {svc}"), ref
+        env = dict(item.split("=", 1) for item in config["Env"])
+        assert env["PYTHONDONTWRITEBYTECODE"] == "1", ref
         if svc == "trainer":
+            assert env["MPLCONFIGDIR"].startswith("/tmp/"), ref
             continue
+        # What is a property of the image is set in the image, once (issue 16): the chart does not repeat it.
+        assert env[f"{svc.upper()}_HOST"] == "0.0.0.0", ref
         assert config["Cmd"] == ["modelberth", "serve", svc], f"{ref}: CMD must be exec form"
         assert not config.get("Entrypoint")
         (port,) = config["ExposedPorts"]
@@ -563,7 +571,8 @@ def test_buildkit_builds_the_same_dockerfile(build: Build, report: dict[str, Any
     t0 = time.monotonic()
     _run(
         [DOCKER, "build", "--network", "host", "-f", str(REPO / "docker" / "Dockerfile"), "--target", "auth",
-         "-t", ref, "--build-arg", f"BASE_IMAGE={build.base}", "--build-arg", "REVISION=buildkit",
+         "-t", ref, "--build-arg", "SERVICE=auth", "--build-arg", f"BASE_IMAGE={build.base}",
+         "--build-arg", "REVISION=buildkit",
          "--progress", "plain", str(REPO)],
         env=env, timeout=1800,
     )  # fmt: skip

@@ -639,3 +639,11 @@ def test_up_refuses_a_taken_port(
         up, _ports, _state = run_up(tmp_path / "models", "--auth-port", str(port))
         assert up.process.wait(60) == stack.EXIT_USAGE
     assert f"port {port} (auth) is in use" in up.output()
+
+
+def test_local_prometheus_loads_the_charts_alert_rules_by_default() -> None:
+    """`modelberth up --with-prometheus` evaluates the same rule file the chart ships (its one copy)."""
+    rules = stack.find_rules_dir()
+    assert rules is not None
+    assert rules.parts[-4:] == ("charts", "modelberth", "files", "alerts")
+    assert (rules / "modelberth.yaml").is_file()

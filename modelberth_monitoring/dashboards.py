@@ -417,6 +417,38 @@ def _model_shadow() -> Row:
     )
 
 
+def _model_requests() -> Row:
+    return Row(
+        "Requests per model and version",
+        [
+            timeseries_panel(
+                "Model requests/s by version and protocol",
+                "Answered inference requests per second, by model, the version that answered (the served one "
+                "or one called by name) and protocol (v1, v2, grpc).",
+                Query(q.MODEL_REQUESTS_BY_VERSION, "{{model}} {{version}} {{protocol}}"),
+                unit="reqps",
+                steps=thresholds("green"),
+            ),
+            timeseries_panel(
+                "Model request latency p95 by version",
+                "95th percentile of an answered request, from its arrival to its answer (token, body, "
+                "validation, the wait for its micro-batch, the prediction), by model and version.",
+                Query(q.MODEL_REQUEST_LATENCY_P95, "{{model}} {{version}}"),
+                unit="s",
+                steps=thresholds("green", (0.1, "orange")),
+            ),
+            timeseries_panel(
+                "Rejected requests/s (queue full, 429)",
+                "Requests refused at once with 429 and Retry-After because INFERENCE_MAX_QUEUED requests of "
+                "the model were already in progress: add replicas, or raise the limit if latency allows.",
+                Query(q.REJECTED_BY_MODEL, "{{model}} {{reason}}"),
+                unit="reqps",
+                steps=thresholds("green", (0.01, "red")),
+            ),
+        ],
+    )
+
+
 def model() -> dashboard.Dashboard:
     """What the served models predict and how their inputs compare with the training data."""
     board = base(
@@ -425,7 +457,13 @@ def model() -> dashboard.Dashboard:
         "What the served models predict and how their inputs compare with the training data.",
         by_model=True,
     )
-    rows = [_model_served(), _model_predictions(), *_model_drift_and_loading(), _model_shadow()]
+    rows = [
+        _model_served(),
+        _model_requests(),
+        _model_predictions(),
+        *_model_drift_and_loading(),
+        _model_shadow(),
+    ]
     return layout(board, rows)
 
 

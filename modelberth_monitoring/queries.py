@@ -120,6 +120,20 @@ PREDICT_LATENCY_P95_BY_VERSION: Final = (
     f"(rate({selector('modelberth_inference_predict_duration_seconds_bucket', MODEL_SCOPE)}{RATE})))"
 )
 
+# --- inference: requests per model and version, backpressure (issue 17) --------------------------------
+
+_MODEL_REQUESTS: Final = "modelberth_inference_model_request_duration_seconds"
+_REJECTED: Final = selector("modelberth_inference_rejected_requests_total", MODEL_SCOPE)
+MODEL_REQUESTS_BY_VERSION: Final = (
+    f"sum by (model, version, protocol) (rate({selector(f'{_MODEL_REQUESTS}_count', MODEL_SCOPE)}{RATE}))"
+)
+MODEL_REQUEST_LATENCY_P95: Final = (
+    "histogram_quantile(0.95, sum by (le, model, version) "
+    f"(rate({selector(f'{_MODEL_REQUESTS}_bucket', MODEL_SCOPE)}{RATE})))"
+)
+REJECTED_BY_MODEL: Final = f"sum by (model, reason) (rate({_REJECTED}{RATE}))"
+"""Requests refused at once with 429 because the model's queue was full (INFERENCE_MAX_QUEUED)."""
+
 # --- auth ----------------------------------------------------------------------------------------------
 
 _TOKENS: Final = "modelberth_auth_token_requests_total"

@@ -534,11 +534,20 @@ def test_shadow_traffic_and_the_version_cap_are_wired_to_the_settings(
 
     def inference_settings(values: dict[str, Any] | None) -> Settings:
         env = {e["name"]: e["value"] for e in _inference_env(_inference_pod(render(values))) if "value" in e}
-        names = ("MAX_VERSIONS", "SHADOW", "SHADOW_MODELS", "SHADOW_QUEUE_ROWS", "SHADOW_TOLERANCE")
+        names = (
+            "MAX_VERSIONS",
+            "MAX_QUEUED",
+            "SHADOW",
+            "SHADOW_MODELS",
+            "SHADOW_QUEUE_ROWS",
+            "SHADOW_TOLERANCE",
+        )
         return Settings(**{n.lower(): env[f"INFERENCE_{n}"] for n in names if f"INFERENCE_{n}" in env})
 
     default = inference_settings(None)
     assert (default.max_versions, default.shadow, default.shadow_models) == (3, False, "")
+    assert default.max_queued == Settings().max_queued, "the chart's default is the service's"
+    assert inference_settings({"inference": {"maxQueued": 8}}).max_queued == 8
     assert not default.shadowed("iris")
     shadow = {"enabled": False, "models": ["iris", "churn"], "queueRows": 500, "tolerance": 0.1}
     chosen = inference_settings({"inference": {"maxVersions": 5, "shadow": shadow}})
@@ -917,6 +926,7 @@ _SCHEMA_ERRORS = [
     ({"auth": {"state": {"host": "valkey"}}}, "host"),
     ({"networkPolicy": {"stateStore": {"cidrs": ["10.0.0.1"]}}}, "cidrs"),
     ({"inference": {"maxVersions": 1}}, "maxVersions"),
+    ({"inference": {"maxQueued": 0}}, "maxQueued"),
     ({"inference": {"shadow": {"enabled": "yes"}}}, "enabled"),
     ({"inference": {"shadow": {"models": ["Iris"]}}}, "models"),
     ({"inference": {"shadow": {"queueRows": 0}}}, "queueRows"),

@@ -52,6 +52,8 @@ BRIEF_METRICS = {
     "modelberth_inference_shadow_requests_total",
     "modelberth_inference_shadow_compared_rows_total",
     "modelberth_inference_shadow_agreeing_rows_total",
+    "modelberth_inference_model_request_duration_seconds",
+    "modelberth_inference_rejected_requests_total",
     "modelberth_ui_logins_total",
     "modelberth_ui_predictions_total",
 }
@@ -292,6 +294,9 @@ def test_dashboards_cover_the_issue_and_every_metric_of_the_brief() -> None:
         "shadow agreement",
         "shadow requests/s by outcome",
         "latency p95 by version",
+        "model requests/s by version and protocol",
+        "model request latency p95 by version",
+        "rejected requests/s (queue full, 429)",
     ):
         assert words in titles["model"], words
     for words in ("tokens issued/s by grant", "login failures", "rate-limited"):
@@ -319,6 +324,7 @@ def test_alert_rules_cover_the_issue() -> None:
         "ModelberthModelLoadFailures",
         "ModelberthLoginFailureSpike",
         "ModelberthShadowDisagreement",
+        "ModelberthInferenceQueueFull",
     } <= set(rules)
     drift = rules["ModelberthFeatureDrift"]
     assert drift["for"] == "15m"

@@ -15,12 +15,14 @@ from modelberth_core.security import JwksKeySource, KeySource, TokenVerifier
 from modelberth_core.service import ServiceBuilder
 from modelberth_core.settings import settings_problems
 from modelberth_inference import __version__
-from modelberth_inference.errors import install_inference_error_handlers
-from modelberth_inference.monitoring import DriftCollector, InferenceMetrics
+from modelberth_inference.dataplane import DataPlane
+from modelberth_inference.drift import DriftCollector
+from modelberth_inference.metrics import InferenceMetrics
 from modelberth_inference.openapi import install_openapi
 from modelberth_inference.prediction_log import PredictionLog, PredictionLogError, open_prediction_log
 from modelberth_inference.registry import ModelRegistry
-from modelberth_inference.routes import health, models, predict, v2
+from modelberth_inference.rest import install_inference_error_handlers
+from modelberth_inference.routes import health, models, v1, v2
 from modelberth_inference.settings import Settings
 
 log = logging.getLogger("modelberth.inference")
@@ -113,20 +115,19 @@ def _build(settings: Settings, keys: KeySource | None) -> FastAPI:
         title="modelberth inference",
         version=__version__,
         description="Validated predictions (V1 JSON, Open Inference Protocol V2) behind bearer tokens.",
-        # hot routes first: route matching walks the list in order
+        # The prediction routes first: route matching walks the list in order, and they carry the traffic.
         routers=[
-            predict.hot_router,
-            v2.hot_router,
+            v1.router,
+            v2.infer_router,
             health.router,
             models.router,
-            predict.router,
+            v1.examples_router,
             v2.router,
         ],
         errors=install_inference_error_handlers,
     )
     app.state.registry = registry
     app.state.metrics = metrics
-    app.state.verifier = verifier
-    app.state.prediction_log = prediction_log
+    app.state.dataplane = DataPlane(settings, registry, metrics, verifier, prediction_log)
     install_openapi(app)
     return app

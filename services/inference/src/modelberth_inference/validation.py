@@ -182,8 +182,11 @@ def _type_name(value: Any) -> str:
 class Validator:
     """Checks instances against one model's features; built once per loaded model version."""
 
-    def __init__(self, features: Sequence[FeatureSpec], max_text_length: int) -> None:
+    def __init__(
+        self, features: Sequence[FeatureSpec], max_text_length: int, max_warnings: int = MAX_WARNINGS
+    ) -> None:
         self.features = list(features)
+        self.max_warnings = max_warnings
         self.names = [f.name for f in self.features]
         self.name_set = frozenset(self.names)
         self.max_text_length = max_text_length
@@ -329,6 +332,17 @@ class Validator:
     # -- column checks --------------------------------------------------------------------------------
 
     def _check(self, columns: dict[str, list[Any]], n: int, issues: list[Issue]) -> Columns:
+        out = self.check(columns, n, issues)
+        if issues:
+            issues.sort(key=lambda i: (-1 if i.row is None else i.row, self._order(i.feature)))
+            raise InputError(issues[:MAX_ERRORS], len(issues))
+        return out
+
+    def check(self, columns: dict[str, list[Any]], n: int, issues: list[Issue]) -> Columns:
+        """Validate full columns (every feature present, ``MISSING`` for an absent value) without raising:
+        every offending value is appended to ``issues`` (uncapped, unsorted) and its feature has no array
+        in the result; warnings only when nothing was wrong. The batch scorer's per-row errors come from
+        here, the API's 422 from :meth:`_check` around it."""
         out = Columns(n=n, data={})
         for spec in self.features:
             col = columns[spec.name]
@@ -339,10 +353,8 @@ class Validator:
                 array = self._strings(spec, col, issues)
             if array is not None:
                 out.data[spec.name] = array
-        if issues:
-            issues.sort(key=lambda i: (-1 if i.row is None else i.row, self._order(i.feature)))
-            raise InputError(issues[:MAX_ERRORS], len(issues))
-        self._warn(out)
+        if not issues:
+            self._warn(out)
         return out
 
     def _order(self, name: str | None) -> int:
@@ -456,10 +468,9 @@ class Validator:
                 if rows:
                     self._add(out, spec.name, "unseen_category", rows, "a category not seen in training")
 
-    @staticmethod
-    def _add(out: Columns, feature: str, kind: str, rows: list[int], detail: str) -> None:
+    def _add(self, out: Columns, feature: str, kind: str, rows: list[int], detail: str) -> None:
         out.warning_counts[(feature, kind)] = len(rows)
-        room = MAX_WARNINGS - len(out.warnings)
+        room = self.max_warnings - len(out.warnings)
         out.warnings.extend(
             {"row": row, "feature": feature, "kind": kind, "detail": detail} for row in rows[: max(room, 0)]
         )

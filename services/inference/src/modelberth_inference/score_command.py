@@ -1,0 +1,100 @@
+"""The handler of ``modelberth score`` (see :mod:`modelberth_inference.cli` for the flags)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from modelberth_core.logging import configure_logging
+from modelberth_core.store import Reference, StoreError, default_location, open_store
+from modelberth_inference.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_TOO_MANY_ERRORS
+from modelberth_inference.model import LoadError, load_model
+from modelberth_inference.scoring import (
+    DEFAULT_CHUNK_ROWS,
+    ScoreInputError,
+    ScoreOptions,
+    Shard,
+    finalize,
+)
+from modelberth_inference.scoring import (
+    run as score_run,
+)
+from modelberth_inference.settings import Settings
+
+log = logging.getLogger("modelberth.inference.score")
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"modelberth score: {message}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score, or finalize a sharded run; the exit status of ``modelberth score``."""
+    configure_logging("score", os.environ.get("SCORE_LOG_LEVEL", "info"))
+    if args.finalize:
+        if not args.shards:
+            return _fail("--finalize needs --shards N")
+        try:
+            merged = finalize(Path(args.finalize), args.shards)
+        except (ScoreInputError, OSError, ValueError, KeyError) as exc:
+            return _fail(f"finalize failed: {exc}", EXIT_ERROR)
+        print(json.dumps(merged, indent=2, sort_keys=True))
+        return 0
+    for flag in ("model", "input", "output"):
+        if not getattr(args, flag):
+            return _fail(f"--{flag} is required")
+    shard = None
+    if args.shard:
+        try:
+            shard = Shard.parse(args.shard)
+        except ValueError as exc:
+            return _fail(f"--shard: {exc}")
+    try:
+        ref = Reference.parse(args.model)
+        store = open_store(default_location(args.store))
+        resolved = store.resolve(ref)
+        version_dir = store.fetch(resolved.name, resolved.version)
+    except StoreError as exc:
+        return _fail(str(exc))
+    # The service's default text limit (its Settings need a service environment to construct).
+    max_text_length: int = Settings.model_fields["max_text_length"].default
+    try:
+        model = load_model(
+            version_dir.parent.parent,
+            resolved.name,
+            resolved.version,
+            max_text_length=max_text_length,
+        )
+    except LoadError as exc:
+        return _fail(f"cannot load {resolved.name}:{resolved.version}: {exc}", EXIT_ERROR)
+    options = ScoreOptions(
+        input=Path(args.input),
+        output=Path(args.output),
+        keep=list(args.keep),
+        chunk_rows=args.chunk_rows or DEFAULT_CHUNK_ROWS,
+        max_error_rate=args.max_error_rate,
+        shard=shard,
+        input_format=args.input_format,
+        output_format=args.output_format,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    try:
+        summary, within = score_run(model, resolved.digest, options)
+    except ScoreInputError as exc:
+        return _fail(str(exc))
+    data = summary.as_json()
+    shown = {k: v for k, v in data.items() if k not in {"drift_counts", "drift_expected", "first_errors"}}
+    print(json.dumps(shown, indent=2, sort_keys=True))
+    if not within:
+        return _fail(
+            f"{summary.errors + summary.skipped_lines} of {summary.rows + summary.skipped_lines} "
+            "rows invalid, "
+            f"more than --max-error-rate {options.max_error_rate}; output not published",
+            EXIT_TOO_MANY_ERRORS,
+        )
+    return 0

@@ -1,0 +1,634 @@
+"""Offline batch scoring: a CSV or Parquet file in, a file out, in bounded memory (issue 19).
+
+The input is read in chunks with pyarrow; each chunk goes through the API's :class:`Validator` (per row:
+a bad row gets an ``error`` naming the field and is not predicted, the others are), the loaded model's
+``predict`` and the service's drift bins. The output is written under a hidden temporary name and renamed
+when complete, so a killed run never leaves a file that looks whole. ``--shard i/n`` scores one contiguous
+slice (Parquet row groups, or a CSV byte range aligned to line starts) into ``part-<i>`` of a directory;
+``finalize`` checks the parts, merges their summaries and writes ``_SUCCESS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from modelberth_inference.model import LoadedModel
+from modelberth_inference.monitoring import BatchDrift, psi
+from modelberth_inference.validation import MISSING, Issue, Validator
+
+log = logging.getLogger("modelberth.inference.scoring")
+
+DEFAULT_CHUNK_ROWS: Final = 100_000
+"""Rows per chunk: about 100 MB of Python values for a 20-column table, whatever the file's size."""
+ERRORS_IN_SUMMARY: Final = 100
+"""Bad rows listed in the summary (all are counted; every one has its ``error`` cell in the output)."""
+ERROR_COLUMN: Final = "error"
+WARNINGS_COLUMN: Final = "warnings"
+PREDICTION_COLUMN: Final = "prediction"
+PROBABILITY_PREFIX: Final = "proba_"
+SUCCESS_FILE: Final = "_SUCCESS"
+
+
+class ScoreInputError(Exception):
+    """The file cannot be scored at all (unreadable, empty, a required column missing): nothing written."""
+
+
+@dataclass(slots=True)
+class Shard:
+    """Part ``index`` of ``count`` (0-based, as a Kubernetes Indexed Job counts)."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``i/n`` with ``0 <= i < n``."""
+        head, sep, tail = text.partition("/")
+        try:
+            index, count = int(head), int(tail)
+        except ValueError:
+            index, count = -1, 0
+        if not sep or count < 1 or not 0 <= index < count:
+            raise ValueError(f"expected i/n with 0 <= i < n (e.g. 0/4), got {text!r}")
+        return cls(index, count)
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a run did; written as ``<output>.summary.json`` (or ``part-<i>.summary.json``)."""
+
+    model: str
+    version: str
+    digest: str | None
+    input: str
+    output: str
+    shard: str | None = None
+    rows: int = 0
+    errors: int = 0
+    skipped_lines: int = 0
+    warnings: int = 0
+    seconds: float = 0.0
+    status: str = "ok"
+    drift_psi: dict[str, float] = field(default_factory=dict)
+    drift_rows: int = 0
+    drift_counts: dict[str, list[int]] = field(default_factory=dict)
+    drift_expected: dict[str, list[float]] = field(default_factory=dict)
+    first_errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The summary's JSON object."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+# -- reading -------------------------------------------------------------------------------------------
+
+
+class _RangeReader(io.RawIOBase):
+    """The CSV header line followed by bytes ``[start, end)`` of a file: what one shard parses."""
+
+    def __init__(self, path: Path, header: bytes, start: int, end: int) -> None:
+        self._fh = path.open("rb")
+        self._fh.seek(start)
+        self._header = header
+        self._left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._header:
+            n = min(len(view), len(self._header))
+            view[:n] = self._header[:n]
+            self._header = self._header[n:]
+            return n
+        if self._left <= 0:
+            return 0
+        data = self._fh.read(min(len(view), self._left))
+        self._left -= len(data)
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _line_start_at_or_after(fh: BinaryIO, offset: int, size: int) -> int:
+    """The first line start at or after ``offset`` (``size`` if none)."""
+    if offset <= 0:
+        return 0
+    fh.seek(offset - 1)
+    while True:
+        block = fh.read(1 << 16)
+        if not block:
+            return size
+        at = block.find(b"\n")
+        if at >= 0:
+            return fh.tell() - len(block) + at + 1
+
+
+def csv_byte_range(path: Path, shard: Shard) -> tuple[bytes, int, int]:
+    """The header line and the ``[start, end)`` byte range of ``shard``'s rows: the file's body split in
+    ``count`` equal parts, each moved to the next line start, so parts in index order are the whole file.
+    (A quoted value holding a newline can break that alignment; such files are scored without --shard.)"""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        header = fh.readline()
+        body = fh.tell()
+        span = size - body
+
+        def cut(k: int) -> int:
+            return _line_start_at_or_after(fh, body + span * k // shard.count, size) if k else body
+
+        start = cut(shard.index)
+        end = cut(shard.index + 1) if shard.index + 1 < shard.count else size
+    if header and not header.endswith(b"\n"):
+        header += b"\n"
+    return header, start, max(start, end)
+
+
+@dataclass(slots=True)
+class _Source:
+    batches: Iterator[pa.RecordBatch]
+    total_rows: int | None
+    skipped: list[int]
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" in str(exc):
+            raise ScoreInputError(f"{path}: the file is empty (no header row)") from None
+        raise ScoreInputError(f"{path}: not a readable CSV file ({_arrow_message(exc)})") from None
+    names = list(reader.schema.names)
+    reader.close()
+    return names
+
+
+def _arrow_message(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def open_source(
+    path: Path, fmt: str, needed: list[str], chunk_rows: int, shard: Shard | None
+) -> tuple[_Source, list[str]]:
+    """Batches of ``needed`` columns (CSV: as bytes, decoded per value later) and the file's column names."""
+    if fmt == "parquet":
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise ScoreInputError(f"{path}: not a readable Parquet file ({_arrow_message(exc)})") from None
+        names = list(pf.schema_arrow.names)
+        present = [c for c in needed if c in names]
+        groups = list(range(pf.num_row_groups))
+        if shard is not None:  # contiguous row groups, so parts in index order are the input's order
+            n = len(groups)
+            groups = groups[n * shard.index // shard.count : n * (shard.index + 1) // shard.count]
+        total = sum(pf.metadata.row_group(g).num_rows for g in groups)
+        batches = pf.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=present)
+        return _Source(iter(batches) if groups else iter(()), total, []), names
+    names = _csv_header(path)
+    present = [c for c in needed if c in names]
+    skipped: list[int] = []
+
+    def ragged(row: Any) -> str:
+        skipped.append(row.number if row.number is not None else -1)
+        return "skip"
+
+    size = path.stat().st_size
+    sample = path.open("rb").read(1 << 20)
+    lines = max(sample.count(b"\n"), 1)
+    block = max(1 << 16, min(1 << 30, int(len(sample) / lines * chunk_rows)))
+    stream: Any = path
+    if shard is not None:
+        header, start, end = csv_byte_range(path, shard)
+        stream = io.BufferedReader(_RangeReader(path, header, start, end), 1 << 20)
+        size = end - start
+    try:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=block),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=ragged),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=present,
+                column_types={c: pa.binary() for c in present},
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" in str(exc):  # a shard whose range holds no row
+            return _Source(iter(()), 0, skipped), names
+        raise ScoreInputError(f"{path}: not a readable CSV file ({_arrow_message(exc)})") from None
+    del size
+    return _Source(_csv_batches(path, reader), None, skipped), names
+
+
+def _csv_batches(path: Path, reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as exc:
+            raise ScoreInputError(f"{path}: CSV parse error ({_arrow_message(exc)})") from None
+        yield batch
+
+
+def _decode(array: pa.Array) -> tuple[list[Any], list[int]]:
+    """Python values of one column; binary (CSV) cells decoded as UTF-8, rows that are not UTF-8 as None
+    and listed."""
+    if not pa.types.is_binary(array.type):
+        return array.to_pylist(), []
+    try:
+        return array.cast(pa.string()).to_pylist(), []
+    except pa.ArrowInvalid:
+        values: list[Any] = []
+        bad: list[int] = []
+        for i, raw in enumerate(array.to_pylist()):
+            try:
+                values.append(None if raw is None else raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                values.append(None)
+                bad.append(i)
+        return values, bad
+
+
+def _numbers(values: list[Any]) -> list[Any]:
+    """CSV text of a numeric feature as numbers; text that is not a number stays text (the validator
+    then names the row), an empty cell is null."""
+    out: list[Any] = []
+    for v in values:
+        if type(v) is str:
+            try:
+                out.append(float(v))
+            except ValueError:
+                out.append(v)
+        else:
+            out.append(v)
+    return out
+
+
+def _numeric_column(array: pa.Array) -> list[Any] | None:
+    """The fast conversion of a whole CSV column of numbers (None when a cell is not one)."""
+    try:
+        return pc.cast(array.cast(pa.string()), pa.float64()).to_pylist()  # type: ignore[no-any-return]
+    except pa.ArrowException:
+        return None
+
+
+# -- scoring -------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ScoreOptions:
+    """What ``modelberth score`` was asked for."""
+
+    input: Path
+    output: Path
+    keep: list[str] = field(default_factory=list)
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    max_error_rate: float = 1.0
+    shard: Shard | None = None
+    input_format: str | None = None
+    output_format: str | None = None
+    progress: bool = False
+
+
+def file_format(path: Path, explicit: str | None) -> str:
+    """``csv`` or ``parquet``: the flag, else the suffix (``.parquet``/``.pq``), else CSV."""
+    if explicit:
+        return explicit
+    return "parquet" if path.suffix.lower() in {".parquet", ".pq"} else "csv"
+
+
+class Scorer:
+    """Scores chunks of one file with one loaded model version."""
+
+    def __init__(self, model: LoadedModel, options: ScoreOptions) -> None:
+        self.model = model
+        self.options = options
+        card = model.card
+        # The API's validator, with every warning listed (a chunk is not a response to keep small).
+        self.validator = Validator(card.features, model.validator.max_text_length, max_warnings=sys.maxsize)
+        self.specs = {f.name: f for f in card.features}
+        self.drift = BatchDrift(card.features, card.reference_profile)
+        self.classes = list(model.classes) if card.task != "regression" else []
+        self.proba_columns = [f"{PROBABILITY_PREFIX}{c}" for c in self.classes] if model.has_proba else []
+
+    def output_schema(self, keep_types: dict[str, pa.DataType]) -> pa.Schema:
+        """Passthrough columns, prediction, probabilities, warnings, error."""
+        regression = self.model.card.task == "regression"
+        fields = [pa.field(name, keep_types[name]) for name in self.options.keep]
+        fields.append(pa.field(PREDICTION_COLUMN, pa.float64() if regression else pa.string()))
+        fields += [pa.field(name, pa.float64()) for name in self.proba_columns]
+        fields += [pa.field(WARNINGS_COLUMN, pa.string()), pa.field(ERROR_COLUMN, pa.string())]
+        return pa.schema(fields)
+
+    def score(self, batch: pa.RecordBatch, first_row: int, summary: Summary) -> pa.RecordBatch:
+        """One chunk's output rows, in input order."""
+        n = batch.num_rows
+        row_errors: dict[int, list[str]] = {}
+        columns: dict[str, list[Any]] = {}
+        present = set(batch.schema.names)
+        for name, spec in self.specs.items():
+            if name not in present:
+                columns[name] = [MISSING] * n
+                continue
+            array = batch.column(name)
+            values: list[Any] | None = None
+            if spec.type == "numeric" and pa.types.is_binary(array.type):
+                values = _numeric_column(array)
+            if values is None:
+                values, bad = _decode(array)
+                for i in bad:
+                    row_errors.setdefault(i, []).append(f"{name}: not valid UTF-8")
+                if spec.type == "numeric" and pa.types.is_binary(array.type):
+                    values = _numbers(values)
+            columns[name] = values
+        keep: dict[str, pa.Array] = {}
+        for name in self.options.keep:
+            array = batch.column(name)
+            if pa.types.is_binary(array.type):
+                values, bad = _decode(array)
+                for i in bad:
+                    row_errors.setdefault(i, []).append(f"{name}: not valid UTF-8")
+                array = pa.array(values, pa.string())
+            keep[name] = array
+        issues: list[Issue] = []
+        self.validator.check(columns, n, issues)
+        for issue in issues:
+            if issue.row is not None:
+                row_errors.setdefault(issue.row, []).append(f"{issue.feature}: {issue.msg}")
+        good = np.ones(n, dtype=bool)
+        if row_errors:
+            good[list(row_errors)] = False
+        index = np.flatnonzero(good)
+        if len(index) < n:
+            kept = index.tolist()
+            columns = {k: [v[i] for i in kept] for k, v in columns.items()}
+        validated = self.validator.check(columns, len(index), issues := [])
+        regression = self.model.card.task == "regression"
+        prediction: list[Any] = [None] * n
+        proba = np.full((n, len(self.proba_columns)), np.nan)
+        warnings: list[Any] = [None] * n
+        if issues:  # cannot happen: the rows that failed were removed; never predict on unchecked rows
+            raise RuntimeError("validation of the remaining rows failed")
+        if len(index):
+            out = self.model.predict(validated.data)
+            for i, value in zip(index.tolist(), out.predictions, strict=True):
+                prediction[i] = value
+            if out.proba is not None and self.proba_columns:
+                proba[index] = out.proba
+            if out.invalid_rows is not None:
+                for j in out.invalid_rows.tolist():
+                    i = int(index[j])
+                    prediction[i] = None
+                    proba[i] = np.nan
+                    row_errors.setdefault(i, []).append("the model's output is not a finite number")
+            self.drift.update(validated.data, len(index))
+            per_row: dict[int, list[str]] = {}
+            for w in validated.warnings:
+                per_row.setdefault(int(index[w["row"]]), []).append(f"{w['feature']}: {w['kind']}")
+            for i, items in per_row.items():
+                warnings[i] = "; ".join(items)
+            summary.warnings += len(per_row)
+        errors: list[str | None] = [None] * n
+        for i in sorted(row_errors):
+            errors[i] = "; ".join(row_errors[i])
+            prediction[i] = None
+            proba[i] = np.nan
+            if len(summary.first_errors) < ERRORS_IN_SUMMARY:
+                summary.first_errors.append({"row": first_row + i, "error": errors[i]})
+        summary.errors += len(row_errors)
+        summary.rows += n
+        arrays: list[pa.Array] = [keep[name] for name in self.options.keep]
+        arrays.append(pa.array(prediction, pa.float64() if regression else pa.string()))
+        mask = np.isnan(proba)
+        arrays += [pa.array(proba[:, j], mask=mask[:, j]) for j in range(len(self.proba_columns))]
+        arrays += [pa.array(warnings, pa.string()), pa.array(errors, pa.string())]
+        return pa.RecordBatch.from_arrays(arrays, schema=self.output_schema({k: keep[k].type for k in keep}))
+
+
+class _Writer:
+    """CSV or Parquet, to a hidden temporary file next to the target; :meth:`commit` renames it."""
+
+    def __init__(self, target: Path, fmt: str) -> None:
+        self.target = target
+        self.fmt = fmt
+        self.tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        self._writer: Any = None
+        self._schema: pa.Schema | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self._schema = batch.schema
+            if self.fmt == "parquet":
+                self._writer = pq.ParquetWriter(self.tmp, batch.schema)
+            else:
+                self._writer = pacsv.CSVWriter(
+                    self.tmp, batch.schema, write_options=pacsv.WriteOptions(quoting_style="needed")
+                )
+        self._writer.write_batch(batch)
+
+    def commit(self, schema: pa.Schema) -> None:
+        if self._writer is None:  # no row at all: still a well-formed file with the header
+            self.write(pa.RecordBatch.from_pylist([], schema))
+        self._writer.close()
+        with self.tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.tmp, self.target)
+        _fsync_dir(self.target.parent)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):  # the file is removed whatever closing it raised
+                self._writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON, written under a temporary name and renamed."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class _Progress:
+    """Rows, rows/s and ETA on one stderr line (a terminal), else a JSON log line every ~10 s."""
+
+    def __init__(self, tty: bool, total: int | None) -> None:
+        self.tty = tty
+        self.total = total
+        self.start = self.last = time.perf_counter()
+
+    def update(self, rows: int, final: bool = False) -> None:
+        now = time.perf_counter()
+        elapsed = max(now - self.start, 1e-9)
+        rate = rows / elapsed
+        if self.tty:
+            if not final and now - self.last < 0.2:
+                return
+            eta = ""
+            if self.total and rate > 0:
+                eta = f", ETA {max(self.total - rows, 0) / rate:.0f} s"
+                eta = f" / {self.total:,}{eta}"
+            sys.stderr.write(f"\rscored {rows:,} rows{eta}, {rate:,.0f} rows/s ")
+            if final:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif final or now - self.last >= 10:
+            log.info("progress", extra={"rows": rows, "rows_per_second": round(rate), "total": self.total})
+        self.last = now
+
+
+def run(model: LoadedModel, digest: str | None, options: ScoreOptions) -> tuple[Summary, bool]:
+    """Score ``options.input`` into ``options.output`` (or ``part-<i>`` of it); the summary, and whether
+    the error rate stayed within ``max_error_rate`` (else the output is not published)."""
+    start = time.perf_counter()
+    in_fmt = file_format(options.input, options.input_format)
+    shard = options.shard
+    if shard is not None:
+        options.output.mkdir(parents=True, exist_ok=True)
+        out_fmt = options.output_format or in_fmt
+        target = options.output / f"part-{shard.index:05d}.{'parquet' if out_fmt == 'parquet' else 'csv'}"
+    else:
+        out_fmt = file_format(options.output, options.output_format)
+        target = options.output
+    summary = Summary(
+        model=model.name,
+        version=model.version,
+        digest=digest,
+        input=str(options.input),
+        output=str(target),
+        shard=f"{shard.index}/{shard.count}" if shard else None,
+    )
+    if not options.input.is_file():
+        raise ScoreInputError(f"{options.input}: no such file")
+    scorer = Scorer(model, options)
+    features = [f.name for f in model.card.features]
+    source, names = open_source(
+        options.input,
+        in_fmt,
+        [*features, *[k for k in options.keep if k not in features]],
+        options.chunk_rows,
+        shard,
+    )
+    missing_keep = [k for k in options.keep if k not in names]
+    if missing_keep:
+        raise ScoreInputError(f"{options.input}: no column {', '.join(map(repr, missing_keep))} to --keep")
+    missing = [f.name for f in model.card.features if f.required and f.name not in names]
+    if missing:
+        shown = ", ".join(map(repr, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise ScoreInputError(f"{options.input}: required column(s) missing: {shown}")
+    writer = _Writer(target, out_fmt)
+    progress = _Progress(options.progress, source.total_rows)
+    keep_types: dict[str, pa.DataType] = {}
+    try:
+        for batch in source.batches:
+            if batch.num_rows == 0:
+                continue
+            out = scorer.score(batch, summary.rows, summary)
+            keep_types = {k: out.schema.field(k).type for k in options.keep}
+            writer.write(out)
+            progress.update(summary.rows)
+        progress.update(summary.rows, final=True)
+        summary.skipped_lines = len(source.skipped)
+        for line in source.skipped[: max(ERRORS_IN_SUMMARY - len(summary.first_errors), 0)]:
+            summary.first_errors.append({"line": line, "error": "wrong number of fields; row skipped"})
+        summary.drift_psi = {k: round(v, 6) for k, v in scorer.drift.values().items()}
+        summary.drift_rows = scorer.drift.rows
+        summary.drift_counts = scorer.drift.counts()
+        summary.drift_expected = scorer.drift.expected()
+        bad = summary.errors + summary.skipped_lines
+        total = summary.rows + summary.skipped_lines
+        within = not total or bad / total <= options.max_error_rate
+        summary.seconds = round(time.perf_counter() - start, 3)
+        if not within:
+            summary.status = "too_many_errors"
+            writer.abort()
+        else:
+            if not keep_types:
+                keep_types = {k: pa.string() for k in options.keep}
+            writer.commit(scorer.output_schema(keep_types))
+    except BaseException:
+        writer.abort()
+        raise
+    write_json_atomic(target.with_name(target.name + ".summary.json"), summary.as_json())
+    return summary, within
+
+
+def finalize(directory: Path, shards: int) -> dict[str, Any]:
+    """Check that every part and its summary are there and complete, merge the summaries into
+    ``_summary.json`` and write ``_SUCCESS``; raise :class:`ScoreInputError` naming what is missing."""
+    parts: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for i in range(shards):
+        found = sorted(directory.glob(f"part-{i:05d}.*.summary.json"))
+        if len(found) != 1:
+            problems.append(f"part {i}: {'no summary' if not found else 'several summaries'}")
+            continue
+        data = json.loads(found[0].read_text(encoding="utf-8"))
+        if data.get("status") != "ok" or data.get("shard") != f"{i}/{shards}":
+            problems.append(f"part {i}: status {data.get('status')!r}, shard {data.get('shard')!r}")
+        elif not Path(data["output"]).is_file():
+            problems.append(f"part {i}: {data['output']} is missing")
+        parts.append(data)
+    if problems:
+        raise ScoreInputError("; ".join(problems))
+    first = parts[0]
+    if len({(p["model"], p["version"], p["input"]) for p in parts}) != 1:
+        raise ScoreInputError("the parts were scored from different models or inputs")
+    merged: dict[str, Any] = {
+        "model": first["model"],
+        "version": first["version"],
+        "digest": first["digest"],
+        "input": first["input"],
+        "parts": [p["output"] for p in parts],
+        "rows": sum(p["rows"] for p in parts),
+        "errors": sum(p["errors"] for p in parts),
+        "skipped_lines": sum(p["skipped_lines"] for p in parts),
+        "warnings": sum(p["warnings"] for p in parts),
+        "seconds": round(max(p["seconds"] for p in parts), 3),
+    }
+    drift: dict[str, list[int]] = {}
+    for p in parts:
+        for name, counts in p["drift_counts"].items():
+            drift[name] = [a + b for a, b in zip(drift.get(name, [0] * len(counts)), counts, strict=True)]
+    rows = sum(p["drift_rows"] for p in parts)
+    expected = first["drift_expected"]
+    merged["drift_rows"] = rows
+    merged["drift_psi"] = {
+        name: round(psi(np.asarray(c, dtype=np.int64), rows, np.asarray(expected[name])), 6)
+        for name, c in drift.items()
+        if rows and name in expected
+    }
+    write_json_atomic(directory / "_summary.json", merged)
+    (directory / SUCCESS_FILE).write_bytes(b"")
+    return merged

@@ -172,19 +172,30 @@ class _Source:
 
 
 def _csv_header(path: Path) -> list[str]:
+    """The column names of the header line (parsed alone: the rows' faults are per-row errors later)."""
+    with path.open("rb") as fh:
+        first = fh.readline(1 << 20)
+    if not first.strip():
+        raise ScoreInputError(f"{path}: the file is empty (no header row)")
     try:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
+        first.decode("utf-8")
+        table = pacsv.read_csv(
+            io.BytesIO(first), read_options=pacsv.ReadOptions(autogenerate_column_names=False)
+        )
+    except UnicodeDecodeError:
+        raise ScoreInputError(f"{path}: the header row is not valid UTF-8") from None
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             raise ScoreInputError(f"{path}: the file is empty (no header row)") from None
         raise ScoreInputError(f"{path}: not a readable CSV file ({_arrow_message(exc)})") from None
-    names = list(reader.schema.names)
-    reader.close()
-    return names
+    return list(table.column_names)
 
 
 def _arrow_message(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    """The kind of error pyarrow saw, without the rest of its message, which can quote the input's bytes
+    ("Expected 5 columns, got 3: <the row>"): nothing from the file is repeated."""
+    lines = str(exc).splitlines()
+    return ": ".join(lines[0].split(": ")[:2])[:200] if lines else type(exc).__name__
 
 
 def open_source(
@@ -194,7 +205,7 @@ def open_source(
     if fmt == "parquet":
         try:
             pf = pq.ParquetFile(path)
-        except (pa.ArrowException, OSError) as exc:
+        except (pa.ArrowException, OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             raise ScoreInputError(f"{path}: not a readable Parquet file ({_arrow_message(exc)})") from None
         names = list(pf.schema_arrow.names)
         present = [c for c in needed if c in names]
@@ -203,33 +214,34 @@ def open_source(
             n = len(groups)
             groups = groups[n * shard.index // shard.count : n * (shard.index + 1) // shard.count]
         total = sum(pf.metadata.row_group(g).num_rows for g in groups)
-        batches = pf.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=present)
-        return _Source(iter(batches) if groups else iter(()), total, []), names
+        batches = _parquet_batches(path, pf, chunk_rows, groups, present) if groups else iter(())
+        return _Source(batches, total, []), names
     names = _csv_header(path)
     present = [c for c in needed if c in names]
     skipped: list[int] = []
 
     def ragged(row: Any) -> str:
-        skipped.append(row.number if row.number is not None else -1)
+        skipped.append(row.number if row.number is not None else -1)  # in a shard: within its range
         return "skip"
 
-    size = path.stat().st_size
-    sample = path.open("rb").read(1 << 20)
+    with path.open("rb") as fh:  # the CSV block that holds about chunk_rows rows
+        sample = fh.read(1 << 20)
     lines = max(sample.count(b"\n"), 1)
     block = max(1 << 16, min(1 << 30, int(len(sample) / lines * chunk_rows)))
     stream: Any = path
     if shard is not None:
         header, start, end = csv_byte_range(path, shard)
         stream = io.BufferedReader(_RangeReader(path, header, start, end), 1 << 20)
-        size = end - start
     try:
         reader = pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(block_size=block),
+            # One thread: the parse knows each skipped line's number, and Indexed Job pods get one core each.
+            read_options=pacsv.ReadOptions(block_size=block, use_threads=False),
             parse_options=pacsv.ParseOptions(invalid_row_handler=ragged),
             convert_options=pacsv.ConvertOptions(
                 include_columns=present,
                 column_types={c: pa.binary() for c in present},
+                null_values=[""],  # only an empty cell is missing: "NA" may be a category
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
             ),
@@ -238,8 +250,16 @@ def open_source(
         if "Empty CSV file" in str(exc):  # a shard whose range holds no row
             return _Source(iter(()), 0, skipped), names
         raise ScoreInputError(f"{path}: not a readable CSV file ({_arrow_message(exc)})") from None
-    del size
     return _Source(_csv_batches(path, reader), None, skipped), names
+
+
+def _parquet_batches(
+    path: Path, pf: pq.ParquetFile, chunk_rows: int, groups: list[int], columns: list[str]
+) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from pf.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=columns)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ScoreInputError(f"{path}: Parquet read error ({_arrow_message(exc)})") from None
 
 
 def _csv_batches(path: Path, reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
@@ -347,6 +367,7 @@ class Scorer:
         """One chunk's output rows, in input order."""
         n = batch.num_rows
         row_errors: dict[int, list[str]] = {}
+        undecoded: set[tuple[int, str]] = set()  # (row, feature) cells already reported as not UTF-8
         columns: dict[str, list[Any]] = {}
         present = set(batch.schema.names)
         for name, spec in self.specs.items():
@@ -361,6 +382,7 @@ class Scorer:
                 values, bad = _decode(array)
                 for i in bad:
                     row_errors.setdefault(i, []).append(f"{name}: not valid UTF-8")
+                    undecoded.add((i, name))
                 if spec.type == "numeric" and pa.types.is_binary(array.type):
                     values = _numbers(values)
             columns[name] = values
@@ -376,7 +398,7 @@ class Scorer:
         issues: list[Issue] = []
         self.validator.check(columns, n, issues)
         for issue in issues:
-            if issue.row is not None:
+            if issue.row is not None and (issue.row, issue.feature) not in undecoded:
                 row_errors.setdefault(issue.row, []).append(f"{issue.feature}: {issue.msg}")
         good = np.ones(n, dtype=bool)
         if row_errors:

@@ -347,3 +347,40 @@ def test_a_killed_run_leaves_no_file_that_looks_complete(tiny_model_dir: Path, t
     assert subprocess.run(cmd, env=env, capture_output=True, timeout=300).returncode == 0
     with out.open() as fh:
         assert sum(1 for _ in fh) == 400_001
+
+
+@pytest.mark.integration
+def test_an_input_url_is_downloaded_and_its_query_never_shown(
+    tiny_model_dir: Path, tmp_path: Path, iris_frame: pd.DataFrame, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    site = tmp_path / "site"
+    site.mkdir()
+    iris_frame.to_parquet(site / "customers.parquet")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        out = tmp_path / "out.csv"
+        url = f"{base}/customers.parquet?sig=secret-signature"
+        assert score(tiny_model_dir, "--input", url, "--output", str(out), "--keep", "id") == 0
+        assert read(out)["id"].tolist() == iris_frame["id"].tolist()
+        summary = (tmp_path / "out.csv.summary.json").read_text()
+        assert json.loads(summary)["input"] == f"{base}/customers.parquet"
+        assert score(tiny_model_dir, "--input", f"{base}/nope.csv?sig=x", "--output", str(out)) == 2
+        text = capfd.readouterr()
+        assert "HTTP 404" in text.err
+        assert "secret-signature" not in text.out + text.err + summary
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -7,12 +7,14 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
+from modelberth_core.download import DownloadError, download, shown
 from modelberth_core.logging import configure_logging
 from modelberth_core.store import Reference, StoreError, default_location, open_store
 from modelberth_inference.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_TOO_MANY_ERRORS
-from modelberth_inference.model import LoadError, load_model
+from modelberth_inference.model import LoadedModel, LoadError, load_model
 from modelberth_inference.scoring import (
     DEFAULT_CHUNK_ROWS,
     ScoreInputError,
@@ -26,6 +28,9 @@ from modelberth_inference.scoring import (
 from modelberth_inference.settings import Settings
 
 log = logging.getLogger("modelberth.inference.score")
+
+MAX_INPUT_BYTES = 1 << 40
+"""Largest --input URL download: the pod's temporary volume is the real bound (the chart's sizeLimit)."""
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
@@ -72,8 +77,27 @@ def run(args: argparse.Namespace) -> int:
         )
     except LoadError as exc:
         return _fail(f"cannot load {resolved.name}:{resolved.version}: {exc}", EXIT_ERROR)
+    with tempfile.TemporaryDirectory(prefix="modelberth-score-") as tmp:
+        if "://" in args.input:
+            try:
+                source = download(args.input, Path(tmp), max_bytes=MAX_INPUT_BYTES, flag="--input")
+            except DownloadError as exc:
+                return _fail(str(exc))
+            return _score(args, model, resolved.digest, source, shown(args.input), shard)
+        return _score(args, model, resolved.digest, Path(args.input), args.input, shard)
+
+
+def _score(
+    args: argparse.Namespace,
+    model: LoadedModel,
+    digest: str | None,
+    source: Path,
+    shown_input: str,
+    shard: Shard | None,
+) -> int:
     options = ScoreOptions(
-        input=Path(args.input),
+        input=source,
+        shown_input=shown_input,
         output=Path(args.output),
         keep=list(args.keep),
         chunk_rows=args.chunk_rows or DEFAULT_CHUNK_ROWS,
@@ -84,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     try:
-        summary, within = score_run(model, resolved.digest, options)
+        summary, within = score_run(model, digest, options)
     except ScoreInputError as exc:
         return _fail(str(exc))
     data = summary.as_json()

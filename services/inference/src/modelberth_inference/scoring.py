@@ -324,6 +324,8 @@ class ScoreOptions:
 
     input: Path
     output: Path
+    shown_input: str | None = None
+    """What the summary calls the input (a URL without its query, not the downloaded file)."""
     keep: list[str] = field(default_factory=list)
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     max_error_rate: float = 1.0
@@ -547,7 +549,7 @@ def run(model: LoadedModel, digest: str | None, options: ScoreOptions) -> tuple[
         model=model.name,
         version=model.version,
         digest=digest,
-        input=str(options.input),
+        input=options.shown_input or str(options.input),
         output=str(target),
         shard=f"{shard.index}/{shard.count}" if shard else None,
     )

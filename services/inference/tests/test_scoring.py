@@ -384,3 +384,21 @@ def test_an_input_url_is_downloaded_and_its_query_never_shown(
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_semicolon_and_tab_files_are_read_like_the_trainer_reads_them(
+    tiny_model_dir: Path, tmp_path: Path, iris_frame: pd.DataFrame, sep: str
+) -> None:
+    src = tmp_path / "in.csv"
+    iris_frame.to_csv(src, index=False, sep=sep)  # the bank-marketing file is ';'-separated
+    out = tmp_path / "out.csv"
+    assert score(tiny_model_dir, "--input", str(src), "--output", str(out), "--keep", "id") == 0
+    got = read(out)
+    assert got["error"].isna().all()
+    assert got["id"].tolist() == iris_frame["id"].tolist()
+    parts = tmp_path / "parts"
+    for i in range(2):
+        assert score(tiny_model_dir, "--input", str(src), "--output", str(parts), f"--shard={i}/2") == 0
+    joined = pd.concat([read(p) for p in sorted(parts.glob("part-*.csv"))], ignore_index=True)
+    assert joined["prediction"].tolist() == got["prediction"].tolist()

@@ -84,6 +84,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="F",
         help="fail (exit 3, output not published) when a larger fraction of rows is invalid (default 1)",
     )
+    score.add_argument(
+        "--delimiter",
+        choices=[",", ";", "tab"],
+        help="the input CSV's separator (default: sniffed from the header: , ; or tab)",
+    )
     score.add_argument("--input-format", choices=["csv", "parquet"], help="default: from the suffix")
     score.add_argument("--output-format", choices=["csv", "parquet"], help="default: from the suffix")
     score.add_argument("--shard", metavar="I/N", help="score part I of N (0-based) into OUTPUT/part-<I>")

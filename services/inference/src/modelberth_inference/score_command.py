@@ -105,6 +105,7 @@ def _score(
         shard=shard,
         input_format=args.input_format,
         output_format=args.output_format,
+        delimiter="\t" if args.delimiter == "tab" else args.delimiter,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     try:

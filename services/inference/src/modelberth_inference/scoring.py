@@ -171,7 +171,18 @@ class _Source:
     skipped: list[int]
 
 
-def _csv_header(path: Path) -> list[str]:
+DELIMITERS: Final = (b",", b";", b"\t")
+
+
+def sniff_delimiter(path: Path) -> str:
+    """``,``, ``;`` or tab: whichever the header line holds most of (``,`` on a tie), as the trainer reads."""
+    with path.open("rb") as fh:
+        first = fh.readline(1 << 20)
+    best = max(DELIMITERS, key=lambda d: (first.count(d), d == b","))
+    return best.decode()
+
+
+def _csv_header(path: Path, delimiter: str) -> list[str]:
     """The column names of the header line (parsed alone: the rows' faults are per-row errors later)."""
     with path.open("rb") as fh:
         first = fh.readline(1 << 20)
@@ -180,7 +191,9 @@ def _csv_header(path: Path) -> list[str]:
     try:
         first.decode("utf-8")
         table = pacsv.read_csv(
-            io.BytesIO(first), read_options=pacsv.ReadOptions(autogenerate_column_names=False)
+            io.BytesIO(first),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
         )
     except UnicodeDecodeError:
         raise ScoreInputError(f"{path}: the header row is not valid UTF-8") from None
@@ -199,7 +212,12 @@ def _arrow_message(exc: Exception) -> str:
 
 
 def open_source(
-    path: Path, fmt: str, needed: list[str], chunk_rows: int, shard: Shard | None
+    path: Path,
+    fmt: str,
+    needed: list[str],
+    chunk_rows: int,
+    shard: Shard | None,
+    delimiter: str | None = None,
 ) -> tuple[_Source, list[str]]:
     """Batches of ``needed`` columns (CSV: as bytes, decoded per value later) and the file's column names."""
     if fmt == "parquet":
@@ -216,7 +234,8 @@ def open_source(
         total = sum(pf.metadata.row_group(g).num_rows for g in groups)
         batches = _parquet_batches(path, pf, chunk_rows, groups, present) if groups else iter(())
         return _Source(batches, total, []), names
-    names = _csv_header(path)
+    delimiter = delimiter or sniff_delimiter(path)
+    names = _csv_header(path, delimiter)
     present = [c for c in needed if c in names]
     skipped: list[int] = []
 
@@ -237,7 +256,7 @@ def open_source(
             stream,
             # One thread: the parse knows each skipped line's number, and Indexed Job pods get one core each.
             read_options=pacsv.ReadOptions(block_size=block, use_threads=False),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=ragged),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged),
             convert_options=pacsv.ConvertOptions(
                 include_columns=present,
                 column_types={c: pa.binary() for c in present},
@@ -332,6 +351,8 @@ class ScoreOptions:
     shard: Shard | None = None
     input_format: str | None = None
     output_format: str | None = None
+    delimiter: str | None = None
+    """The input CSV's separator; None sniffs ``,``, ``;`` or tab from the header. The output uses ``,``."""
     progress: bool = False
 
 
@@ -563,6 +584,7 @@ def run(model: LoadedModel, digest: str | None, options: ScoreOptions) -> tuple[
         [*features, *[k for k in options.keep if k not in features]],
         options.chunk_rows,
         shard,
+        options.delimiter,
     )
     missing_keep = [k for k in options.keep if k not in names]
     if missing_keep:

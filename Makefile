@@ -46,10 +46,11 @@ test-integration: install install-system ## real processes on 127.0.0.1 only
 train: install ## train DATASET (default iris) into the store MODEL_DIR (exit 3: the gate kept the champion)
 	$(RUN) modelberth train --dataset $(DATASET) --store $(MODEL_DIR)
 
-bench: install install-system ## trainer quality/speed, inference throughput, registry vs directory store; bench/results/
+bench: install install-system ## trainer quality/speed, inference throughput, registry vs directory store, batch scoring; bench/results/
 	$(RUN) python -m bench.trainer
 	$(RUN) python -m bench.inference
 	$(RUN) python -m bench.registry
+	$(RUN) python -m bench.score
 
 soak: install ## SIGTERM under load: 20 runs x 50 clients on auth and inference; bench/results/sigterm.*
 	$(RUN) python -m bench.sigterm_soak

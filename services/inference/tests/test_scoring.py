@@ -84,6 +84,9 @@ def test_scores_every_row_like_the_pipeline(
     assert summary["rows"] == 150
     assert summary["errors"] == 0
     assert summary["status"] == "ok"
+    # the output repeats input columns: only its owner reads it, like every file holding inputs
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / f"out{suffix}.summary.json").stat().st_mode & 0o777 == 0o600
     assert summary["model"] == "iris"
     assert summary["version"]
     assert set(summary["drift_psi"]) == set(FEATURES)

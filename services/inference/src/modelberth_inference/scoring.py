@@ -486,6 +486,7 @@ class _Writer:
     def write(self, batch: pa.RecordBatch) -> None:
         if self._writer is None:
             self._schema = batch.schema
+            _create_private(self.tmp)
             if self.fmt == "parquet":
                 self._writer = pq.ParquetWriter(self.tmp, batch.schema)
             else:
@@ -510,6 +511,11 @@ class _Writer:
         self.tmp.unlink(missing_ok=True)
 
 
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (the output repeats input columns); writers keep the mode."""
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -521,6 +527,8 @@ def _fsync_dir(path: Path) -> None:
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """``data`` as indented JSON, written under a temporary name and renamed."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.unlink(missing_ok=True)
+    _create_private(tmp)
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 

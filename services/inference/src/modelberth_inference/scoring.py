@@ -326,12 +326,19 @@ def _numbers(values: list[Any]) -> list[Any]:
     return out
 
 
-def _numeric_column(array: pa.Array) -> list[Any] | None:
-    """The fast conversion of a whole CSV column of numbers (None when a cell is not one)."""
-    try:
-        return pc.cast(array.cast(pa.string()), pa.float64()).to_pylist()  # type: ignore[no-any-return]
-    except pa.ArrowException:
+def _numeric_column(array: pa.Array) -> Any:
+    """A whole column of numbers as a float64 array (values, with no empty cell) or a list (None for an
+    empty cell); None when a cell is not a number (the caller then converts value by value)."""
+    if pa.types.is_binary(array.type):
+        try:
+            array = pc.cast(array.cast(pa.string()), pa.float64())
+        except pa.ArrowException:
+            return None
+    elif not (pa.types.is_floating(array.type) or pa.types.is_integer(array.type)):
         return None
+    if array.null_count:
+        return array.to_pylist()
+    return array.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
 # -- scoring -------------------------------------------------------------------------------------------
@@ -391,15 +398,15 @@ class Scorer:
         n = batch.num_rows
         row_errors: dict[int, list[str]] = {}
         undecoded: set[tuple[int, str]] = set()  # (row, feature) cells already reported as not UTF-8
-        columns: dict[str, list[Any]] = {}
+        columns: dict[str, Any] = {}
         present = set(batch.schema.names)
         for name, spec in self.specs.items():
             if name not in present:
                 columns[name] = [MISSING] * n
                 continue
             array = batch.column(name)
-            values: list[Any] | None = None
-            if spec.type == "numeric" and pa.types.is_binary(array.type):
+            values: Any = None
+            if spec.type == "numeric":
                 values = _numeric_column(array)
             if values is None:
                 values, bad = _decode(array)
@@ -429,7 +436,9 @@ class Scorer:
         index = np.flatnonzero(good)
         if len(index) < n:
             kept = index.tolist()
-            columns = {k: [v[i] for i in kept] for k, v in columns.items()}
+            columns = {
+                k: v[index] if isinstance(v, np.ndarray) else [v[i] for i in kept] for k, v in columns.items()
+            }
         validated = self.validator.check(columns, len(index), issues := [])
         regression = self.model.card.task == "regression"
         prediction: list[Any] = [None] * n

@@ -338,11 +338,12 @@ class Validator:
             raise InputError(issues[:MAX_ERRORS], len(issues))
         return out
 
-    def check(self, columns: dict[str, list[Any]], n: int, issues: list[Issue]) -> Columns:
+    def check(self, columns: dict[str, Any], n: int, issues: list[Issue]) -> Columns:
         """Validate full columns (every feature present, ``MISSING`` for an absent value) without raising:
         every offending value is appended to ``issues`` (uncapped, unsorted) and its feature has no array
-        in the result; warnings only when nothing was wrong. The batch scorer's per-row errors come from
-        here, the API's 422 from :meth:`_check` around it."""
+        in the result; warnings only when nothing was wrong. A numeric column may also be a float64
+        array (a NaN in it is an error: missing values come as None in a list). The batch scorer's per-row
+        errors come from here, the API's 422 from :meth:`_check` around it."""
         out = Columns(n=n, data={})
         for spec in self.features:
             col = columns[spec.name]
@@ -364,8 +365,13 @@ class Validator:
             return len(self.names)
 
     def _numeric(
-        self, spec: FeatureSpec, col: list[Any], issues: list[Issue]
+        self, spec: FeatureSpec, col: list[Any] | npt.NDArray[np.float64], issues: list[Issue]
     ) -> npt.NDArray[np.float64] | None:
+        if isinstance(col, np.ndarray):  # a float64 column already (a file's, read by pyarrow)
+            given = np.asarray(col, dtype=np.float64)
+            if bool((np.abs(given) <= MAX_ABS_NUMBER).all()):  # one reduction; NaN fails it
+                return given
+            col = given.tolist()  # the exact path below names each offending row
         types = set(map(type, col))
         if types <= _NUMBER_TYPES:
             try:

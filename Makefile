@@ -46,11 +46,12 @@ test-integration: install install-system ## real processes on 127.0.0.1 only
 train: install ## train DATASET (default iris) into the store MODEL_DIR (exit 3: the gate kept the champion)
 	$(RUN) modelberth train --dataset $(DATASET) --store $(MODEL_DIR)
 
-bench: install install-system ## trainer quality/speed, inference throughput, registry vs directory store, batch scoring; bench/results/
+bench: install install-system ## trainer, inference, registry vs directory store, auth's shared-state cost, batch scoring; bench/results/ (BENCH_BASELINE=<commit>: that inference code in the same rounds)
 	$(RUN) python -m bench.trainer
-	$(RUN) python -m bench.inference
+	$(RUN) python -m bench.inference $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
 	$(RUN) python -m bench.registry
 	$(RUN) python -m bench.score
+	$(RUN) python -m bench.auth_state
 
 soak: install ## SIGTERM under load: 20 runs x 50 clients on auth and inference; bench/results/sigterm.*
 	$(RUN) python -m bench.sigterm_soak
@@ -130,10 +131,11 @@ kind-up: ## kind cluster (k8s/kind.yaml) with ingress-nginx and kube-prometheus-
 	  --repo https://prometheus-community.github.io/helm-charts --version 79.12.0 \
 	  -n monitoring -f k8s/monitoring-values.yaml --wait --timeout 10m
 
-deploy: ## build the images + iris model image, kind load them, helm install with k8s/values-kind.yaml
+deploy: ## build the images + iris model image, kind load them, Valkey for auth, helm install with k8s/values-kind.yaml
 	$(MAKE) images IMAGE_TAG=e2e
 	docker tag "$$($(MAKE) -s model-image IMAGE_TAG=e2e | tail -n 1)" modelberth-model-iris:e2e
 	for image in auth inference ui model-iris; do kind load docker-image modelberth-$$image:e2e --name $(KIND_CLUSTER); done
+	scripts/kind-state-store.sh $(NAMESPACE)
 	helm upgrade --install $(RELEASE) charts/modelberth -n $(NAMESPACE) --create-namespace \
 	  -f k8s/values-kind.yaml --wait --timeout 10m
 	helm test $(RELEASE) -n $(NAMESPACE)

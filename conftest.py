@@ -6,13 +6,14 @@ Lives at the repository root so that ``pytest`` from the root gives it to every 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,10 +137,15 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
 
 
 def write_tiny_artifact(
-    model_dir: Path | str | Any, name: str = "iris", rows: int = 60, now: datetime | None = None
+    model_dir: Path | str | Any,
+    name: str = "iris",
+    rows: int = 60,
+    now: datetime | None = None,
+    alias: str = "champion",
 ) -> Path:
     """Fit a small real Pipeline on iris, publish it into the store (a directory, an ``oci://`` location or
-    an open ModelStore) and make it champion (like a version the trainer promoted).
+    an open ModelStore) and make it champion (like a version the trainer promoted), or point another
+    ``alias`` at it (``challenger``: a version the gate refused).
 
     Fast (well under a second) and complete enough for inference and UI tests; the trainer's own tests
     and the contract test cover artifacts the trainer writes.
@@ -230,8 +236,10 @@ def write_tiny_artifact(
             reference_profile=profile,
         )
         store.publish(staged, card)
-    # Served at once, as a version that passed the promotion gate would be.
-    store.move_alias(name, CHAMPION, version, reason="promote", detail="test artifact")
+    # Served at once, as a version that passed the promotion gate would be (or the alias asked for).
+    store.move_alias(
+        name, alias, version, reason="promote" if alias == CHAMPION else "gate", detail="test artifact"
+    )
     return store.fetch(name, version)
 
 
@@ -245,7 +253,8 @@ def tiny_model_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def artifact_factory() -> Callable[..., Path]:
-    """``artifact_factory(model_dir, name="iris", rows=60)`` publishes a tiny version; returns its dir."""
+    """``artifact_factory(model_dir, name="iris", rows=60, alias="champion")`` publishes a tiny version and
+    points the alias at it; returns its dir."""
     return write_tiny_artifact
 
 
@@ -277,3 +286,80 @@ def registry_factory(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
     yield start
     for registry in reversed(started):
         registry.stop()
+
+
+class Prometheus:
+    """A real Prometheus process with a 1 s scrape interval, queried over its HTTP API."""
+
+    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.url = url
+        self.process = process
+        self.log = log
+        self.http = httpx.Client(base_url=url, timeout=10.0, trust_env=False)
+
+    def query(self, expr: str) -> dict[str, Any]:
+        """The API's answer to an instant query (``status: starting`` while it is not listening yet)."""
+        try:
+            response = self.http.get("/api/v1/query", params={"query": expr})
+        except httpx.TransportError:  # not listening yet
+            return {"status": "starting", "data": {"result": []}}
+        if response.status_code == 503:  # still starting: the TSDB is not open yet
+            return {"status": "starting", "data": {"result": []}}
+        body: dict[str, Any] = response.json()
+        return body
+
+    def value(self, expr: str) -> float:
+        """The first sample's value of an instant query, NaN when there is none."""
+        result = self.query(expr).get("data", {}).get("result", [])
+        return float(result[0]["value"][1]) if result else float("nan")
+
+    def wait(self, condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+        """Poll ``condition`` until it holds; fail if Prometheus exits or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"prometheus exited: {self.log.read_text()[-3000:]}")
+            if condition():
+                return
+            time.sleep(0.25)
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
+    """``prometheus({job: "host:port"}, rule_files=[...])`` starts a real Prometheus (Debian's package)
+    scraping the targets every second; it is stopped by its PID when the test ends."""
+    started: list[Prometheus] = []
+
+    def start(targets: dict[str, str], rule_files: Sequence[Path] = ()) -> Prometheus:
+        from modelberth_core.stack import prometheus_config
+
+        port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(json.dumps(prometheus_config(targets, scrape_interval="1s", rule_files=rule_files)))
+        log = tmp_path / "prometheus.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [
+                    "prometheus",
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        prom = Prometheus(f"http://127.0.0.1:{port}", process, log)
+        started.append(prom)
+        return prom
+
+    yield start
+    for prom in started:
+        prom.http.close()
+        if prom.process.poll() is None:
+            prom.process.send_signal(signal.SIGTERM)
+            try:
+                prom.process.wait(30)
+            except subprocess.TimeoutExpired:
+                prom.process.kill()

@@ -4,6 +4,13 @@ One inference process pinned to CPU 0 (``taskset``), load from ``wrk`` pinned to
 iris pipeline, a real ES256 token on every request. A bare FastAPI ``GET /hello`` app measured the same way
 in the same run is the floor, because this machine is shared and absolute numbers drift between runs.
 
+Shadow traffic (issue 14): the store holds a champion and a challenger, and a second inference process runs
+with ``INFERENCE_SHADOW=true``; each round measures the single-row load on both (order rotated from round
+to round), so "shadowing on vs off" compares runs seconds apart, and counts how many requests the
+challenger scored. ``--baseline REF`` also runs the inference code of a git commit (exported to a
+temporary directory, put first on ``PYTHONPATH``, same dependencies) in the same rounds: the champion path
+before a change, measured against the floor in the same run.
+
 Writes ``bench/results/inference.json`` and ``bench/results/inference.md``. Needs Debian's ``wrk``
 (``apt-get install -y wrk``) and ``taskset``.
 """
@@ -88,8 +95,9 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 240.
 
 
 @contextlib.contextmanager
-def server(argv: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
-    """Run ``argv`` pinned to the server CPU until the block ends (stopped by its PID)."""
+def server(argv: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[int]:
+    """Run ``argv`` pinned to the server CPU until the block ends (stopped by its PID, which it yields:
+    ``taskset`` execs the command, so it is the server's own)."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, *argv],
@@ -104,7 +112,7 @@ def server(argv: list[str], env: dict[str, str], ready_url: str, log: Path) -> I
             raise RuntimeError(
                 f"{argv[2:5]} not ready: {exc}\n{log.read_text(errors='replace')[-3000:]}"
             ) from exc
-        yield
+        yield process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -170,15 +178,70 @@ TARGETS: dict[str, float] = {
     # same target as rows per floor request, so a run on a slower or busier machine can still be judged.
     "batch_rows_per_floor_request": round(570_000 / 7_250, 1),
 }
+SHADOW_TARGETS: dict[str, float] = {
+    # Issue 14: shadowing on, at the single-row load, with >= 90 % of requests scored by the challenger.
+    "shadow_rps_ratio": 0.9,  # champion req/s on / off, at least
+    "shadow_p99_ratio": 1.5,  # champion p99 on / off, at most
+    "shadow_share_scored": 0.9,  # the worst round's share of requests the challenger scored, at least
+    "off_vs_before": 0.9,  # shadowing off vs the code before the change (--baseline), same floors, at least
+    # The same two bounds as CPU time per request, which other processes on the machine do not move: on a
+    # core of its own, req/s is 1 / (CPU per request), so >= 0.9x req/s is <= 1/0.9 the CPU per request.
+    "shadow_cpu_ratio": round(1 / 0.9, 3),  # CPU per request on / off, at most
+    "cpu_off_vs_before": round(1 / 0.9, 3),  # CPU per request off / before, at most
+}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
+
+
+def _single_row(base_url: str, pid: int, token: str, work: Path, seconds: int, warmup: int) -> dict[str, Any]:
+    """One measured single-row run against an inference process, with what its /metrics say about it and
+    the CPU time it spent per request (shadow work included: the queue drains before the second reading).
+
+    CPU per request does not depend on how much of the core other processes took meanwhile, which on a
+    shared machine swings req/s and p99 far more than any change measured here.
+    """
+    url, metrics_url = base_url + "/v1/models/iris/predict", base_url + "/metrics"
+    single_lua = POST_LUA % {"token": token, "body": json.dumps({"instances": [ROW]})}
+    run_wrk(url, warmup, work, single_lua)
+    time.sleep(0.3)  # the warm-up's shadow batches drain before counting starts
+    before = httpx.get(metrics_url, timeout=5.0).text
+    cpu_before = cpu_seconds(pid)
+    result = run_wrk(url, seconds, work, single_lua)
+    time.sleep(0.3)  # and the measured run's, before counting ends
+    cpu = cpu_seconds(pid) - cpu_before
+    after = httpx.get(metrics_url, timeout=5.0).text
+    result["cpu_us_per_request"] = round(cpu / max(result["requests"], 1) * 1e6, 1)
+    result["mean_rows_per_predict_call"] = _mean_batch(after, before)
+    outcomes = {
+        outcome: _labelled(after, SHADOW_REQUESTS, outcome) - _labelled(before, SHADOW_REQUESTS, outcome)
+        for outcome in ("scored", "dropped", "failed")
+    }
+    offered = sum(outcomes.values())
+    if offered:
+        result["shadow"] = {**outcomes, "share_scored": round(outcomes["scored"] / offered, 4)}
+    return result
 
 
 def measure_round(
-    hello_url: str, url: str, metrics_url: str, token: str, work: Path, seconds: int, warmup: int
+    hello_url: str,
+    inference: dict[str, tuple[str, int]],
+    token: str,
+    work: Path,
+    seconds: int,
+    warmup: int,
+    order: list[str],
 ) -> dict[str, Any]:
-    """Floor, single row, floor, 1000-row batch, floor: each ratio uses the floors run just before and after.
+    """Floor, single row on each inference process (``order``), floor, 1000-row batch, floor: each ratio
+    uses the floors run just before and after.
 
-    This machine's speed drifts by half within a minute, so a ratio is only fair between runs seconds
-    apart; bracketing each measurement with two floor runs also cancels a steady drift.
+    ``inference`` maps ``off`` (shadowing off: the champion path), ``on`` (shadowing on) and optionally
+    ``before`` (the baseline's code) to (base URL, PID). This machine's speed drifts by half within a minute,
+    so a ratio is only fair between runs seconds apart; bracketing each measurement with two floor runs
+    also cancels a steady drift, and rotating the order cancels the position within the round.
     """
 
     def floor() -> dict[str, Any]:
@@ -186,14 +249,10 @@ def measure_round(
         return run_wrk(hello_url, seconds, work)
 
     floors = [floor()]
-    single_lua = POST_LUA % {"token": token, "body": json.dumps({"instances": [ROW]})}
-    run_wrk(url, warmup, work, single_lua)
-    before = httpx.get(metrics_url, timeout=5.0).text
-    single = run_wrk(url, seconds, work, single_lua)
-    after = httpx.get(metrics_url, timeout=5.0).text
-    single["mean_rows_per_predict_call"] = _mean_batch(after, before)
+    singles = {key: _single_row(*inference[key], token, work, seconds, warmup) for key in order}
     floors.append(floor())
     batch_lua = POST_LUA % {"token": token, "body": json.dumps({"instances": [ROW] * 1000})}
+    url = inference["off"][0] + "/v1/models/iris/predict"
     run_wrk(url, warmup, work, batch_lua, connections=4)
     batch = run_wrk(url, seconds, work, batch_lua, connections=4)
     batch["rows_per_s"] = round(batch["rps"] * 1000, 0)
@@ -201,14 +260,41 @@ def measure_round(
     floors.append(floor())
     single_floor = (floors[0]["rps"] + floors[1]["rps"]) / 2
     batch_floor = (floors[1]["rps"] + floors[2]["rps"]) / 2
-    return {
+    off, on = singles["off"], singles["on"]
+    out: dict[str, Any] = {
         "floor": {**floors[1], "rps": round((single_floor + batch_floor) / 2, 1)},
         "floors_rps": [f["rps"] for f in floors],
-        "single_row": single,
+        "order": order,
+        "single_row": off,
         "batch_1000": batch,
-        "ratio_to_floor": round(single["rps"] / single_floor, 3),
+        "ratio_to_floor": round(off["rps"] / single_floor, 3),
         "batch_rows_per_floor_request": round(batch["rows_per_s"] / batch_floor, 1),
+        "shadow_on": on,
+        "ratio_to_floor_shadow_on": round(on["rps"] / single_floor, 3),
+        "shadow_rps_ratio": round(on["rps"] / off["rps"], 3),
+        "shadow_p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3),
+        "shadow_cpu_ratio": round(on["cpu_us_per_request"] / off["cpu_us_per_request"], 3),
     }
+    if "before" in singles:
+        before = singles["before"]
+        out["before"] = before
+        out["ratio_to_floor_before"] = round(before["rps"] / single_floor, 3)
+        out["off_vs_before"] = round(off["rps"] / before["rps"], 3)
+        out["cpu_off_vs_before"] = round(off["cpu_us_per_request"] / before["cpu_us_per_request"], 3)
+    return out
+
+
+@contextlib.contextmanager
+def baseline_source(ref: str, work: Path) -> Iterator[str]:
+    """``PYTHONPATH`` running the core and inference code of git ``ref`` (exported, not checked out)."""
+    target = work / "baseline"
+    target.mkdir()
+    paths = ["services/core/src", "services/inference/src"]
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, *paths], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    yield os.pathsep.join(str(target / path) for path in paths)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=3, help="duration of each measured wrk run")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured load before each run")
     parser.add_argument("--rounds", type=int, default=5, help="single/floor/batch rounds; the median is kept")
+    parser.add_argument(
+        "--baseline",
+        default=os.environ.get("BENCH_BASELINE") or None,
+        help="a git commit whose inference code runs in the same rounds (the champion path before a change)",
+    )
     args = parser.parse_args(argv)
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -233,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         model_dir = work / "models"
         write_tiny_artifact(model_dir, rows=150)
+        write_tiny_artifact(model_dir, rows=60, alias="challenger")  # what the shadow-on process scores
         token, jwks_site = make_keys(work)
-        jwks_port, hello_port, inf_port = free_port(), free_port(), free_port()
+        jwks_port, hello_port = free_port(), free_port()
+        ports = {"off": free_port(), "on": free_port(), "before": free_port()}
         (work / "hello_app.py").write_text(HELLO_APP, encoding="utf-8")
         py = sys.executable
         jwks = subprocess.Popen(
@@ -261,25 +354,37 @@ def main(argv: list[str] | None = None) -> int:
                 "INFERENCE_MODEL_DIR": str(model_dir),
                 "MODELBERTH_STATE_DIR": str(work / "state"),
             }
-            inf_argv = [py, "-m", "modelberth_core.cli", "serve", "inference", "--port", str(inf_port)]
-            base = f"http://127.0.0.1:{inf_port}"
+            keys = ["off", "on", *(["before"] if args.baseline else [])]
+            envs = {"off": env, "on": {**env, "INFERENCE_SHADOW": "true"}, "before": env}
+            base = {key: f"http://127.0.0.1:{ports[key]}" for key in keys}
             hello_url = f"http://127.0.0.1:{hello_port}/hello"
-            # Both servers share CPU 0 but only one is under load at a time; the other waits in epoll.
-            with (
-                server(hello_argv, {}, hello_url, work / "hello.log"),
-                server(inf_argv, env, base + "/readyz", work / "inference.log"),
-            ):
+            # Every server shares CPU 0 but only one is under load at a time; the others wait in epoll.
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(server(hello_argv, {}, hello_url, work / "hello.log"))
+                if args.baseline:
+                    envs["before"] = {
+                        **env,
+                        "PYTHONPATH": stack.enter_context(baseline_source(args.baseline, work)),
+                    }
+                inference: dict[str, tuple[str, int]] = {}
+                for key in keys:
+                    argv_ = [py, "-m", "modelberth_core.cli", "serve", "inference", "--port", str(ports[key])]
+                    pid = stack.enter_context(
+                        server(argv_, envs[key], base[key] + "/readyz", work / f"{key}.log")
+                    )
+                    inference[key] = (base[key], pid)
+                _check_shadowing(base["on"], token)
                 rounds = [
                     measure_round(
                         hello_url,
-                        base + "/v1/models/iris/predict",
-                        base + "/metrics",
+                        inference,
                         token,
                         work,
                         args.seconds,
                         args.warmup,
+                        keys[i % len(keys) :] + keys[: i % len(keys)],
                     )
-                    for _ in range(args.rounds)
+                    for i in range(args.rounds)
                 ]
         finally:
             jwks.terminate()
@@ -294,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "model": "iris: ColumnTransformer(SimpleImputer+StandardScaler) + LogisticRegression",
         "tokens": "ES256 bearer token on every request, verified against a fetched JWKS",
+        "shadow": "a second process, INFERENCE_SHADOW=true; challenger: the same pipeline fitted on 60 rows",
+        "baseline": args.baseline,
     }
     (RESULTS / "inference.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (RESULTS / "inference.md").write_text(_markdown(results), encoding="utf-8")
@@ -318,7 +425,64 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "batch_rows_per_floor_request": results["batch_rows_per_floor_request_median"]
         >= TARGETS["batch_rows_per_floor_request"],
     }
+    if all("shadow_on" in r for r in rounds):
+        results["shadow"] = _shadow_summary(rounds)
     return results
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def _shadow_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the rounds of the on/off ratios (each within one round), and the worst scored share."""
+    shares = [r["shadow_on"].get("shadow", {}).get("share_scored", 0.0) for r in rounds]
+    out: dict[str, Any] = {
+        "shadow_rps_ratio": _median([r["shadow_rps_ratio"] for r in rounds]),
+        "shadow_p99_ratio": _median([r["shadow_p99_ratio"] for r in rounds]),
+        "shadow_share_scored": min(shares),
+        "ratio_to_floor_shadow_off": _median([r["ratio_to_floor"] for r in rounds]),
+        "ratio_to_floor_shadow_on": _median([r["ratio_to_floor_shadow_on"] for r in rounds]),
+        "shadow_cpu_ratio": _median([r["shadow_cpu_ratio"] for r in rounds]),
+    }
+    met = {
+        "shadow_rps_ratio": out["shadow_rps_ratio"] >= SHADOW_TARGETS["shadow_rps_ratio"],
+        "shadow_p99_ratio": out["shadow_p99_ratio"] <= SHADOW_TARGETS["shadow_p99_ratio"],
+        "shadow_share_scored": out["shadow_share_scored"] >= SHADOW_TARGETS["shadow_share_scored"],
+        "shadow_cpu_ratio": out["shadow_cpu_ratio"] <= SHADOW_TARGETS["shadow_cpu_ratio"],
+    }
+    if all("before" in r for r in rounds):
+        out["off_vs_before"] = _median([r["off_vs_before"] for r in rounds])
+        out["ratio_to_floor_before"] = _median([r["ratio_to_floor_before"] for r in rounds])
+        out["cpu_off_vs_before"] = _median([r["cpu_off_vs_before"] for r in rounds])
+        met["off_vs_before"] = out["off_vs_before"] >= SHADOW_TARGETS["off_vs_before"]
+        met["cpu_off_vs_before"] = out["cpu_off_vs_before"] <= SHADOW_TARGETS["cpu_off_vs_before"]
+    out["targets"] = SHADOW_TARGETS
+    out["meets_targets"] = met
+    return out
+
+
+SHADOW_REQUESTS = "modelberth_inference_shadow_requests_total"
+
+
+def _labelled(metrics: str, name: str, outcome: str) -> float:
+    match = re.search(rf'^{name}{{model="iris",outcome="{outcome}"}} (\S+)$', metrics, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def _check_shadowing(base_url: str, token: str) -> None:
+    """Wait until the shadow-on process compares its champion with the challenger (set up after loading)."""
+    deadline = time.monotonic() + 60
+    while True:
+        listing = httpx.get(
+            base_url + "/v1/models/iris/versions", headers={"Authorization": f"Bearer {token}"}, timeout=5.0
+        ).json()
+        if listing["shadow"].get("status") == "active":
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"shadowing did not start: {listing['shadow']}")
+        time.sleep(0.2)
 
 
 def _sample(metrics: str, name: str) -> float:
@@ -348,7 +512,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"{r['setup']['date']}; server on CPU {r['setup']['server_cpu']}, "
         f"wrk on CPU {r['setup']['load_cpu']}, {r['setup']['connections']} connections "
         f"(4 for the batch), {r['setup']['seconds']} s per run, {r['setup']['rounds']} rounds of "
-        f"floor → single row → floor → batch → floor (each ratio against the floors either side); "
+        f"floor → single row{' (on each process)' if 'shadow' in r else ''} → floor → batch → floor "
+        "(each ratio against the floors either side); "
         f"{r['setup']['tokens']}. The table shows the round with the median "
         "single-row ratio; every round is listed below it.",
         "",
@@ -375,8 +540,71 @@ def _markdown(r: dict[str, Any]) -> str:
             f"| {x['single_row']['p99_ms']} | {x['batch_1000']['rows_per_s']:,.0f} "
             f"| {x['batch_rows_per_floor_request']:.1f} |"
         )
+    if "shadow" in r:
+        lines += _shadow_markdown(r, mark)
     lines += ["", "Command: `make bench` (or `uv run python -m bench.inference`).", ""]
     return "\n".join(lines)
+
+
+def _shadow_markdown(r: dict[str, Any], mark: dict[bool, str]) -> list[str]:
+    sh, ok = r["shadow"], r["shadow"]["meets_targets"]
+    baseline = r["setup"].get("baseline")
+    lines = [
+        "",
+        "## Shadow traffic and the champion path (issue 14)",
+        "",
+        "Each round also measures the single-row load on a second process with `INFERENCE_SHADOW=true` "
+        "(the champion answers, the challenger scores every batch off the request path)"
+        + (f", and on the code of `{baseline}` (before the change)" if baseline else "")
+        + ", in an order rotated from round to round; medians of the per-round ratios.",
+        "",
+        "| measurement | result | target | met |",
+        "|---|---|---|---|",
+        f"| shadowing on / off, champion req/s | {sh['shadow_rps_ratio']:.3f} | ≥ 0.9 "
+        f"| {mark[ok['shadow_rps_ratio']]} |",
+        f"| shadowing on / off, champion p99 | {sh['shadow_p99_ratio']:.3f} | ≤ 1.5 "
+        f"| {mark[ok['shadow_p99_ratio']]} |",
+        f"| requests scored by the challenger (worst round) | {sh['shadow_share_scored']:.1%} | ≥ 90 % "
+        f"| {mark[ok['shadow_share_scored']]} |",
+        f"| shadowing on / off, CPU time per request (what req/s on a core of its own follows) "
+        f"| {sh['shadow_cpu_ratio']:.3f} | ≤ {SHADOW_TARGETS['shadow_cpu_ratio']} "
+        f"| {mark[ok['shadow_cpu_ratio']]} |",
+    ]
+    if "off_vs_before" in sh:
+        lines.append(
+            f"| shadowing off / before the change, req/s (ratios to floor "
+            f"{sh['ratio_to_floor_shadow_off']:.3f} vs {sh['ratio_to_floor_before']:.3f}) "
+            f"| {sh['off_vs_before']:.3f} | ≥ 0.9 "
+            f"| {mark[ok['off_vs_before']]} |"
+        )
+        lines.append(
+            f"| shadowing off / before the change, CPU time per request | {sh['cpu_off_vs_before']:.3f} "
+            f"| ≤ {SHADOW_TARGETS['cpu_off_vs_before']} | {mark[ok['cpu_off_vs_before']]} |"
+        )
+    has_before = "off_vs_before" in sh
+    lines += [
+        "",
+        "| round | order | off req/s | on req/s | on/off | off p99 ms | on p99 ms | p99 on/off | scored "
+        "| CPU µs/req off / on "
+        + ("| before req/s | off/before | CPU µs/req before |" if has_before else "|"),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if has_before else ""),
+    ]
+    for i, x in enumerate(r["rounds"], 1):
+        on = x["shadow_on"]
+        share = on.get("shadow", {}).get("share_scored", 0.0)
+        row = (
+            f"| {i} | {' → '.join(x['order'])} | {x['single_row']['rps']:,.0f} | {on['rps']:,.0f} "
+            f"| {x['shadow_rps_ratio']:.2f} | {x['single_row']['p99_ms']} | {on['p99_ms']} "
+            f"| {x['shadow_p99_ratio']:.2f} | {share:.1%} "
+            f"| {x['single_row'].get('cpu_us_per_request')} / {on.get('cpu_us_per_request')} |"
+        )
+        if has_before:
+            row += (
+                f" {x['before']['rps']:,.0f} | {x['off_vs_before']:.2f} "
+                f"| {x['before'].get('cpu_us_per_request')} |"
+            )
+        lines.append(row)
+    return lines
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,11 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
         (container,) = pod["containers"]
         assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        # With a shared store, auth's readiness leaves the store out (an outage every pod shares must not
+        # empty the Service: JWKS and client credentials keep working); /readyz itself still reports it.
+        shared = component == "auth" and any(e["name"] == "AUTH_STATE_URL" for e in container["env"])
+        ready = "/readyz?exclude=state" if shared else "/readyz"
+        assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": "http"}
         sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         # After SIGTERM the server drains (under a second), then uvicorn finishes in-flight requests for up to
         # 20 s (modelberth_core.shutdown and .cli); the grace period must also leave the app time to stop.
@@ -482,6 +487,27 @@ def test_inference_models_take_store_references(
             render(values)
 
 
+def test_shadow_traffic_and_the_version_cap_are_wired_to_the_settings(
+    render: Callable[[dict[str, Any] | None], list[Manifest]],
+) -> None:
+    from modelberth_inference.settings import Settings
+
+    def inference_settings(values: dict[str, Any] | None) -> Settings:
+        env = {e["name"]: e["value"] for e in _inference_env(_inference_pod(render(values))) if "value" in e}
+        names = ("MAX_VERSIONS", "SHADOW", "SHADOW_MODELS", "SHADOW_QUEUE_ROWS", "SHADOW_TOLERANCE")
+        return Settings(**{n.lower(): env[f"INFERENCE_{n}"] for n in names if f"INFERENCE_{n}" in env})
+
+    default = inference_settings(None)
+    assert (default.max_versions, default.shadow, default.shadow_models) == (3, False, "")
+    assert not default.shadowed("iris")
+    shadow = {"enabled": False, "models": ["iris", "churn"], "queueRows": 500, "tolerance": 0.1}
+    chosen = inference_settings({"inference": {"maxVersions": 5, "shadow": shadow}})
+    assert (chosen.max_versions, chosen.shadow_queue_rows, chosen.shadow_tolerance) == (5, 500, 0.1)
+    assert chosen.shadowed("churn")
+    assert not chosen.shadowed("wine")
+    assert inference_settings({"inference": {"shadow": {"enabled": True}}}).shadowed("wine")
+
+
 def test_hpa_scales_inference_on_cpu_and_requests_per_second(
     named_set: Callable[[str], list[Manifest]],
 ) -> None:
@@ -751,6 +777,27 @@ _INVALID = [
         {"inference": {"predictionLog": {"enabled": True, "volume": {"type": "persistentVolumeClaim"}}}},
         "needs inference.predictionLog.volume.claimName",
     ),
+    (
+        {"auth": {"state": {"url": "redis://valkey:6379/0"}}},
+        "auth.state.url with networkPolicy.enabled needs networkPolicy.stateStore.cidrs",
+    ),
+    (
+        {
+            "auth": {"state": {"url": "redis://valkey", "tls": {"caSecret": "ca"}}},
+            "networkPolicy": {"enabled": False},
+        },
+        "auth.state.tls.caSecret needs a rediss://",
+    ),
+    (
+        {
+            "auth": {
+                "state": {"url": "redis://v"},
+                "autoscaling": {"enabled": True, "minReplicas": 4, "maxReplicas": 3},
+            },
+            "networkPolicy": {"enabled": False},
+        },
+        "auth.autoscaling.minReplicas must not exceed",
+    ),
 ]
 
 
@@ -759,6 +806,35 @@ def test_invalid_combinations_fail_with_a_clear_message(values: dict[str, Any], 
     chart = helm_python.Chart.load(CHART)
     with pytest.raises(helm_python.HelmError, match=message.replace(".", r"\.")):
         chart.render(values, name="rel", namespace="ml", is_install=True)
+
+
+@pytest.mark.parametrize(
+    "values", [{"replicaCount": 2}, {"autoscaling": {"enabled": True}}], ids=["replicas", "autoscaling"]
+)
+def test_auth_scales_out_only_with_the_shared_store_even_without_the_schema(
+    tmp_path: Path, values: dict[str, Any]
+) -> None:
+    """The schema refuses more than one auth pod without auth.state.url; with schema validation skipped
+    (``helm install --skip-schema-validation``) the template still fails, and says why."""
+    chart = helm_python.Chart.load(CHART)
+    with pytest.raises(helm_python.HelmError, match="auth"):
+        chart.render({"auth": values}, name="rel", namespace="ml", is_install=True)
+    unchecked = tmp_path / "modelberth"
+    shutil.copytree(CHART, unchecked)
+    (unchecked / "values.schema.json").unlink()
+    with pytest.raises(helm_python.HelmError) as caught:
+        helm_python.Chart.load(unchecked).render(
+            {"auth": values}, name="rel", namespace="ml", is_install=True
+        )
+    assert "auth.replicaCount > 1 and auth.autoscaling need auth.state.url (Redis or Valkey)" in str(
+        caught.value
+    )
+    shared = {**values, "state": {"url": "redis://valkey:6379/0"}}
+    network = {"stateStore": {"podSelector": {"matchLabels": {"app": "valkey"}}}}
+    rendered = chart.render(
+        {"auth": shared, "networkPolicy": network}, name="rel", namespace="ml", is_install=True
+    )
+    assert rendered
 
 
 _SCHEMA_ERRORS = [
@@ -790,6 +866,21 @@ _SCHEMA_ERRORS = [
     ({"modelStore": {"registry": "https://ghcr.io"}}, "registry"),
     ({"networkPolicy": {"egress": {"registry": {"cidrs": ["ghcr.io"]}}}}, "cidrs"),
     ({"networkPolicy": {"egress": {"registry": {"ports": [0]}}}}, "ports"),
+    # Issue 18: never a password in the store's URL, more than one auth pod only with the store.
+    ({"auth": {"state": {"url": "redis://:hunter2@valkey:6379/0"}}}, "url"),
+    ({"auth": {"state": {"url": "redis://default:hunter2@valkey"}}}, "url"),
+    ({"auth": {"state": {"url": "redis://valkey/0?password=hunter2"}}}, "url"),
+    ({"auth": {"state": {"url": "http://valkey:6379"}}}, "url"),
+    ({"auth": {"state": {"prefix": "has space"}}}, "prefix"),
+    ({"auth": {"replicaCount": 3}}, "replicaCount"),
+    ({"auth": {"autoscaling": {"enabled": True}}}, "enabled"),
+    ({"auth": {"state": {"host": "valkey"}}}, "host"),
+    ({"networkPolicy": {"stateStore": {"cidrs": ["10.0.0.1"]}}}, "cidrs"),
+    ({"inference": {"maxVersions": 1}}, "maxVersions"),
+    ({"inference": {"shadow": {"enabled": "yes"}}}, "enabled"),
+    ({"inference": {"shadow": {"models": ["Iris"]}}}, "models"),
+    ({"inference": {"shadow": {"queueRows": 0}}}, "queueRows"),
+    ({"inference": {"shadow": {"alias": "challenger"}}}, "alias"),
 ]
 
 

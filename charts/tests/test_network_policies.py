@@ -26,7 +26,7 @@ class Pod:
     ports: tuple[tuple[int, str], ...] = ()
     ours: bool = False
     ip: str | None = None
-    """An address outside the cluster (what ipBlock peers match)."""
+    """Set for endpoints outside the cluster (namespace ""), which only ipBlock peers match."""
 
 
 def _release_pod(component: str, port: int | None) -> Pod:
@@ -62,6 +62,12 @@ PODS = [
     Pod("registry-excluded-address", "", {}, ((443, "TCP"),), ip="203.0.113.1"),
     Pod("data-source", "", {}, ((443, "TCP"),), ip="198.51.100.7"),
     Pod("internet", "", {}, ((443, "TCP"),), ip="192.0.2.9"),
+    # Auth's shared state store (issue 18): in the cluster (ci/auth-state: namespace "cache"), a look-alike
+    # elsewhere, a managed one in 10.20.0.0/24 and anything else outside.
+    Pod("valkey", "cache", {"app.kubernetes.io/name": "valkey"}, ((6379, "TCP"), (6380, "TCP"))),
+    Pod("valkey-elsewhere", "default", {"app.kubernetes.io/name": "valkey"}, ((6379, "TCP"), (6380, "TCP"))),
+    Pod("managed-redis", "", {}, ((6379, "TCP"), (6380, "TCP")), ip="10.20.0.5"),
+    Pod("internet", "", {}, ((6379, "TCP"), (443, "TCP")), ip="192.0.2.1"),
 ]
 
 
@@ -72,14 +78,16 @@ def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 def _peer_matches(peer: dict[str, Any], policy_ns: str, pod: Pod) -> bool:
     if "ipBlock" in peer:
-        if pod.ip is None:  # pod addresses are never in the (external) blocks these tests use
-            return False
-        address = ipaddress.ip_address(pod.ip)
+        assert set(peer) == {"ipBlock"}
         block = peer["ipBlock"]
-        excluded = any(address in ipaddress.ip_network(e) for e in block.get("except", []))
-        return address in ipaddress.ip_network(block["cidr"]) and not excluded
+        assert set(block) <= {"cidr", "except"}
+        if pod.ip is None:
+            return False  # pods in the cluster: never matched by ipBlock here (implementation-defined)
+        ip = ipaddress.ip_address(pod.ip)
+        excepted = any(ip in ipaddress.ip_network(e) for e in block.get("except", []))
+        return ip in ipaddress.ip_network(block["cidr"]) and not excepted
     if pod.ip is not None:
-        return False  # selectors match pods, never outside addresses
+        return False  # selectors match pods in the cluster only
     ns_ok = (
         _matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": pod.namespace})
         if "namespaceSelector" in peer
@@ -187,6 +195,18 @@ def test_registry_store_opens_only_the_registry_and_data_addresses_and_ports(
     # data source.
     assert not {f for f in flows if f[1] in ("registry-excluded-address", "internet")}
     assert ("inference", "data-source", 443, "TCP") not in flows
+
+
+AUTH_DNS = {("auth", "coredns", 53, proto) for proto in ("UDP", "TCP")}
+
+
+def test_auth_reaches_its_state_store_and_nothing_else(named_set: Callable[[str], list[Manifest]]) -> None:
+    """Issue 18: with auth.state.url, auth gets DNS and the store (its pods by label in their namespace, a
+    managed one by CIDR), on the store's port only."""
+    store = {("auth", "valkey", 6380, "TCP"), ("auth", "managed-redis", 6380, "TCP")}
+    assert allowed_flows(_policies(named_set("auth-state"))) == EXPECTED | AUTH_DNS | store
+    managed = {("auth", "managed-redis", 6379, "TCP")}
+    assert allowed_flows(_policies(named_set("production"))) == EXPECTED | SCRAPES | AUTH_DNS | managed
 
 
 def test_without_policies_everything_is_open() -> None:

@@ -103,8 +103,12 @@ def test_e2e_installs_on_kind_tests_and_load_tests() -> None:
         "pytest -m e2e k8s/e2e",
         'make loadtest HOST="$BASE_URL"',
         "BASE_URL: http://modelberth.local",
+        # Issue 18: the plain Valkey goes in before the chart, whose kind values run two auth replicas on it.
+        'scripts/kind-state-store.sh "$NAMESPACE"',
+        '[ "$ready" = "2" ]',
     ):
         assert needle in text, needle
+    assert text.index("scripts/kind-state-store.sh") < text.index("-f k8s/values-kind.yaml")
     failure_steps = [s for s in job["steps"] if s.get("if") == "failure()"]
     assert any("kubectl" in str(s.get("run", "")) and "logs" in str(s.get("run", "")) for s in failure_steps)
     assert any(str(s.get("uses", "")).startswith("actions/upload-artifact@") for s in failure_steps)

@@ -211,10 +211,20 @@ def pod_container(deployment: dict[str, Any], name: str, init: bool = False) -> 
     )
 
 
-def chart_env(container: dict[str, Any], urls: dict[str, str], ports: dict[str, int]) -> dict[str, str]:
-    """The container's env from the chart, with in-cluster service URLs pointed at 127.0.0.1."""
+def chart_env(
+    container: dict[str, Any],
+    urls: dict[str, str],
+    ports: dict[str, int],
+    secrets: dict[tuple[str, str], str] | None = None,
+) -> dict[str, str]:
+    """The container's env from the chart, with in-cluster service URLs pointed at 127.0.0.1 and
+    ``secretKeyRef`` values taken from ``secrets`` ((Secret name, key) -> value)."""
     env: dict[str, str] = {}
     for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None and (ref["name"], ref["key"]) in (secrets or {}):
+            env[item["name"]] = (secrets or {})[(ref["name"], ref["key"])]
+            continue
         assert "value" in item, f"env {item['name']} comes from {item.get('valueFrom')}: teach the smoke test"
         value = str(item["value"])
         for svc in ports:
@@ -363,6 +373,24 @@ def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPat
             .strip()
             .splitlines()[-1]
         )
+        # The UI's own confidential client, as auth's init container registers it from the bootstrap Secret.
+        ui_client = json.loads(
+            one_off(
+                build.images["auth"],
+                [
+                    *("modelberth", "clients", "add", "modelberth-ui", "--client-id", "modelberth-ui"),
+                    *("--forwards-user-address", "--json"),
+                ],
+                {
+                    "AUTH_USERS_FILE": str(users_file),
+                    "AUTH_KEYSET_FILE": str(keyset_file),
+                    "MODELBERTH_STATE_DIR": str(users_file.parent),
+                },
+                [f"{state_dir}:{users_file.parent}", f"{keys_dir}:{keyset_file.parent}:ro"],
+            )
+            .strip()
+            .splitlines()[-1]
+        )
         auth = start(
             "auth", auth_env, [f"{keys_dir}:{keyset_file.parent}:ro", f"{state_dir}:{users_file.parent}"], []
         )
@@ -400,7 +428,11 @@ def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPat
 
         # -- ui
         ui_c = pod_container(deployments["ui"], "ui")
-        ui_env = chart_env(ui_c, urls, ports) | {"UI_HOST": "127.0.0.1", "UI_PORT": str(ports["ui"])}
+        bootstrap = {(f"{RELEASE}-modelberth-bootstrap", "ui-client-secret"): ui_client["client_secret"]}
+        ui_env = chart_env(ui_c, urls, ports, bootstrap) | {
+            "UI_HOST": "127.0.0.1",
+            "UI_PORT": str(ports["ui"]),
+        }
         ui = start("ui", ui_env, [], [ui_env["MODELBERTH_STATE_DIR"]])
 
         t0 = time.monotonic()

@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,8 +21,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-
-from modelberth_core.stack import prometheus_config
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "k8s" / "dashboards").glob("*.json"))
@@ -49,6 +46,10 @@ BRIEF_METRICS = {
     "modelberth_inference_model_load_seconds",
     "modelberth_inference_model_load_failures_total",
     "modelberth_inference_models_ready",
+    "modelberth_inference_predict_duration_seconds",
+    "modelberth_inference_shadow_requests_total",
+    "modelberth_inference_shadow_compared_rows_total",
+    "modelberth_inference_shadow_agreeing_rows_total",
     "modelberth_ui_logins_total",
     "modelberth_ui_predictions_total",
 }
@@ -253,6 +254,9 @@ def test_dashboards_cover_the_issue_and_every_metric_of_the_brief() -> None:
         "drift (psi)",
         "version in service",
         "load failures",
+        "shadow agreement",
+        "shadow requests/s by outcome",
+        "latency p95 by version",
     ):
         assert words in titles["model"], words
     for words in ("tokens issued/s by grant", "login failures", "rate-limited"):
@@ -279,6 +283,7 @@ def test_alert_rules_cover_the_issue() -> None:
         "ModelberthNoReadyInference",
         "ModelberthModelLoadFailures",
         "ModelberthLoginFailureSpike",
+        "ModelberthShadowDisagreement",
     } <= set(rules)
     drift = rules["ModelberthFeatureDrift"]
     assert drift["for"] == "15m"
@@ -305,80 +310,6 @@ def _modelberth(*args: str, stdin: str | None = None) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-class Prometheus:
-    """A real Prometheus process with a 1 s scrape interval, queried over its HTTP API."""
-
-    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.url = url
-        self.process = process
-        self.log = log
-        self.http = httpx.Client(base_url=url, timeout=10.0, trust_env=False)
-
-    def query(self, expr: str) -> dict[str, Any]:
-        try:
-            response = self.http.get("/api/v1/query", params={"query": expr})
-        except httpx.TransportError:  # not listening yet
-            return {"status": "starting", "data": {"result": []}}
-        if response.status_code == 503:  # still starting: the TSDB is not open yet
-            return {"status": "starting", "data": {"result": []}}
-        body: dict[str, Any] = response.json()
-        return body
-
-    def value(self, expr: str) -> float:
-        result = self.query(expr).get("data", {}).get("result", [])
-        return float(result[0]["value"][1]) if result else float("nan")
-
-    def wait(self, condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"prometheus exited: {self.log.read_text()[-3000:]}")
-            if condition():
-                return
-            time.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def prometheus(
-    tmp_path: Path, port_factory: Callable[[], int]
-) -> Iterator[Callable[[dict[str, str]], Prometheus]]:
-    started: list[Prometheus] = []
-
-    def start(targets: dict[str, str]) -> Prometheus:
-        port = port_factory()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            json.dumps(prometheus_config(targets, scrape_interval="1s", rule_files=ALERT_FILES))
-        )
-        log = tmp_path / "prometheus.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    "prometheus",
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--log.level=warn",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        prom = Prometheus(f"http://127.0.0.1:{port}", process, log)
-        started.append(prom)
-        return prom
-
-    yield start
-    for prom in started:
-        prom.http.close()
-        if prom.process.poll() is None:
-            prom.process.send_signal(signal.SIGTERM)
-            try:
-                prom.process.wait(30)
-            except subprocess.TimeoutExpired:
-                prom.process.kill()
 
 
 def _drive_ui(ui_url: str, username: str, password: str) -> None:
@@ -496,7 +427,7 @@ def _drive_traffic(
 @pytest.mark.timeout(300)
 def test_every_dashboard_and_alert_query_returns_data_from_the_real_services(
     start_service: Callable[..., Any],
-    prometheus: Callable[[dict[str, str]], Prometheus],
+    prometheus: Callable[..., Any],
     tiny_model_dir: Path,
     artifact_factory: Callable[..., Path],
 ) -> None:
@@ -521,16 +452,18 @@ def test_every_dashboard_and_alert_query_returns_data_from_the_real_services(
     client = {"client_id": client_json["client_id"], "client_secret": client_json["client_secret"]}
     issuer = "http://127.0.0.1:8001"
     auth = start_service("auth", env={"AUTH_ISSUER": issuer, "AUTH_LOGIN_MAX_FAILURES": "3"}, timeout=180)
+    artifact_factory(tiny_model_dir, rows=40, alias="challenger")  # shadows every prediction below
     inference_env = {
         "INFERENCE_MODEL_DIR": str(tiny_model_dir),
         "INFERENCE_AUTH_JWKS_URL": f"{auth.url}/.well-known/jwks.json",
         "INFERENCE_AUTH_ISSUER": issuer,
         "INFERENCE_POLL_SECONDS": "0",
+        "INFERENCE_SHADOW": "true",
     }
     inference = start_service("inference", env=inference_env, timeout=180)
     ui = start_service("ui", env={"UI_AUTH_URL": auth.url, "UI_INFERENCE_URL": inference.url}, timeout=180)
     targets = {f"modelberth-{s.name}": s.url.removeprefix("http://") for s in (auth, inference, ui)}
-    prom = prometheus(targets)
+    prom = prometheus(targets, rule_files=ALERT_FILES)
     prom.wait(lambda: prom.value('count(up{namespace="local"} == 1)') == 3, "all three targets up", 90)
 
     _drive_traffic(auth.url, inference.url, ui.url, tiny_model_dir, demo_password, client, artifact_factory)
@@ -539,6 +472,10 @@ def test_every_dashboard_and_alert_query_returns_data_from_the_real_services(
     prom.wait(lambda: prom.value("sum(modelberth_auth_rate_limited_total)") >= 1, "the lockout to be scraped")
     prom.wait(
         lambda: prom.value("sum(modelberth_ui_predictions_total)") >= 1, "the UI prediction to be scraped"
+    )
+    prom.wait(
+        lambda: prom.value("sum(modelberth_inference_shadow_compared_rows_total)") >= 120,
+        "the shadow-scored rows to be scraped",
     )
 
     exported = set(prom.http.get("/api/v1/label/__name__/values").json()["data"])

@@ -141,9 +141,10 @@ Pod-level security context: restricted PSS. Takes the component's values as .val
 {{- toYaml .values.securityContext }}
 {{- end }}
 
-{{/* Probes for the standard /healthz and /readyz endpoints on the named port. */}}
+{{/* Probes for the standard /healthz and /readyz endpoints on the named port; .readyPath overrides /readyz. */}}
 {{- define "modelberth.probes" -}}
 {{- $p := .values.probes }}
+{{- $ready := .readyPath | default "/readyz" }}
 livenessProbe:
   httpGet:
     path: /healthz
@@ -151,13 +152,13 @@ livenessProbe:
   {{- toYaml $p.liveness | nindent 2 }}
 readinessProbe:
   httpGet:
-    path: /readyz
+    path: {{ $ready }}
     port: http
   {{- toYaml $p.readiness | nindent 2 }}
 {{- if $p.startup.enabled }}
 startupProbe:
   httpGet:
-    path: /readyz
+    path: {{ $ready }}
     port: http
   {{- toYaml (omit $p.startup "enabled") | nindent 2 }}
 {{- end }}
@@ -245,6 +246,14 @@ reuse the stored values) and the resourceVersion of existing Secrets (changes wh
 {{- if and .Values.ui.enabled .Values.ui.authClient.existingSecret }}
 {{- $parts = append $parts (include "modelberth.uiClientChecksum" .) }}
 {{- end }}
+{{- with .Values.auth.state }}
+{{- range $name := list .existingSecret .tls.caSecret }}
+{{- if and $.Values.auth.state.url $name }}
+{{- $s := lookup "v1" "Secret" $.Release.Namespace $name }}
+{{- $parts = append $parts (dig "metadata" "resourceVersion" "" $s) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- join "\n" $parts | sha256sum }}
 {{- end }}
 
@@ -264,6 +273,18 @@ reuse the stored values) and the resourceVersion of existing Secrets (changes wh
 {{/* Monitoring renders only when asked for and the prometheus-operator CRDs are served (or the check is off). */}}
 {{- define "modelberth.monitoringOn" -}}
 {{- if and .Values.monitoring.enabled (or (not .Values.monitoring.requireCrds) (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/* The key prefix of auth's shared state: auth.state.prefix, or one per namespace and release. */}}
+{{- define "modelberth.authStatePrefix" -}}
+{{- .Values.auth.state.prefix | default (printf "%s:%s:auth:" .Release.Namespace .Release.Name) }}
+{{- end }}
+
+{{/* More than one auth pod (a replica count above one, or an HPA). */}}
+{{- define "modelberth.authScalesOut" -}}
+{{- if or .Values.auth.autoscaling.enabled (gt (int .Values.auth.replicaCount) 1) -}}
 true
 {{- end }}
 {{- end }}

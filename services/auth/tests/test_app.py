@@ -35,7 +35,7 @@ def login(http: httpx.Client, env: Any) -> dict[str, Any]:
 
 def test_probes_metrics_docs(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready", "keys": 1}
+    assert client.get("/readyz").json() == {"status": "ready", "keys": 1, "state": "in-process"}
     metrics = client.get("/metrics").text
     assert "modelberth_auth_signing_keys 1.0" in metrics
     assert client.get("/docs").status_code == 200

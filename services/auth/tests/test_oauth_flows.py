@@ -367,10 +367,44 @@ def introspection(http: httpx.Client, env: Any) -> None:
         "predict models:read",
     )
     assert body["iss"] == ISSUER
+    assert body["token_use"] == "access_token"
     assert active.headers["cache-control"] == "no-store"
-    for value in ("garbage", access[:-4] + "AAAA", login(http, env)["refresh_token"]):
+    for value in ("garbage", access[:-4] + "AAAA", "x.y", "x." + "A" * 43):
         inactive = http.post("/oauth/introspect", data={"token": value}, headers=creds)
         assert inactive.json() == {"active": False}
+
+
+@scenario
+def refresh_token_introspection(http: httpx.Client, env: Any) -> None:
+    """RFC 7662 answers for refresh tokens too (issue 18): active while it is its session's live token."""
+    creds = basic(env.client_id, env.client_secret)
+
+    def introspect(value: str) -> dict[str, Any]:
+        response = http.post(
+            "/oauth/introspect", data={"token": value, "token_type_hint": "refresh_token"}, headers=creds
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store"
+        body: dict[str, Any] = response.json()
+        return body
+
+    first = login(http, env)["refresh_token"]
+    body = introspect(first)
+    assert body["active"] is True
+    assert (body["token_use"], body["sub"], body["username"]) == ("refresh_token", env.username, env.username)
+    assert (body["scope"], body["iss"]) == ("predict models:read", ISSUER)
+    assert isinstance(body["exp"], int)
+    assert set(body) == {"active", "token_use", "scope", "sub", "username", "iss", "exp"}
+    # Rotated: the old token is inactive, the new one active; looking at the old one revokes nothing.
+    second = token(http, {"grant_type": "refresh_token", "refresh_token": first}).json()["refresh_token"]
+    assert introspect(first) == {"active": False}
+    assert introspect(second)["active"] is True
+    third = token(http, {"grant_type": "refresh_token", "refresh_token": second})
+    assert third.status_code == 200
+    # Revoked: inactive.
+    live = third.json()["refresh_token"]
+    assert http.post("/oauth/revoke", data={"token": live}).status_code == 200
+    assert introspect(live) == {"active": False}
 
 
 @scenario
@@ -494,6 +528,26 @@ def discovery(http: httpx.Client, env: Any) -> None:
 @pytest.mark.parametrize("run", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
 def test_in_process(run: Scenario, client: TestClient, auth_env: Any) -> None:
     run(client, auth_env)
+
+
+@pytest.fixture(scope="module")
+def shared_store(redis_servers: Callable[[], Any]) -> Any:
+    """One real redis-server for every scenario of this module (each uses its own key prefix)."""
+    return redis_servers()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("run", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
+def test_with_a_shared_store(run: Scenario, auth_env: Any, shared_store: Any) -> None:
+    """Every grant and error path again, with refresh tokens and counts in Redis (issue 18): same answers."""
+    prefix = f"{run.__name__}:"
+    settings = auth_env.settings(
+        state_url=shared_store.url, state_password=shared_store.password, state_prefix=prefix
+    )
+    with TestClient(create_app(settings)) as http:
+        assert http.get("/readyz").json()["state"] == "shared"
+        run(http, auth_env)
+    assert not auth_env.refresh_file.exists()  # nothing went to the in-process file
 
 
 @pytest.mark.integration

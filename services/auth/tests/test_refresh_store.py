@@ -126,3 +126,18 @@ def test_the_oldest_family_goes_first_even_within_one_second(tmp_path: Path) -> 
         assert reason(store, tokens[0]) == "invalid"
         assert all(run(store.lookup(t)) is not None for t in tokens[1:])
         (tmp_path / "r.json").unlink()
+
+
+def test_a_refresh_asking_for_more_than_its_grant_changes_nothing(tmp_path: Path) -> None:
+    store = FileRefreshStore(tmp_path / "r.json", ttl_seconds=3600)
+    token = run(store.issue("alice", "predict models:read"))
+    for wanted in (["models:admin"], ["predict", "models:admin"], ["models"]):
+        with pytest.raises(RefreshError) as caught:
+            run(store.rotate(token, wanted))
+        assert caught.value.reason == "scope"
+        assert run(store.lookup(token)) is not None
+    _, successor = run(store.rotate(token, ["predict"]))
+    assert run(store.lookup(successor)) is not None
+    with pytest.raises(RefreshError) as caught:
+        run(store.rotate(token, ["models:admin"]))
+    assert caught.value.reason == "reused"  # reuse is detected before any scope question

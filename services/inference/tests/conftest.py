@@ -303,3 +303,64 @@ def jwks_url(signer: Signer) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def publish_variant(
+    model_dir: Path,
+    base: Path,
+    estimator: Any,
+    *,
+    alias: str | None = "challenger",
+    features: list[str] | None = None,
+) -> Path:
+    """Publish another version of ``base``'s iris model: ``Pipeline(prep, estimator)`` fitted on all of
+    iris, over ``features`` only when given (like ``modelberth train --drop``), and point ``alias`` at it.
+
+    The card is ``base``'s with the new version, checksum and feature list, so tests can shape a challenger
+    exactly (a ``DummyClassifier`` that always answers one class gives a known agreement)."""
+    from datetime import UTC, datetime
+
+    import joblib
+    import numpy as np
+    from sklearn.compose import ColumnTransformer
+    from sklearn.datasets import load_iris
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from modelberth_core import contract
+    from modelberth_core.store import FilesystemStore
+
+    card = contract.read_card(base)
+    iris = load_iris(as_frame=True)
+    names = [c.replace(" (cm)", "").replace(" ", "_") for c in iris.feature_names]
+    x = iris.frame[iris.feature_names].set_axis(names, axis=1)
+    y = np.asarray(iris.target_names)[iris.frame["target"].to_numpy()]
+    kept = features or card.feature_names
+    numeric = Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())])
+    pipeline = Pipeline([("prep", ColumnTransformer([("num", numeric, kept)])), ("model", estimator)])
+    pipeline.fit(x[kept], y)
+    store = FilesystemStore(model_dir)
+    version = store.new_version(card.name, datetime.now(UTC))
+    with store.staging(card.name) as staged:
+        joblib.dump(pipeline, staged / contract.MODEL_FILE)
+        x[kept].head(10).to_csv(staged / contract.EXAMPLES_FILE, index=False)
+        new = card.model_copy(
+            update={
+                "version": version,
+                "created_at": datetime.now(UTC),
+                "features": [f for f in card.features if f.name in kept],
+                "reference_profile": {k: v for k, v in card.reference_profile.items() if k in kept},
+                "model_sha256": contract.sha256_file(staged / contract.MODEL_FILE),
+            }
+        )
+        store.publish(staged, new)
+    if alias is not None:
+        store.move_alias(card.name, alias, version, reason="gate", detail="test variant")
+    return store.fetch(card.name, version)
+
+
+@pytest.fixture(scope="session")
+def variant_factory() -> Callable[..., Path]:
+    """``variant_factory(model_dir, base_dir, estimator, alias="challenger", features=None)``."""
+    return publish_variant

@@ -1,5 +1,6 @@
 """The model lifecycle with real processes: the trainer's gate, the ``models`` commands and a running
-inference that follows the champion without a restart."""
+inference that follows the champion without a restart, calls the challenger by alias and shadows the
+champion with it, measured by a real Prometheus."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def _token(auth_url: str) -> dict[str, str]:
 
 
 def test_train_gate_promote_and_rollback_under_a_running_inference(
-    start_service: Callable[..., Any], tmp_path: Path
+    start_service: Callable[..., Any], prometheus: Callable[..., Any], tmp_path: Path
 ) -> None:
     store_dir = tmp_path / "models"
     store = FilesystemStore(store_dir)
@@ -67,11 +68,14 @@ def test_train_gate_promote_and_rollback_under_a_running_inference(
             "INFERENCE_STORE": str(store_dir),
             "INFERENCE_AUTH_JWKS_URL": auth.url + "/.well-known/jwks.json",
             "INFERENCE_POLL_SECONDS": "0.2",
+            "INFERENCE_SHADOW": "true",
         },
         timeout=180.0,
     )
     pid = inference.process.pid
     headers = _token(auth.url)
+    prom = prometheus({"modelberth-inference": inference.url.removeprefix("http://")})
+    prom.wait(lambda: prom.value('up{job="modelberth-inference"}') == 1, "inference to be scraped")
 
     def served() -> str:
         response = httpx.get(inference.url + "/v1/models/iris", headers=headers, timeout=10.0)
@@ -109,11 +113,54 @@ def test_train_gate_promote_and_rollback_under_a_running_inference(
     time.sleep(1.0)  # five poll intervals: nothing may have moved
     assert served() == champion
 
+    # The challenger answers by alias without becoming champion; the listing shows both.
+    sepals = {k: v for k, v in SETOSA.items() if k not in PETALS}
+    by_alias = httpx.post(
+        inference.url + "/v1/models/iris/versions/challenger/predict",
+        json={"instances": [sepals]},
+        headers=headers,
+        timeout=30.0,
+    )
+    assert by_alias.status_code == 200, by_alias.text
+    assert by_alias.json()["version"] == challenger
+    v2 = {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in sepals.items()]}
+    infer = httpx.post(
+        inference.url + f"/v2/models/iris/versions/{challenger}/infer", json=v2, headers=headers, timeout=10.0
+    )
+    assert infer.json()["model_version"] == challenger, infer.text
+    unknown = httpx.post(
+        inference.url + "/v1/models/iris/versions/nightly/predict", json=sepals, headers=headers, timeout=10.0
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"].startswith("model 'iris' has no alias 'nightly'")
+    listing = httpx.get(inference.url + "/v1/models/iris/versions", headers=headers, timeout=10.0).json()
+    assert [(v["version"], v["aliases"], v["loaded"]) for v in listing["versions"]] == [
+        (champion, [CHAMPION], True),
+        (challenger, [CHALLENGER, "latest"], True),
+    ]
+    assert served() == champion
+
+    # Shadowing: every answered request is scored by the challenger too; Prometheus sees the agreement.
+    deadline = time.monotonic() + 30
+    while listing["shadow"].get("status") != "active":  # set up at the next poll after the gate
+        assert time.monotonic() < deadline, listing["shadow"]
+        time.sleep(0.1)
+        listing = httpx.get(inference.url + "/v1/models/iris/versions", headers=headers, timeout=10.0).json()
+    rows = [{**SETOSA, "petal_length_cm": 1.4 + i / 10, "sepal_width_cm": 3.5 - i / 20} for i in range(40)]
+    for row in rows:
+        assert predict(row) == champion
+    compared = 'sum(modelberth_inference_shadow_compared_rows_total{model="iris"})'
+    prom.wait(lambda: prom.value(compared) == len(rows), "the shadow-compared rows to be scraped")
+    agreement = prom.value('sum(modelberth_inference_shadow_agreeing_rows_total{model="iris"}) / ' + compared)
+    shadow = httpx.get(inference.url + "/v1/models/iris/versions", headers=headers, timeout=10.0).json()
+    assert shadow["shadow"]["compared_rows"] == len(rows)
+    assert abs(agreement - shadow["shadow"]["agreement"]) < 1e-6
+    assert 0.0 <= agreement <= 1.0
+
     # promote: the running process switches at its next poll, no restart.
     promoted = _modelberth("models", "promote", "iris", "challenger", "--store", str(store_dir))
     assert promoted.returncode == 0, promoted.stderr
     wait_for(challenger)
-    sepals = {k: v for k, v in SETOSA.items() if k not in PETALS}
     assert predict(sepals) == challenger
 
     rolled = _modelberth("models", "rollback", "iris", "--store", str(store_dir))

@@ -206,22 +206,30 @@ def test_no_request_can_add_series_to_inference_metrics(client: TestClient, sign
     assert _series(client) - before == set()
 
 
+@pytest.mark.parametrize("max_versions", [2, 3])
 def test_prediction_series_of_retired_versions_are_dropped(
-    client: TestClient, signer: Any, tiny_model_dir: Path, artifact_factory: Callable[..., Path]
+    make_client: Callable[..., Any],
+    signer: Any,
+    tiny_model_dir: Path,
+    artifact_factory: Callable[..., Path],
+    max_versions: int,
 ) -> None:
-    """Each hot reload would add a version's series for ever: only the serving and the previous version
-    (whose in-flight requests may still finish) are kept."""
+    """Each hot reload would add a version's series for ever: only the versions in memory (the serving one
+    and the ones served before it that ``max_versions`` keeps) are kept."""
     admin = signer.headers("models:admin predict")
     served = []
-    for _ in range(4):
+    with make_client(tiny_model_dir, max_versions=max_versions) as client:
+        for _ in range(4):
+            served.append(client.post("/v1/models/iris/predict", json=ROW, headers=admin).json()["version"])
+            artifact_factory(tiny_model_dir)
+            assert client.post("/v1/models/iris/reload", headers=admin).json()["status"] == "loaded"
         served.append(client.post("/v1/models/iris/predict", json=ROW, headers=admin).json()["version"])
-        artifact_factory(tiny_model_dir)
-        assert client.post("/v1/models/iris/reload", headers=admin).json()["status"] == "loaded"
-    served.append(client.post("/v1/models/iris/predict", json=ROW, headers=admin).json()["version"])
-    versions = {
-        line.split('version="', 1)[1].split('"', 1)[0]
-        for line in client.get("/metrics").text.splitlines()
-        if line.startswith("modelberth_inference_predictions_total{")
-    }
-    assert len(set(served)) == 5
-    assert versions == set(served[-2:])
+        metrics = client.get("/metrics").text
+    for metric in ("predictions_total", "predict_duration_seconds_count"):
+        versions = {
+            line.split('version="', 1)[1].split('"', 1)[0]
+            for line in metrics.splitlines()
+            if line.startswith(f"modelberth_inference_{metric}{{")
+        }
+        assert len(set(served)) == 5
+        assert versions == set(served[-max_versions:]), metric

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from modelberth_core import contract
 from modelberth_inference.model import load_model
 from modelberth_inference.monitoring import DriftTracker, InferenceMetrics
-from modelberth_inference.registry import _BatchRunner
+from modelberth_inference.served import BatchRunner
 from modelberth_inference.validation import MAX_ABS_NUMBER, Columns
 
 GOOD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -169,7 +169,7 @@ def test_a_micro_batch_fails_only_the_request_with_the_bad_row(tiny_model_dir: P
     _overflowing(model)
     metrics = InferenceMetrics(CollectorRegistry())
     drift = DriftTracker(model.card.features, model.card.reference_profile, 100, 1)
-    runner = _BatchRunner(model, metrics, drift)
+    runner = BatchRunner(model, metrics, drift)
     results = runner([_columns([GOOD]), _columns([HUGE[0]]), _columns([GOOD, HUGE[1], GOOD])])
     invalid = [None if r.invalid_rows is None else r.invalid_rows.tolist() for r in results]
     assert invalid == [None, [0], [1]]

@@ -49,7 +49,11 @@ def test_each_served_model_has_its_own_precise_paths(shared_client: TestClient) 
     assert answer["properties"]["predictions"]["items"] == {"enum": ["setosa", "versicolor", "virginica"]}
     version = shared_client.get("/readyz").json()["models"]["iris"]
     infer = paths["/v2/models/iris/versions/{version}/infer"]["post"]
-    assert infer["parameters"][0]["schema"] == {"type": "string", "enum": [version]}
+    assert infer["parameters"][0]["schema"] == {"type": "string", "enum": [version, "champion", "latest"]}
+    by_version = paths["/v1/models/iris/versions/{version}/predict"]["post"]
+    assert by_version["requestBody"] == predict["requestBody"]
+    assert by_version["parameters"][0]["schema"] == infer["parameters"][0]["schema"]
+    assert "409" in by_version["responses"]
     assert infer["responses"]["400"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorV2"
     }
@@ -85,8 +89,39 @@ def test_the_document_follows_the_served_versions(
         admin = signer.headers("models:admin")
         assert client.post("/v1/models/iris/reload", headers=admin).status_code == 200
         enum = client.get("/openapi.json").json()["paths"]["/v2/models/iris/versions/{version}"]["get"]
-        assert enum["parameters"][0]["schema"]["enum"] == [first]
+        assert enum["parameters"][0]["schema"]["enum"] == [first, "champion", "latest"]
         second = artifact_factory(model_dir).name
         assert client.post("/v1/models/iris/reload", headers=admin).status_code == 200
         enum = client.get("/openapi.json").json()["paths"]["/v2/models/iris/versions/{version}"]["get"]
-        assert enum["parameters"][0]["schema"]["enum"] == [second]
+        # Both versions take the same requests: one path, every version and alias that names one of them.
+        assert enum["parameters"][0]["schema"]["enum"] == [first, second, "champion", "latest"]
+
+
+def test_a_version_with_other_features_has_paths_of_its_own(
+    make_client: Callable[..., Any],
+    tmp_path: Path,
+    artifact_factory: Callable[..., Path],
+    variant_factory: Callable[..., Path],
+) -> None:
+    """A challenger trained without the petal features takes other requests: the document gives it its own
+    paths, each with its own schema, instead of claiming the champion's body for it."""
+    from sklearn.linear_model import LogisticRegression
+
+    model_dir = tmp_path / "models"
+    champion = artifact_factory(model_dir)
+    sepals = ["sepal_length", "sepal_width"]
+    challenger = variant_factory(model_dir, champion, LogisticRegression(), features=sepals).name
+    with make_client(model_dir) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    shared = paths["/v1/models/iris/versions/{version}/predict"]["post"]
+    assert shared["parameters"][0]["schema"]["enum"] == [champion.name, "champion"]
+    for ref in (challenger, "challenger", "latest"):
+        own = paths[f"/v1/models/iris/versions/{ref}/predict"]["post"]
+        assert [p["name"] for p in own.get("parameters", [])] == []
+        single = own["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]
+        assert single["required"] == sepals
+        infer = paths[f"/v2/models/iris/versions/{ref}/infer"]["post"]
+        inputs = infer["requestBody"]["content"]["application/json"]["schema"]["properties"]["inputs"]
+        assert [item["properties"]["name"]["const"] for item in inputs["prefixItems"]] == sepals
+    operation_ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
+    assert len(operation_ids) == len(set(operation_ids))

@@ -154,7 +154,7 @@ def test_readyz_names_the_newer_version_that_failed_and_why(
 @pytest.mark.parametrize(
     ("breakage", "reason"),
     [
-        ("schema", "the card's schema_version is not {schema}, the one this server reads"),
+        ("schema", "the card's schema_version is not one this server reads ({supported})"),
         ("sklearn", "built with another scikit-learn version than this server runs"),
         ("pickle", "the model file does not load (KeyError)"),  # joblib reads b"n" as an opcode
     ],
@@ -178,7 +178,10 @@ def test_readyz_is_503_with_the_reason_when_no_version_loads(
         response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["load_failures"] == {
-        "iris": {"version": version_dir.name, "reason": reason.format(schema=contract.SCHEMA_VERSION)}
+        "iris": {
+            "version": version_dir.name,
+            "reason": reason.format(supported=", ".join(map(str, contract.SUPPORTED_SCHEMA_VERSIONS))),
+        }
     }
     assert str(tiny_model_dir) not in response.text
 

@@ -167,6 +167,9 @@ class FakeApi:
     """Server-side validation: errors ``{"feature", "msg"}`` for one instance (default: none)."""
     unlocated_errors: bool = False
     """Answer a 422 without naming rows (so the client must isolate bad rows itself)."""
+    versions: dict[str, Any] = field(default_factory=dict)
+    """Body of ``GET /v1/models/{name}/versions`` per model; a model not in it answers 404 (an inference
+    that does not list versions)."""
     requests: list[httpx.Request] = field(default_factory=list)
 
     def client(self, **kwargs: Any) -> ModelberthClient:
@@ -239,6 +242,10 @@ class FakeApi:
             if card.name not in self.reports:
                 return httpx.Response(404, json={"detail": "no report"})
             return httpx.Response(200, text=self.reports[card.name], headers={"content-type": "text/html"})
+        if rest == ["versions"]:
+            if card.name not in self.versions:
+                return httpx.Response(404, json={"detail": "Not Found"})
+            return httpx.Response(200, json=self.versions[card.name])
         if rest[0] == "examples":
             rows = self.examples.get(card.name, [])
             index = int(rest[1])

@@ -133,3 +133,28 @@ def test_logging_out_or_in_as_someone_new_clears_the_uploaded_file(
             done = page.run("s1", name, data)
             outputs = next(d["outputs"] for d in page.config["dependencies"] if d["api_name"] == name)
             assert done["output"]["data"][outputs.index(upload)] is None
+
+
+@pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # gradio's queue summary, not ours
+def test_the_versions_tab_loads_through_the_gate(
+    app_factory: Any, fake_factory: Any, mixed_card: ModelCard, gradio_http: Any
+) -> None:
+    # The tab's event is one the page calls, so the gate lets it through; it reads the versions listing.
+    listing = {
+        "name": "loans",
+        "aliases": {"champion": mixed_card.version, "latest": mixed_card.version},
+        "versions": [{"version": mixed_card.version, "metric": "roc_auc", "score": 0.82}],
+        "shadow": {"enabled": False, "status": "off"},
+    }
+    fake = fake_factory(mixed_card, versions={"loans": listing})
+    with TestClient(app_factory(fake)) as client:
+        page = gradio_http(client)
+        page.run("s1", "on_login", [None, "alice", "correct horse"])
+        done = page.run("s1", "on_versions_tab", [None, None])
+    outputs = next(d["outputs"] for d in page.config["dependencies"] if d["api_name"] == "on_versions_tab")
+    by_id = dict(zip(outputs, done["output"]["data"], strict=True))
+    ids = {c["props"].get("elem_id"): c["id"] for c in page.config["components"]}
+    table = by_id[ids["mb-versions-table"]]
+    assert table["value"]["data"] == [[mixed_card.version, "", "roc_auc", 0.82, "champion, latest"]]
+    assert by_id[ids["mb-versions-shadow"]] == "Shadow traffic: off for this model."
+    assert ("GET", "/v1/models/loans/versions") in [(r.method, r.url.path) for r in fake.requests]

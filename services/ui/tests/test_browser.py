@@ -432,6 +432,26 @@ def _run(journey: Journey, tmp_path: Path) -> None:
     assert "sklearn:iris" in page.locator("#mb-card-data").inner_text()
     journey.shot("model-card")
 
+    # 6b. The versions tab, read-only: the champion's test metrics from its card, and the versions with
+    #     their aliases when the inference lists them (otherwise a note says it does not).
+    auth = {"authorization": f"Bearer {journey.token}"}
+    served = journey.api.get("/v1/models/iris", headers=auth).json()["version"]
+    listed = journey.api.get("/v1/models/iris/versions", headers=auth)
+    page.get_by_role("tab", name="Versions").click()
+    page.locator("#mb-versions-compare").get_by_text(f"champion {served}").first.wait_for()
+    assert "(primary)" in page.locator("#mb-versions-compare").inner_text()
+    assert "Shadow" in page.locator("#mb-versions-shadow").inner_text()
+    assert page.get_by_role("button", name="Promote").count() == 0
+    if listed.status_code == 404:
+        page.locator("#mb-versions-message").get_by_text("This inference does not list versions").wait_for()
+    else:
+        # Gradio's table also renders hidden copies of its cells: wait for the one shown.
+        page.locator("#mb-versions-table").get_by_text(served).filter(visible=True).first.wait_for()
+        assert "champion" in page.locator("#mb-versions-table").inner_text()
+    journey.shot("versions")
+    page.get_by_role("tab", name="Model").click()
+    page.get_by_text("Selected:").wait_for()
+
     # 7. Another model: the form follows its card (a dropdown and a text box); the report's plot shows.
     page.locator("#mb-model input").click()
     page.get_by_role("option", name="tickets").first.click()

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelberth_auth.keys import KeysetError
+from modelberth_auth.state import StateUnavailable
 from modelberth_core.errors import install_error_handlers, validation_details
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -87,10 +88,21 @@ async def _keys_missing(request: Request, _: Exception) -> JSONResponse:
     return JSONResponse({"detail": text}, status_code=503, headers={"Retry-After": "5"})
 
 
+async def _state_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The shared store is down or slow (issue 18): nothing was decided, the client may simply retry.
+    assert isinstance(exc, StateUnavailable)
+    text = "the session store is unavailable; try again later"
+    headers = {"Retry-After": str(exc.retry_after), **NO_STORE}
+    if request.url.path.startswith(OAUTH_PREFIX):
+        return oauth_error_response("temporarily_unavailable", text, 503, headers)
+    return JSONResponse({"detail": text}, status_code=503, headers=headers)
+
+
 def install_auth_error_handlers(app: FastAPI) -> None:
     """Core's handlers, plus RFC-shaped errors on ``/oauth/*``."""
     install_error_handlers(app)
     app.add_exception_handler(KeysetError, _keys_missing)
+    app.add_exception_handler(StateUnavailable, _state_unavailable)
     app.add_exception_handler(OAuthError, _oauth_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

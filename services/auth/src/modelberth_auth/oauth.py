@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ipaddress
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -26,6 +27,7 @@ from modelberth_auth.keys import KeyRing
 from modelberth_auth.principals import ClientRecord, PrincipalStore, UserRecord, verify_secret
 from modelberth_auth.refresh import RefreshError, RefreshStore
 from modelberth_auth.settings import Settings
+from modelberth_auth.state import StateUnavailable
 from modelberth_auth.telemetry import AuthMetrics
 from modelberth_auth.throttle import Throttle
 from modelberth_auth.tokens import mint_access_token
@@ -169,6 +171,17 @@ class Authority:
             self.metrics.rate_limited.inc()
             raise LoginLocked(retry)
 
+    @staticmethod
+    async def _count_client(call: Callable[[], Awaitable[None]]) -> None:
+        """A throttle call for client authentication, which goes ahead while the shared store is down.
+
+        Client secrets are 256-bit (32+ characters when chosen), so counting their failures is no
+        defence worth refusing every client-credentials grant and introspection for while the store is
+        out (issue 18); logins, which guard passwords, wait for the store instead (503).
+        """
+        with contextlib.suppress(StateUnavailable):
+            await call()
+
     def _check_client(self, client_id: str, secret: str) -> ClientRecord | None:
         found = self.principals.client(client_id)
         stored = found[1].secret_hash if found else self.principals.dummy_hash
@@ -192,12 +205,12 @@ class Authority:
             raise invalid_client("client authentication required")
         if not creds.client_secret:
             raise invalid_client("client authentication failed")
-        await self._admit(None, address)
+        await self._count_client(lambda: self._admit(None, address))
         record = await run_in_threadpool(self._check_client, creds.client_id, creds.client_secret)
         if record is None:
-            await self.throttle.failed(None, address)
+            await self._count_client(lambda: self.throttle.failed(None, address))
             raise invalid_client("client authentication failed")
-        await self.throttle.succeeded(None, address)
+        await self._count_client(lambda: self.throttle.succeeded(None, address))
         return AuthenticatedClient(
             creds.client_id, list(record.scopes), list(record.grant_types), record.forwards_user_address
         )
@@ -285,14 +298,13 @@ class Authority:
         if not refresh_token:
             raise OAuthError("invalid_request", "missing parameter: refresh_token")
         requested = parse_scope(scope)
-        # A scope error must not burn the live token; any other token goes on to rotate(), which revokes
-        # its family when it is a rotated one.
-        live = await self.refresh.lookup(refresh_token)
-        if live is not None and requested is not None and any(s not in live.scope.split() for s in requested):
-            raise OAuthError("invalid_scope", "requested scope exceeds the original grant")
         try:
-            record, successor = await self.refresh.rotate(refresh_token)
+            # One atomic step: a rotated token revokes its family; a live one asking for more than its
+            # grant is refused without being used up (invalid_scope); otherwise it is replaced.
+            record, successor = await self.refresh.rotate(refresh_token, requested)
         except RefreshError as exc:
+            if exc.reason == "scope":
+                raise OAuthError("invalid_scope", "requested scope exceeds the original grant") from None
             text = {
                 "invalid": "refresh token is invalid",
                 "expired": "refresh token has expired",
@@ -315,6 +327,26 @@ class Authority:
     def public_keys(self) -> KeySet:
         """The verification keys (public halves)."""
         return self.keys.public_keys()
+
+    async def introspect_refresh(self, token: str) -> dict[str, Any] | None:
+        """RFC 7662 §2.2 for a refresh token: None unless it is its family's live token and would still be
+        redeemed (its user exists and keeps a scope of the grant); the store answers for every replica."""
+        record = await self.refresh.lookup(token)
+        user = None if record is None else self.principals.user(record.subject)
+        if record is None or user is None:
+            return None
+        scopes = [s for s in SCOPES if s in record.scope.split() and s in user.scopes]
+        if not scopes:
+            return None
+        return {
+            "active": True,
+            "token_use": "refresh_token",
+            "scope": " ".join(scopes),
+            "sub": record.subject,
+            "username": record.subject,
+            "iss": self.settings.issuer,
+            "exp": record.expires_at,
+        }
 
     async def revoke_refresh(self, token: str) -> bool:
         """Revoke a refresh token's family (RFC 7009); False when unknown."""

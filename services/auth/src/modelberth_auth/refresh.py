@@ -21,6 +21,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -84,9 +85,10 @@ class RefreshStoreFile(BaseModel):
 
 
 class RefreshError(Exception):
-    """The refresh token cannot be used; ``reused`` when a rotated token came back (family revoked)."""
+    """The refresh token cannot be used; ``reused`` when a rotated token came back (family revoked),
+    ``scope`` when a live token asked for more than its family's grant (nothing changed)."""
 
-    def __init__(self, reason: Literal["invalid", "expired", "revoked", "reused"]) -> None:
+    def __init__(self, reason: Literal["invalid", "expired", "revoked", "reused", "scope"]) -> None:
         super().__init__(reason)
         self.reason = reason
 
@@ -102,10 +104,11 @@ class RefreshStore(Protocol):
         """The family of ``token`` when it is the family's live, redeemable token; otherwise None."""
         ...
 
-    async def rotate(self, token: str) -> tuple[RefreshRecord, str]:
+    async def rotate(self, token: str, scope: Sequence[str] | None = None) -> tuple[RefreshRecord, str]:
         """Redeem ``token``: its family and the successor token; :class:`RefreshError` otherwise.
 
-        Any token of a live family other than its newest revokes the family (reason ``reused``).
+        Any token of a live family other than its newest revokes the family (reason ``reused``). A live
+        token whose request names a ``scope`` outside the family's grant stays live (reason ``scope``).
         """
         ...
 
@@ -202,7 +205,7 @@ class FileRefreshStore:
         live = record.state == "active" and record.expires_at > int(time.time())
         return record if live and hmac.compare_digest(record.current, token_hash(token)) else None
 
-    def _rotate(self, token: str) -> tuple[RefreshRecord, str]:
+    def _rotate(self, token: str, scope: Sequence[str] | None) -> tuple[RefreshRecord, str]:
         now = int(time.time())
         with self._lock:
             found = self._find(token)
@@ -218,6 +221,8 @@ class FileRefreshStore:
                 self._save()
                 log.warning("rotated refresh token reused; family revoked", extra={"sub": record.subject})
                 raise RefreshError("reused")
+            if scope is not None and any(s not in record.scope.split() for s in scope):
+                raise RefreshError("scope")
             successor = new_token(token.partition(".")[0])
             self._families[family] = record.model_copy(
                 update={"current": token_hash(successor), "rotations": record.rotations + 1}
@@ -243,9 +248,9 @@ class FileRefreshStore:
         """See :meth:`RefreshStore.lookup`."""
         return await run_in_threadpool(self._lookup, token)
 
-    async def rotate(self, token: str) -> tuple[RefreshRecord, str]:
+    async def rotate(self, token: str, scope: Sequence[str] | None = None) -> tuple[RefreshRecord, str]:
         """See :meth:`RefreshStore.rotate`."""
-        return await run_in_threadpool(self._rotate, token)
+        return await run_in_threadpool(self._rotate, token, scope)
 
     async def revoke(self, token: str) -> bool:
         """See :meth:`RefreshStore.revoke`."""

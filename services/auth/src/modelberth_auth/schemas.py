@@ -78,7 +78,7 @@ LOGIN_ERRORS = error_responses(
         403: "the client is not a trusted forwarder",
         413: "request body too large",
         429: "too many failed logins from this address (see Retry-After)",
-        503: "signing keys not loaded yet",
+        503: "signing keys not loaded yet, or the shared session store unavailable (see Retry-After)",
     },
 )
 """Error answers of ``POST /auth/login`` (422 for a malformed body comes from FastAPI)."""
@@ -91,10 +91,20 @@ OAUTH_ERRORS = error_responses(
         401: "invalid_client: client authentication failed or is missing",
         413: "request body too large",
         429: "too many failed authentications from this address (see Retry-After)",
+        503: "temporarily_unavailable: the shared session store is unavailable (see Retry-After)",
     },
 )
 """Error answers of every ``/oauth/*`` endpoint (RFC 6749 §5.2 shape)."""
-TOKEN_ERRORS = {**OAUTH_ERRORS, **error_responses(OAuthErrorResponse, {503: "signing keys not loaded yet"})}
+TOKEN_ERRORS = {
+    **OAUTH_ERRORS,
+    **error_responses(
+        OAuthErrorResponse,
+        {
+            503: "temporarily_unavailable: signing keys not loaded yet, or the shared session store "
+            "unavailable"
+        },
+    ),
+}
 
 MAX_FIELDS = 16
 """Form fields per request; more are refused unread."""

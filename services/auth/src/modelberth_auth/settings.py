@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from modelberth_auth.state import StateAddress, parse_state_url
 from modelberth_auth.throttle import ThrottlePolicy
-from modelberth_core.settings import ServiceSettings, state_dir
+from modelberth_core.settings import PLACEHOLDER_SECRETS, ServiceSettings, state_dir
 
 
 class Settings(ServiceSettings):
@@ -52,11 +53,62 @@ class Settings(ServiceSettings):
     """At most this often, in seconds, the users and keyset files are checked for changes."""
     max_body_bytes: int = Field(default=65_536, ge=1024, le=10 * 1024 * 1024)
     """Larger request bodies get 413."""
+    state_url: str | None = None
+    """Shared state store, ``redis://host:port/db`` or ``rediss://`` (TLS), never with a password in it:
+    refresh tokens and throttle counts live there for every replica. Unset: in this process (and
+    ``refresh_store_file``)."""
+    state_password: SecretStr | None = None
+    """Password of the state store (``AUTH``; with a user name in ``state_url``, its ACL password)."""
+    state_password_file: Path | None = None
+    """A file holding the store's password instead (a mounted Secret: not in the environment)."""
+    state_prefix: str = Field(default="modelberth:auth:", pattern=r"^[\x21-\x7e]{1,100}$")
+    """Prefix of every key in the store, so that one Redis can serve several installs."""
+    state_ca_file: Path | None = None
+    """CA bundle that signed the store's TLS certificate (``rediss://`` only); default: the system CAs."""
+    state_timeout_seconds: float = Field(default=1.0, gt=0.0, le=30.0)
+    """Each store call gives up after this long (connecting, waiting for a pooled connection, answering)."""
+    state_retry_seconds: float = Field(default=2.0, ge=0.1, le=300.0)
+    """After a failed store call, calls fail at once for this long (503, ``Retry-After`` of this)."""
+    state_max_connections: int = Field(default=32, ge=1, le=10_000)
+    """Connections in this process's one pool to the store."""
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_url(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() == "":
+            return None
+        if value is not None:
+            parse_state_url(value)  # ValueError with a message that never repeats the URL
+        return value
 
     @model_validator(mode="after")
     def _backoff_fits(self) -> Settings:
         if self.login_reset_seconds < self.login_backoff_max_seconds:
             raise ValueError("login_reset_seconds must be at least login_backoff_max_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _state_password_file(self) -> Settings:
+        if self.state_password_file is None:
+            return self
+        if self.state_password is not None:
+            raise ValueError("set state_password or state_password_file, not both")
+        try:
+            text = self.state_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+            raise ValueError(f"state_password_file cannot be read: {reason}") from None
+        if self.environment != "dev" and text.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "state_password_file holds a placeholder secret; set a real one outside environment=dev"
+            )
+        object.__setattr__(self, "state_password", SecretStr(text))
+        return self
+
+    @model_validator(mode="after")
+    def _state_tls(self) -> Settings:
+        if self.state_ca_file is not None and (self.state is None or not self.state.tls):
+            raise ValueError("state_ca_file needs a rediss:// state_url (TLS)")
         return self
 
     @model_validator(mode="after")
@@ -101,6 +153,11 @@ class Settings(ServiceSettings):
             address_max_failures=self.address_max_failures,
             address_window_seconds=self.address_window_seconds,
         )
+
+    @property
+    def state(self) -> StateAddress | None:
+        """Where the shared state store is, or None for in-process state."""
+        return None if self.state_url is None else parse_state_url(self.state_url)
 
     @property
     def may_generate_keyset(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -75,6 +76,21 @@ def served_model(request: Request, name: str) -> Served:
             raise ServiceError(503, f"model {name!r} is not loaded yet", {"Retry-After": "5"})
         raise ServiceError(404, f"model {name!r} not found")
     return served
+
+
+async def served_version(request: Request, name: str, version: str | None) -> Served:
+    """The served version of ``name`` (``version`` None), or the version that ``version`` (a version id or an
+    alias) names, loaded on demand: 404 unknown, 409 not loadable, 503 not loaded yet or no room, 504 when the
+    load takes longer than the request may."""
+    served = served_model(request, name)
+    if version is None:
+        return served
+    timeout = get_settings(request).request_timeout_seconds
+    try:
+        async with asyncio.timeout(timeout):  # a slow load answers 504 in time; the load goes on
+            return await get_registry(request).version(served, version)
+    except TimeoutError:
+        raise ServiceError(504, f"request timed out after {timeout:g} s") from None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -15,6 +15,27 @@ from modelberth_core.errors import ServiceError, install_error_handlers, validat
 V2_PREFIX = "/v2"
 
 
+class VersionNotFound(ServiceError):
+    """404: the model has no such version or alias (the message names it; never a path)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(404, detail)
+
+
+class VersionNotLoadable(ServiceError):
+    """409: the version exists but failed a load check (the reason says which, without paths)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(409, detail)
+
+
+class VersionCapReached(ServiceError):
+    """503: every version slot of the model holds a version that may not be unloaded (served, shadowing)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, detail)
+
+
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response serialised by orjson (numpy arrays allowed)."""
     return Response(

@@ -28,6 +28,9 @@ log = logging.getLogger("modelberth.inference.monitoring")
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+PREDICT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+"""One vectorised predict call: a micro-batch of single rows takes tens of microseconds on the fast path."""
+SHADOW_OUTCOMES = ("scored", "dropped", "failed")
 PSI_EPSILON = 1e-4
 """Floor for empty bins, so one unseen bin gives a large but finite PSI."""
 
@@ -349,4 +352,32 @@ class InferenceMetrics:
         )
         self.models_ready = Gauge(
             "modelberth_inference_models_ready", "Models loaded and serving.", registry=registry
+        )
+        self.predict_duration = Histogram(
+            "modelberth_inference_predict_duration_seconds",
+            "One vectorised predict call, by model, version and traffic (request: answering requests;"
+            " shadow: the challenger scoring the champion's traffic).",
+            ["model", "version", "traffic"],
+            buckets=PREDICT_BUCKETS,
+            registry=registry,
+        )
+        self.shadow_requests = Counter(
+            "modelberth_inference_shadow_requests_total",
+            "Requests answered by the champion and offered to the challenger, by outcome: scored,"
+            " dropped (the shadow queue was full) or failed (the challenger could not predict them).",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.shadow_compared_rows = Counter(
+            "modelberth_inference_shadow_compared_rows_total",
+            "Rows scored by both the champion and the challenger.",
+            ["model"],
+            registry=registry,
+        )
+        self.shadow_agreeing_rows = Counter(
+            "modelberth_inference_shadow_agreeing_rows_total",
+            "Compared rows on which the challenger agrees with the champion (same label; for regression"
+            " within the shadow tolerance).",
+            ["model"],
+            registry=registry,
         )

@@ -12,12 +12,14 @@ when the set of served versions changes.
 from __future__ import annotations
 
 import copy
+import json
+from dataclasses import dataclass
 from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from modelberth_core.contract import NAME_PATTERN, FeatureSpec
+from modelberth_core.contract import NAME_PATTERN, FeatureSpec, ModelCard
 from modelberth_inference.validation import MAX_ABS_NUMBER
 
 BEARER: Final[dict[str, Any]] = {"security": [{"bearer": []}]}
@@ -290,21 +292,46 @@ def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-def _specialise(template: str, operation: dict[str, Any], served: Any, settings: Any) -> None:
-    model = served.model
-    card = model.card
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a path's schemas are written from: one version's card, its outputs and its example count."""
+
+    card: ModelCard
+    has_proba: bool
+    examples: int = 0
+
+    @classmethod
+    def of(cls, model: Any) -> _Target:
+        """The target of a loaded version."""
+        return cls(model.card, model.has_proba, len(model.examples))
+
+    def schema_key(self) -> str:
+        """Equal for versions whose requests and answers the document describes the same way."""
+        features = [(f.name, f.type, f.required, f.categories) for f in self.card.features]
+        return json.dumps([self.card.task, self.card.classes, features, self.has_proba])
+
+
+def _specialise(
+    template: str, operation: dict[str, Any], target: _Target, settings: Any, ref: str | list[str] | None
+) -> None:
+    """Write one model's schemas into a copy of a templated operation; ``ref`` is the version path
+    segment: the values the ``{version}`` parameter takes (a list), or the one it is replaced by (a str)."""
+    card = target.card
     params = [p for p in operation.get("parameters", []) if p["name"] != "name"]
+    if isinstance(ref, str):
+        params = [p for p in params if p["name"] != "version"]
     for param in params:
         if param["name"] == "version":
-            param["schema"] = {"type": "string", "enum": [model.version]}
+            param["schema"] = {"type": "string", "enum": ref}
         elif param["name"] == "index":
-            count = len(model.examples)
+            count = target.examples
             param["schema"] = {"type": "integer", "minimum": 0, **({"maximum": count - 1} if count else {})}
     operation["parameters"] = params
-    operation["operationId"] = f"{operation.get('operationId', 'op')}_{card.name}"
+    suffix = card.name if not isinstance(ref, str) else f"{card.name}_{ref.replace('-', '_')}"
+    operation["operationId"] = f"{operation.get('operationId', 'op')}_{suffix}"
     ok = operation["responses"].get("200", {})
     if template.endswith("/predict"):
-        if template.endswith("/{name}/predict"):
+        if not template.endswith("/{index}/predict"):  # the example routes take no body
             operation["requestBody"] = _json_body(
                 v1_body(card.features, settings.max_instances, settings.max_text_length)
             )
@@ -312,11 +339,45 @@ def _specialise(template: str, operation: dict[str, Any], served: Any, settings:
     elif template.endswith("/infer"):
         from modelberth_inference.routes.v2 import NUMERIC_TYPES, OUTPUTS  # routes import this module
 
-        outputs = [o for o in OUTPUTS if o != "predict_proba" or model.has_proba]
+        outputs = [o for o in OUTPUTS if o != "predict_proba" or target.has_proba]
         operation["requestBody"] = _json_body(
             v2_body(card.features, outputs, settings.max_text_length, sorted(NUMERIC_TYPES))
         )
         ok["content"] = {"application/json": {"schema": v2_answer(outputs)}}
+
+
+def version_paths(registry: Any, served: Any) -> tuple[list[str], dict[str, _Target]]:
+    """How a model's ``{version}`` paths are documented: the path segments (version ids and aliases) that
+    name a version taking the served version's requests, which share one templated path with that list as
+    the parameter's values; and every other segment, with its version, each on a path of its own (its
+    schemas may differ). A version that cannot be loaded now (409) is left out."""
+    model = served.model
+    name = model.name
+    versions, aliases = registry.versions.catalogue(name)
+    refs = {**{v: v for v in versions}, **aliases, model.version: model.version}
+    followed = registry.reference(name).alias
+    if followed is not None:
+        refs[followed] = model.version  # the alias a model follows names the served version, moved or not
+    served_target = _Target.of(model)
+    same: list[str] = []
+    other: dict[str, _Target] = {}
+    for ref, version in sorted(refs.items()):
+        if version == model.version:
+            same.append(ref)
+            continue
+        held = registry.versions.held.get(name, {}).get(version)
+        if held is not None:
+            target = _Target.of(held.model)
+        else:
+            card = registry.versions.card(name, version)
+            if card is None or registry.versions.refused(name, version):
+                continue
+            target = _Target(card, card.task != "regression")
+        if target.schema_key() == served_target.schema_key():
+            same.append(ref)
+        else:
+            other[ref] = target
+    return same, other
 
 
 def build_document(app: FastAPI) -> dict[str, Any]:
@@ -330,6 +391,7 @@ def build_document(app: FastAPI) -> dict[str, Any]:
     registry = app.state.registry
     settings = app.state.settings
     served = sorted(registry.models.items())
+    refs = {name: version_paths(registry, model) for name, model in served}
     paths: dict[str, Any] = {}
     for template, operations in doc["paths"].items():
         if "{name}" not in template:
@@ -343,22 +405,37 @@ def build_document(app: FastAPI) -> dict[str, Any]:
             paths[template] = operations
             continue
         for name, model in served:
-            concrete = {}
-            for method, operation in operations.items():
-                copied = copy.deepcopy(operation)
-                _specialise(template, copied, model, settings)
-                concrete[method] = copied
-            paths[template.replace("{name}", name)] = concrete
+            variants: list[tuple[str, _Target, str | list[str] | None]] = []
+            if "{version}" in template:
+                same, other = refs[name]
+                variants.append((template, _Target.of(model.model), same))
+                variants += [(template.replace("{version}", ref), t, ref) for ref, t in other.items()]
+            else:
+                variants.append((template, _Target.of(model.model), None))
+            for path, target, ref in variants:
+                concrete = {}
+                for method, operation in operations.items():
+                    copied = copy.deepcopy(operation)
+                    _specialise(template, copied, target, settings, ref)
+                    concrete[method] = copied
+                paths[path.replace("{name}", name)] = concrete
     doc["paths"] = paths
     return doc
 
 
 def install_openapi(app: FastAPI) -> None:
-    """Serve :func:`build_document` at ``/openapi.json``, rebuilt when the served versions change."""
-    cache: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    """Serve :func:`build_document` at ``/openapi.json``, rebuilt when the served versions, or the versions
+    and aliases that the ``{version}`` paths name, change."""
+    cache: dict[tuple[tuple[str, str, str, str], ...], dict[str, Any]] = {}
 
     def openapi() -> dict[str, Any]:
-        key = tuple(sorted((n, s.model.version) for n, s in app.state.registry.models.items()))
+        registry = app.state.registry
+        parts = []
+        for name, served in sorted(registry.models.items()):
+            same, other = version_paths(registry, served)
+            others = ",".join(f"{ref}={t.card.version}" for ref, t in other.items())
+            parts.append((name, served.model.version, ",".join(same), others))
+        key = tuple(parts)
         if key not in cache:
             cache.clear()
             cache[key] = build_document(app)

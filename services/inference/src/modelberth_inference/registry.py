@@ -1,4 +1,5 @@
-"""The set of models being served: initial load, polling of the aliases followed, reloads and atomic swaps.
+"""The set of models being served: initial load, polling of the aliases followed, reloads and atomic swaps;
+other versions held on demand, and the challenger that shadows each served version.
 
 Each model serves what its reference names in the store: its ``champion`` by default, or the alias or
 version ``INFERENCE_MODELS`` gives. A moved alias is picked up at the next poll.
@@ -6,45 +7,43 @@ version ``INFERENCE_MODELS`` gives. A moved alias is picked up at the next poll.
 A request looks its model up once and keeps that object until it has answered, so swapping the dict entry
 is the whole hot-reload protocol: new requests see the new version, in-flight ones finish on the old one,
 and a version that fails any check never replaces the one serving.
+
+Other versions (``/versions/{version or alias}/...``) are held on demand by :mod:`.versions`; the version
+served before a swap stays held there, so a rollback, or promoting a version already called, is instant.
+With shadowing on, the served version's batches are also scored by the model's ``challenger``
+(:mod:`.shadow`), which then stays in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-import numpy.typing as npt
-
-from modelberth_core.store import CHAMPION, Reference, StoreError, open_store
-from modelberth_inference.batching import MicroBatcher
-from modelberth_inference.model import LoadedModel, LoadError, Prediction, columns_from, load_model
+from modelberth_core.contract import VERSION_PATTERN
+from modelberth_core.store import (
+    ALIAS_PATTERN,
+    CHALLENGER,
+    CHAMPION,
+    Reference,
+    StoreError,
+    VersionInfo,
+    open_store,
+)
+from modelberth_inference.errors import VersionCapReached, VersionNotFound, VersionNotLoadable
+from modelberth_inference.model import LoadError
 from modelberth_inference.monitoring import DriftTracker, InferenceMetrics
+from modelberth_inference.served import Served, make_served
 from modelberth_inference.settings import Settings
-from modelberth_inference.validation import Columns
+from modelberth_inference.shadow import ShadowScorer
+from modelberth_inference.versions import HeldVersions, LoadFailure
 
 log = logging.getLogger("modelberth.inference.registry")
 
-
-@dataclass(slots=True)
-class Served:
-    """A loaded version with its micro-batcher and drift window."""
-
-    model: LoadedModel
-    batcher: MicroBatcher
-    drift: DriftTracker
-
-
-@dataclass(frozen=True, slots=True)
-class LoadFailure:
-    """The last version of a model that failed to load: why, for /readyz (no path) and for the log."""
-
-    version: str
-    reason: str
-    message: str
+__all__ = ["LoadFailure", "LoadOutcome", "ModelRegistry", "Served"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,82 +56,8 @@ class LoadOutcome:
     error: str | None = None
 
 
-class _BatchRunner:
-    """Predicts one batch for one version and records the per-batch metrics (vectorised)."""
-
-    def __init__(self, model: LoadedModel, metrics: InferenceMetrics, drift: DriftTracker) -> None:
-        self.model = model
-        self.metrics = metrics
-        self.drift = drift
-        self._counters: dict[str, Any] = {}  # label children, created on first use (absent until then)
-
-    def _count(self, label: str, amount: int) -> None:
-        counter = self._counters.get(label)
-        if counter is None:
-            counter = self._counters[label] = self.metrics.predictions.labels(
-                self.model.name, self.model.version, label
-            )
-        counter.inc(amount)
-
-    def __call__(self, items: list[Columns]) -> list[Prediction]:
-        model = self.model
-        data = columns_from(model, items)
-        result = model.predict(data)
-        total = sum(c.n for c in items)
-        self.metrics.batch_size.observe(total)
-        self._observe(result, data, total)
-        if len(items) == 1:
-            return [result]
-        out: list[Prediction] = []
-        start = 0
-        for item in items:
-            end = start + item.n
-            out.append(
-                Prediction(
-                    result.predictions[start:end],
-                    None if result.proba is None else result.proba[start:end],
-                    None if result.label_index is None else result.label_index[start:end],
-                    _rows_within(result.invalid_rows, start, end),
-                )
-            )
-            start = end
-        return out
-
-    def _observe(self, result: Prediction, data: dict[str, npt.NDArray[Any]], total: int) -> None:
-        """Class counts, confidence and drift of the rows that were predicted (not the refused ones)."""
-        model = self.model
-        label_index, proba = result.label_index, result.proba
-        if result.invalid_rows is not None:  # rare: mask the refused rows out of every metric
-            keep = np.ones(total, dtype=bool)
-            keep[result.invalid_rows] = False
-            data = {name: column[keep] for name, column in data.items()}
-            total = int(keep.sum())
-            label_index = None if label_index is None else label_index[keep]
-            proba = None if proba is None else proba[keep]
-        if label_index is not None:
-            counts = np.bincount(label_index, minlength=len(model.classes)).tolist()
-            for label, count in zip(model.classes, counts, strict=False):
-                if count:
-                    self._count(label, count)
-            if proba is not None:
-                chosen = proba[np.arange(total), label_index]
-                self.metrics.confidence.observe_many((model.name,), chosen)
-        elif total:
-            self._count("", total)
-        if total:
-            self.drift.update(data, total)
-
-
-def _rows_within(rows: npt.NDArray[np.intp] | None, start: int, end: int) -> npt.NDArray[np.intp] | None:
-    """The rows of ``rows`` in [start, end), renumbered from 0 (None when there are none)."""
-    if rows is None:
-        return None
-    inside = rows[(rows >= start) & (rows < end)]
-    return inside - start if len(inside) else None
-
-
 class ModelRegistry:
-    """Loads, polls and swaps the served models."""
+    """Loads, polls and swaps the served models; holds other versions on demand; sets up shadowing."""
 
     def __init__(self, settings: Settings, metrics: InferenceMetrics) -> None:
         self.settings = settings
@@ -152,6 +77,13 @@ class ModelRegistry:
         """(model, version) -> manifest digest, where the store has digests (a registry)."""
         self.scan_error: str | None = None
         """Why the last listing of the store failed (a registry away, no catalog API), or None."""
+        self.shadows: dict[str, ShadowScorer] = {}
+        """Model -> the scorer its served version hands its batches to (while shadowing)."""
+        self.waiting: dict[str, tuple[str, str]] = {}
+        """Model -> (challenger, why) while shadowing waits for a challenger that cannot be held now."""
+        self.versions = HeldVersions(
+            self.store, settings, metrics, pinned=self._pinned, unloaded=self._unloaded
+        )
 
     def get(self, name: str) -> Served | None:
         """The served version of ``name``, if any."""
@@ -159,7 +91,7 @@ class ModelRegistry:
 
     def configured(self) -> list[str]:
         """Model names to serve: the configured references, else every model in the store that had a
-        champion at the last scan (a model published later is picked up by the next poll)."""
+        champion at the last scan (a model published later is picked up by the next poll or a reload)."""
         references = self.settings.references()
         if references:
             return sorted(references)
@@ -218,7 +150,7 @@ class ModelRegistry:
         if not names:
             # /readyz answers anyone: say what is missing, never where the store is (the log has it).
             if self.scan_error is not None:
-                return "cannot list the models in the store (see the log)"
+                return f"cannot list the models in the store: {self.scan_error}"
             if self._scan[0]:
                 return "no model in the store has a champion (modelberth models promote)"
             return "no models in the store"
@@ -248,7 +180,13 @@ class ModelRegistry:
                 log.exception("model poll failed")
 
     async def load(self, name: str, *, retry_failed: bool = False) -> LoadOutcome:
-        """Load ``name``'s target version in a worker thread and swap it in; keep the old one on failure."""
+        """Load ``name``'s target version and swap it in (the old one keeps serving on failure); then
+        follow its challenger for shadowing."""
+        outcome = await self._load_target(name, retry_failed=retry_failed)
+        await self.follow_challenger(name)
+        return outcome
+
+    async def _load_target(self, name: str, *, retry_failed: bool) -> LoadOutcome:
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             target = await asyncio.to_thread(self.target, name)
@@ -262,8 +200,9 @@ class ModelRegistry:
             failed = self.failures.get(name)
             if failed and failed.version == target and not retry_failed:
                 return LoadOutcome("failed", version=target, previous=previous, error=failed.message)
+            held = self.versions.take(name, target)  # promoted or rolled back to a version in memory
             try:
-                model = await asyncio.to_thread(self._load, name, target)
+                model = held.model if held is not None else await self.versions.obtain(name, target)
             except LoadError as exc:
                 self.failures[name] = LoadFailure(target, exc.reason, str(exc))
                 self.metrics.model_load_failures.labels(name).inc()
@@ -272,42 +211,25 @@ class ModelRegistry:
                     extra={"model": name, "version": target, "serving": previous, "error": str(exc)},
                 )
                 return LoadOutcome("failed", version=target, previous=previous, error=str(exc))
-            self._swap(name, model, previous)
+            self._swap(name, make_served(model, self.settings, self.metrics, serving=True), current)
             return LoadOutcome("loaded", version=target, previous=previous)
 
-    def _load(self, name: str, version: str) -> LoadedModel:
-        try:
-            version_dir = self.store.fetch(name, version)
-        except StoreError as exc:
-            raise LoadError(str(exc), "the version cannot be fetched from the model store") from exc
-        # fetch gives <root>/<name>/<version>: the root is what load_model keeps every file inside.
-        return load_model(
-            version_dir.parent.parent, name, version, max_text_length=self.settings.max_text_length
-        )
-
-    def _swap(self, name: str, model: LoadedModel, previous: str | None) -> None:
-        settings = self.settings
-        drift = DriftTracker(
-            model.card.features,
-            model.card.reference_profile,
-            settings.drift_window_rows,
-            settings.drift_min_rows,
-        )
-        batcher = MicroBatcher(
-            _BatchRunner(model, self.metrics, drift),
-            max_wait_seconds=settings.batch_max_wait_seconds,
-            max_rows=settings.batch_max_rows,
-        )
-        self.models[name] = Served(model, batcher, drift)  # the atomic swap
+    def _swap(self, name: str, served: Served, current: Served | None) -> None:
+        model = served.model
+        previous = current.model.version if current else None
+        self.models[name] = served  # the atomic swap
+        self.versions.forget_listings(name)
+        self._stop_shadow(name)  # it compared the previous version; follow_challenger sets up the new pair
         self.failures.pop(name, None)
-        if previous is not None and previous != model.version:
+        if current is not None and previous != model.version:
             self.metrics.model_info.remove(name, previous)
-            # Keep the per-version series of the serving and the previous version (its in-flight requests
-            # may still finish); older ones would add series with every hot reload, for ever (issue 13).
+            # Keep the per-version series of the versions in memory and of the previous one (its in-flight
+            # requests may still finish); others would add series with every hot reload, for ever (issue 13).
             retired = self._retired.get(name)
-            if retired is not None and retired != model.version:
-                self.metrics.predictions.remove_by_labels({"model": name, "version": retired})
-            self._retired[name] = previous
+            self._retired[name] = current.model.version
+            if retired not in (None, model.version, *self.versions.versions(name)):
+                self._forget_series(name, str(retired))
+            self.versions.put(name, current.model)  # held: a rollback to it is instant
         self.metrics.model_info.labels(name, model.version).set(1)
         self.metrics.models_ready.set(len(self.models))
         self.metrics.model_load_seconds.observe(model.load_seconds)
@@ -322,9 +244,110 @@ class ModelRegistry:
             },
         )
 
+    def _pinned(self, name: str) -> set[str]:
+        scorer = self.shadows.get(name)
+        return {scorer.challenger.version} if scorer is not None else set()
+
+    def _unloaded(self, name: str, version: str) -> None:
+        served = self.models.get(name)
+        if version != self._retired.get(name) and (served is None or served.model.version != version):
+            self._forget_series(name, version)
+
+    def _forget_series(self, name: str, version: str) -> None:
+        labels = {"model": name, "version": version}
+        self.metrics.predictions.remove_by_labels(labels)
+        self.metrics.predict_duration.remove_by_labels(labels)
+
+    # --- calling a version by name --------------------------------------------------------------------
+
+    async def version(self, served: Served, text: str) -> Served:
+        """The version of ``served``'s model that ``text`` (a version id or an alias) names, loaded.
+
+        The alias the model follows (``champion`` by default) is the served version itself, like the
+        served version's id; any other version is held on demand (:class:`.versions.HeldVersions`).
+        Raises :class:`VersionNotFound` (404), :class:`VersionNotLoadable` (409) or
+        :class:`VersionCapReached` (503).
+        """
+        name = served.model.name
+        if re.match(VERSION_PATTERN, text):
+            version = text
+        elif re.match(ALIAS_PATTERN, text):
+            if text == self.reference(name).alias:
+                return served
+            aliases = await self.versions.aliases(name)
+            found = aliases.get(text)
+            if found is None:
+                known = ", ".join(sorted(aliases)) or "none"
+                raise VersionNotFound(f"model {name!r} has no alias {text!r} (aliases: {known})")
+            version = found
+        else:
+            raise VersionNotFound(
+                f"model {name!r} has no such version or alias: a version id looks like 20261122T144500Z, "
+                "an alias is lowercase letters, digits and '-'"
+            )
+        if version == served.model.version:
+            return served
+        held = self.versions.get(name, version)
+        if held is not None:
+            return held
+        return await self.versions.hold(name, version, lambda: self.models.get(name))
+
+    # --- shadow traffic -------------------------------------------------------------------------------
+
+    async def follow_challenger(self, name: str) -> None:
+        """Shadow ``name``'s served version with its ``challenger`` when shadowing is on for it and the
+        challenger is another version; stop when it is not (any more)."""
+        served = self.models.get(name)
+        if served is None or not self.settings.shadowed(name):
+            self._stop_shadow(name)
+            return
+        challenger = (await self.versions.aliases(name, max_age=0.0)).get(CHALLENGER)
+        if challenger is None or challenger == served.model.version:
+            self._stop_shadow(name)
+            return
+        current = self.shadows.get(name)
+        if current is not None and current.challenger.version == challenger:
+            return
+        self._stop_shadow(name)
+        try:
+            held = await self.version(served, challenger)
+        except (VersionNotFound, VersionNotLoadable, VersionCapReached) as exc:
+            if self.waiting.get(name, ("", ""))[0] != challenger:  # logged once per challenger, not per poll
+                log.warning(
+                    "shadow traffic waits: the challenger is not available",
+                    extra={"model": name, "challenger": challenger, "error": exc.detail},
+                )
+            self.waiting[name] = (challenger, str(exc.detail))
+            return
+        self.waiting.pop(name, None)
+        if self.models.get(name) is not served:  # swapped meanwhile: the next poll sets the new pair up
+            return
+        scorer = ShadowScorer(
+            served.model,
+            held.model,
+            self.metrics,
+            max_rows=self.settings.shadow_queue_rows,
+            tolerance=self.settings.shadow_tolerance,
+        )
+        self.shadows[name] = scorer
+        served.runner.shadow = scorer
+        log.info(
+            "shadow traffic on",
+            extra={"model": name, "champion": served.model.version, "challenger": challenger},
+        )
+
+    def _stop_shadow(self, name: str) -> None:
+        self.waiting.pop(name, None)
+        scorer = self.shadows.pop(name, None)
+        served = self.models.get(name)
+        if scorer is not None and served is not None and served.runner.shadow is scorer:
+            served.runner.shadow = None
+
+    # --- reading --------------------------------------------------------------------------------------
+
     def drift_trackers(self) -> list[tuple[str, DriftTracker]]:
         """(model, tracker) for every served model, for the drift collector."""
-        return [(name, served.drift) for name, served in list(self.models.items())]
+        return [(n, served.drift) for n, served in list(self.models.items()) if served.drift is not None]
 
     def summary(self) -> list[dict[str, Any]]:
         """One line per served model, for ``GET /v1/models``."""
@@ -346,3 +369,45 @@ class ModelRegistry:
                 }
             )
         return out
+
+    async def listing(self, name: str) -> dict[str, Any]:
+        """``GET /v1/models/{name}/versions``: every version (oldest first) with its primary test score and
+        aliases, which ones are in memory, and what shadowing does."""
+        versions, aliases = await asyncio.to_thread(self._versions_and_aliases, name)
+        by_version: dict[str, list[str]] = {}
+        for alias, version in aliases.items():
+            by_version.setdefault(version, []).append(alias)
+        served = self.models.get(name)
+        in_memory = set(self.versions.versions(name))
+        if served is not None:
+            in_memory.add(served.model.version)
+        scorer = self.shadows.get(name)
+        return {
+            "model": name,
+            "serving": served.model.version if served else None,
+            "aliases": aliases,
+            "versions": [
+                {
+                    "version": v.version,
+                    "created_at": v.created_at.isoformat(),
+                    "metric": v.metric,
+                    "score": v.score,
+                    "greater_is_better": v.greater_is_better,
+                    "aliases": sorted(by_version.get(v.version, [])),
+                    "loaded": v.version in in_memory,
+                }
+                for v in versions
+            ],
+            "shadow": {"enabled": self.settings.shadowed(name), **self._shadow_state(name, scorer)},
+        }
+
+    def _shadow_state(self, name: str, scorer: ShadowScorer | None) -> dict[str, Any]:
+        if scorer is not None:
+            return scorer.stats()
+        if name in self.waiting:
+            challenger, why = self.waiting[name]
+            return {"status": "waiting", "challenger": challenger, "reason": why}
+        return {"status": "off"}
+
+    def _versions_and_aliases(self, name: str) -> tuple[list[VersionInfo], dict[str, str]]:
+        return self.store.versions(name), self.versions.read_aliases(name)

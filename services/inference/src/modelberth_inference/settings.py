@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from modelberth_core.settings import ServiceSettings
-from modelberth_core.store import InvalidReference, Reference
+from modelberth_core.store import InvalidReference, Reference, check_name
 
 
 class Settings(ServiceSettings):
@@ -64,12 +64,40 @@ class Settings(ServiceSettings):
     """Size in bytes past which the prediction log file rotates (0: never)."""
     prediction_log_backups: int = Field(default=5, ge=1)
     """Rotated prediction log files kept (``<path>.1`` is the newest); older ones are deleted."""
+    max_versions: int = Field(default=3, ge=2, le=100)
+    """Most versions of one model held in memory, the served one included: others load when a request names
+    them (``/versions/{version or alias}/...``) and the least recently used one that is neither served nor
+    shadowing is unloaded to make room."""
+    shadow: bool = False
+    """Shadow traffic for every model: each request the served version answers is also scored by the
+    model's ``challenger`` off the request path, and the two are compared (agreement metrics)."""
+    shadow_models: str = ""
+    """Comma-separated model names shadowed even when ``shadow`` is off."""
+    shadow_queue_rows: int = Field(default=10_000, ge=1)
+    """Most rows waiting for the challenger, per model; a batch that does not fit is dropped and counted."""
+    shadow_tolerance: float = Field(default=0.05, ge=0.0)
+    """Regression: the challenger agrees on a row when it is within this share of the champion's value
+    (``|challenger - champion| <= tolerance * |champion|``); classifiers agree on equal labels."""
 
     @field_validator("models")
     @classmethod
     def _valid_references(cls, value: str) -> str:
         _references(value)
         return value
+
+    @field_validator("shadow_models")
+    @classmethod
+    def _valid_names(cls, value: str) -> str:
+        for name in _names(value):
+            try:
+                check_name(name)
+            except InvalidReference as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def shadowed(self, name: str) -> bool:
+        """Whether requests to ``name`` are shadowed by its challenger (``shadow`` or ``shadow_models``)."""
+        return self.shadow or name in _names(self.shadow_models)
 
     def references(self) -> dict[str, Reference]:
         """Configured models: name -> the reference to serve; empty means every model's champion."""
@@ -82,6 +110,10 @@ class Settings(ServiceSettings):
     def redacted_fields(self) -> frozenset[str]:
         """Feature names to redact in the prediction log."""
         return frozenset(filter(None, (p.strip() for p in self.prediction_log_redact.split(","))))
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _references(text: str) -> dict[str, Reference]:

@@ -184,15 +184,44 @@ def build_ui(
                     gr.Markdown("#### Versions")
                     card_versions = gr.Markdown(elem_id="mb-card-versions")
 
+                with gr.Tab("Versions", id="versions") as versions_tab:
+                    gr.Markdown(
+                        "Read-only: aliases move with `modelberth models promote` / `rollback` and the "
+                        "trainer's gate."
+                    )
+                    versions_msg = gr.Markdown(elem_id="mb-versions-message")
+                    versions_table = gr.Dataframe(
+                        label="Versions (newest first)", interactive=False, visible=False,
+                        elem_id="mb-versions-table",
+                    )  # fmt: skip
+                    gr.Markdown("#### Champion and challenger (test set)")
+                    versions_compare = gr.Dataframe(interactive=False, elem_id="mb-versions-compare")
+                    versions_notes = gr.Markdown(elem_id="mb-versions-notes")
+                    gr.Markdown("#### The champion's promotion gate")
+                    versions_gate = gr.Markdown(elem_id="mb-versions-gate")
+                    versions_checks = gr.Dataframe(
+                        interactive=False, visible=False, elem_id="mb-versions-checks"
+                    )
+                    gr.Markdown("#### Shadow traffic")
+                    versions_shadow = gr.Markdown(elem_id="mb-versions-shadow")
+
         relogin_outputs = [session, login_col, app_col, login_msg]
         model_outputs = [
             model_msg, card_overview, card_metrics, card_confusion, card_plots, card_importance,
             card_leaderboard, card_fingerprint, card_versions,
         ]  # fmt: skip
+        versions_outputs = [
+            versions_msg, versions_table, versions_compare, versions_notes, versions_gate, versions_checks,
+            versions_shadow,
+        ]  # fmt: skip
         result_outputs = [
             form_summary, form_plot, example_row, example_summary, example_plot, batch_msg, batch_download,
             batch_rejected, batch_plot, batch_results,
         ]  # fmt: skip
+        cleared_versions = (
+            "", gr.Dataframe(value=None, visible=False), None, "", "",
+            gr.Dataframe(value=None, visible=False), "",
+        )  # fmt: skip
         cleared_results = (
             "", gr.BarPlot(visible=False), EMPTY_ROW, "", gr.BarPlot(visible=False), "",
             gr.DownloadButton(visible=False), gr.Dataframe(visible=False), gr.BarPlot(visible=False),
@@ -281,19 +310,25 @@ def build_ui(
         )
 
         def on_card_change() -> tuple[Any, ...]:
-            return (*cleared_results, "", *([None] * 8))
+            return (*cleared_results, "", *([None] * 8), *cleared_versions)
 
         def on_card_refresh(tab: str, current: Session | None, card_json: Any) -> tuple[Any, ...]:
+            skipped_versions = tuple(gr.skip() for _ in versions_outputs)
             if tab == "model" and card_json:
-                return _model_updates(current, card_json)
-            return tuple(gr.skip() for _ in range(4 + len(model_outputs)))
+                return (*_model_updates(current, card_json), *skipped_versions)
+            if tab == "versions" and card_json:
+                updates = _versions_updates(current, card_json)
+                return (*updates[:4], *(gr.skip() for _ in model_outputs), *updates[4:])
+            return tuple(gr.skip() for _ in range(4 + len(model_outputs) + len(versions_outputs)))
 
         card_state.change(
-            on_card_change, outputs=[*result_outputs, *model_outputs], api_visibility="private"
+            on_card_change,
+            outputs=[*result_outputs, *model_outputs, *versions_outputs],
+            api_visibility="private",
         ).then(
             on_card_refresh,
             inputs=[current_tab, session, card_state],
-            outputs=[*relogin_outputs, *model_outputs],
+            outputs=[*relogin_outputs, *model_outputs, *versions_outputs],
             api_visibility="private",
         )
 
@@ -414,6 +449,35 @@ def build_ui(
             on_model_tab,
             inputs=[session, card_state],
             outputs=[current_tab, *relogin_outputs, *model_outputs],
+            api_visibility="private",
+        )
+        # --- versions (read-only) -----------------------------------------------------------------
+
+        def _versions_updates(current: Session | None, card_json: Any) -> tuple[Any, ...]:
+            view = handlers.versions_view(client, current, _card(card_json))
+            if view.status != "ok":
+                message = (
+                    gr.skip()
+                    if view.status == "expired"
+                    else gr.Markdown(view.message, elem_classes=["mb-error"])
+                )
+                return (*_relogin_updates(view.status, view.session), message, *([gr.skip()] * 6))
+            table, checks = view.versions, view.checks
+            return (
+                view.session, gr.skip(), gr.skip(), gr.skip(), gr.Markdown(view.message, elem_classes=[]),
+                gr.Dataframe(value=table, visible=table is not None),
+                view.comparison, view.notes, view.gate,
+                gr.Dataframe(value=checks, visible=checks is not None and not checks.empty),
+                view.shadow,
+            )  # fmt: skip
+
+        def on_versions_tab(current: Session | None, card_json: Any) -> tuple[Any, ...]:
+            return ("versions", *_versions_updates(current, card_json))
+
+        versions_tab.select(
+            on_versions_tab,
+            inputs=[session, card_state],
+            outputs=[current_tab, *relogin_outputs, *versions_outputs],
             api_visibility="private",
         )
         for tab, name in ((predict_tab, "predict"), (example_tab, "example"), (batch_tab, "batch")):

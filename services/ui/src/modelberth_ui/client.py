@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import datetime
 from typing import Any, Self
 from urllib.parse import quote_plus
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from modelberth_core.contract import NAME_PATTERN, ModelCard
+from modelberth_core.contract import NAME_PATTERN, VERSION_PATTERN, ModelCard
+from modelberth_core.store import ALIAS_PATTERN
 from modelberth_ui.settings import Settings
 
 USER_AGENT = "modelberth-ui"
@@ -131,6 +133,65 @@ class PredictResponse(BaseModel):
     """Set by the example endpoint: which held-out row was predicted."""
     instance: dict[str, Any] | None = None
     """Set by the example endpoint: the held-out row itself."""
+
+
+class VersionInfo(BaseModel):
+    """One published version of a model, as listed by ``GET /v1/models/{name}/versions``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: str = Field(pattern=VERSION_PATTERN)
+    created_at: datetime | None = None
+    metric: str | None = Field(default=None, max_length=200)
+    """The primary metric's name."""
+    score: float | None = None
+    """The primary metric on the version's held-out test set."""
+    greater_is_better: bool | None = None
+    digest: str | None = Field(default=None, max_length=200)
+    """The image digest in a registry store; None in a directory store."""
+
+
+class ShadowStats(BaseModel):
+    """What shadow traffic has done so far for a champion/challenger pair (absent when not exposed)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    enabled: bool | None = None
+    status: str | None = Field(default=None, max_length=200)
+    """``active``, ``incompatible`` or ``off``."""
+    reason: str | None = Field(default=None, max_length=2000)
+    champion: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    challenger: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    compared_rows: int | None = Field(default=None, ge=0)
+    agreeing_rows: int | None = Field(default=None, ge=0)
+    agreement: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class ModelVersions(BaseModel):
+    """Every version of a model and the aliases pointing at them (``GET /v1/models/{name}/versions``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, validation_alias=AliasChoices("name", "model"))
+    aliases: dict[str, str] = {}
+    """Alias -> version (``champion``, ``challenger``, ``latest`` and any a user named)."""
+    versions: list[VersionInfo]
+    shadow: ShadowStats | None = None
+
+    @field_validator("aliases")
+    @classmethod
+    def _store_names(cls, aliases: dict[str, str]) -> dict[str, str]:
+        # Shown on the page: an alias or version the store could not hold is a broken answer, not text.
+        for alias, version in aliases.items():
+            if not re.match(ALIAS_PATTERN, alias) or not re.match(VERSION_PATTERN, version):
+                raise ValueError("not an alias pointing at a version id")
+        return aliases
+
+    def aliases_of(self, version: str) -> list[str]:
+        """The aliases pointing at ``version``, champion and challenger first, then by name."""
+        order = {"champion": 0, "challenger": 1, "latest": 2}
+        names = [a for a, v in self.aliases.items() if v == version]
+        return sorted(names, key=lambda a: (order.get(a, 3), a))
 
 
 class ExampleRow(BaseModel):
@@ -417,6 +478,17 @@ class ModelberthClient:
             return ModelCard.model_validate(known)
         except ValidationError as exc:
             raise UnexpectedResponseError(f"the card of {name} is not a valid model card") from exc
+
+    def list_versions(self, token: str, name: str) -> ModelVersions:
+        """Every version of ``name`` with its primary test score, and the aliases (scope ``models:read``).
+
+        A NotFoundError when the model is unknown or the inference does not list versions at all.
+        """
+        body = self._json(self._get_inference(token, _model_path(name, "versions")))
+        try:
+            return ModelVersions.model_validate(body)
+        except ValidationError as exc:
+            raise UnexpectedResponseError(f"the versions of {name} have an unexpected shape") from exc
 
     def predict(self, token: str, name: str, instances: list[dict[str, Any]]) -> PredictResponse:
         """Predict ``instances`` (feature name -> value) with the served version of ``name``."""

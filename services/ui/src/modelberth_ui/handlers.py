@@ -20,7 +20,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from modelberth_core.contract import FeatureSpec, ModelCard
-from modelberth_ui import batch, card_view
+from modelberth_ui import batch, card_view, lifecycle_view
 from modelberth_ui.client import (
     ApiError,
     ForbiddenError,
@@ -28,6 +28,7 @@ from modelberth_ui.client import (
     InvalidInputError,
     ModelberthClient,
     ModelSummary,
+    ModelVersions,
     NotFoundError,
     PredictResponse,
     RateLimitedError,
@@ -535,4 +536,65 @@ def model_view(client: ModelberthClient, session: Session | None, card: ModelCar
         card_view.importance_table(card),
         card_view.fingerprint(card),
         card_view.versions(card, served),
+    )
+
+
+# --- the versions tab -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VersionsView:
+    """The Versions tab: the version table, champion against challenger, the gate, shadow agreement."""
+
+    status: Status
+    message: str
+    session: Session | None
+    versions: pd.DataFrame | None = None
+    """None when the inference does not list versions (the table is hidden)."""
+    comparison: pd.DataFrame | None = None
+    notes: str = ""
+    gate: str = ""
+    checks: pd.DataFrame | None = None
+    shadow: str = ""
+
+
+def versions_view(client: ModelberthClient, session: Session | None, card: ModelCard | None) -> VersionsView:
+    """Versions and aliases of the chosen model, its champion against its challenger, and shadow agreement.
+
+    The champion's card is fetched again (an alias may have moved since the model was chosen). An
+    inference without ``GET /v1/models/{name}/versions`` (404) still shows the champion, with a note.
+    """
+    if card is None:
+        return VersionsView("invalid", "Choose a model first.", session)
+    try:
+        token = _token(session)
+        champion = client.get_card(token, card.name)
+        listing: ModelVersions | None
+        try:
+            listing = client.list_versions(token, card.name)
+            message = ""
+        except NotFoundError:
+            listing = None
+            message = "This inference does not list versions: only the version it serves is shown."
+    except SessionExpiredError:
+        return VersionsView("expired", _expired_text(session), expire(session))
+    except ApiError as exc:
+        return VersionsView("error", f"The versions of {card.name} cannot be loaded: {exc.message}.", session)
+    served = listing.aliases.get("champion") if listing is not None else None
+    if served is not None and served != champion.version:
+        message = (
+            f"The champion is now `{served}`; inference still serves `{champion.version}` "
+            "(it switches within seconds)."
+        )
+    comparison, notes = lifecycle_view.comparison_table(champion, listing)
+    return VersionsView(
+        "ok",
+        message,
+        session,
+        lifecycle_view.versions_table(listing) if listing is not None else None,
+        comparison,
+        "\n".join(f"- {note}" for note in notes),
+        lifecycle_view.gate_summary(champion),
+        lifecycle_view.gate_checks(champion),
+        lifecycle_view.shadow_line(listing.shadow if listing is not None else None),
     )

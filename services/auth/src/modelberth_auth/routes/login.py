@@ -23,6 +23,7 @@ from modelberth_auth.oauth import (
     parse_basic,
 )
 from modelberth_auth.schemas import FORWARDER, LOGIN_ERRORS, LoginRequest, TokenResponse
+from modelberth_auth.state import StateUnavailable
 from modelberth_core.errors import ServiceError
 
 router = APIRouter(prefix="/auth", tags=["login"])
@@ -78,6 +79,9 @@ async def login(
     except LoginLocked as exc:
         metrics.token_request("login", "rate_limited")
         raise locked(exc) from None
+    except StateUnavailable:
+        metrics.token_request("login", "temporarily_unavailable")
+        raise  # 503 + Retry-After (errors.py)
     except LoginFailed:
         metrics.token_request("login", "invalid_grant")
         raise ServiceError(401, LOGIN_FAILED, dict(NO_STORE)) from None

@@ -25,6 +25,7 @@ from modelberth_auth.schemas import (
     IntrospectionResponse,
     TokenResponse,
 )
+from modelberth_auth.state import StateUnavailable
 from modelberth_core.security import TokenError
 
 router = APIRouter(prefix="/oauth", tags=["oauth"])
@@ -119,6 +120,9 @@ async def token(
     except LoginLocked as exc:
         metrics.token_request(grant, "rate_limited")
         raise locked_error(exc) from None
+    except StateUnavailable:
+        metrics.token_request(grant, "temporarily_unavailable")
+        raise  # 503 + Retry-After (errors.py)
     metrics.token_request(grant, "success")
     return JSONResponse(result.as_json(), headers=NO_STORE)
 
@@ -132,7 +136,8 @@ async def token(
 async def introspect(
     request: Request, authority: AuthorityDep, verifier: VerifierDep, address: AddressDep
 ) -> JSONResponse:
-    """RFC 7662: is this access token active, and what does it grant? Callers authenticate as a client."""
+    """RFC 7662: is this access or refresh token active, and what does it grant? Callers authenticate as a
+    client. A refresh token is active while it is its session's newest, unrevoked and unexpired token."""
     form = await read_form(request)
     creds = client_credentials(request, form)
     try:
@@ -145,9 +150,10 @@ async def introspect(
     try:
         principal = await verifier.verify(value)
     except TokenError:
-        return JSONResponse({"active": False}, headers=NO_STORE)
+        refresh = await authority.introspect_refresh(value)  # the shared store, if any (503 when down)
+        return JSONResponse(refresh or {"active": False}, headers=NO_STORE)
     claims = principal.claims
-    body: dict[str, Any] = {"active": True, "token_type": "Bearer"}
+    body: dict[str, Any] = {"active": True, "token_type": "Bearer", "token_use": "access_token"}
     for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti"):
         if name in claims:
             body[name] = claims[name]

@@ -1,17 +1,25 @@
-"""Model metadata: ``GET /v1/models``, ``GET /v1/models/{name}`` (the card), the report, and reload."""
+"""Model metadata: ``GET /v1/models``, ``GET /v1/models/{name}`` (the card), its versions, the report, and
+reload."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
 from modelberth_core import contract
+from modelberth_core.contract import ContractError
 from modelberth_core.errors import ServiceError
+from modelberth_core.store import ModelNotFound, StoreError
 from modelberth_inference.deps import AdminPrincipal, ReadPrincipal, RegistryDep, served_model
 from modelberth_inference.errors import json_response
 from modelberth_inference.openapi import BEARER, errors
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+log = logging.getLogger("modelberth.inference.models")
 
 
 @router.get("", responses=errors(401, 403, 503), openapi_extra=BEARER)
@@ -25,6 +33,22 @@ async def get_model(name: str, request: Request, _: ReadPrincipal) -> Response:
     """The served version's model card (``model.json``): features, metrics, selection, leaderboard..."""
     served = served_model(request, name)
     return json_response(served.model.card.model_dump(mode="json"))
+
+
+@router.get("/{name}/versions", responses=errors(401, 403, 404, 422, 503), openapi_extra=BEARER)
+async def list_versions(name: str, registry: RegistryDep, _: ReadPrincipal) -> Response:
+    """Every version of the model (oldest first) with its primary test score and aliases, which versions are
+    in memory, and the shadow traffic (challenger, agreement so far)."""
+    if name not in registry.models and name not in registry.configured():
+        raise ServiceError(404, f"model {name!r} not found")
+    try:
+        listing = await registry.listing(name)
+    except ModelNotFound:
+        raise ServiceError(404, f"model {name!r} not found") from None
+    except (StoreError, ContractError, OSError) as exc:  # a damaged store: the log has details (and paths)
+        log.error("cannot list the versions", extra={"model": name, "error": str(exc)})
+        raise ServiceError(503, f"the versions of model {name!r} cannot be read now") from None
+    return json_response(listing)
 
 
 @router.get(
@@ -50,7 +74,11 @@ async def reload_model(name: str, registry: RegistryDep, _: AdminPrincipal) -> R
     """Load the version the model's reference (its champion by default) names now; a failed load keeps the
     old version serving."""
     if name not in registry.configured():
-        raise ServiceError(404, f"model {name!r} not found")
+        # Published since the last poll? An admin's reload should not wait for the next one.
+        with contextlib.suppress(StoreError):  # the store is down: /readyz says why
+            await asyncio.to_thread(registry.scan)
+        if name not in registry.configured():
+            raise ServiceError(404, f"model {name!r} not found")
     outcome = await registry.load(name, retry_failed=True)
     if outcome.status == "missing":
         why = registry.unresolved.get(name, "no complete version")

@@ -20,6 +20,7 @@ from modelberth_inference.deps import (
     read_body,
     require_json,
     served_model,
+    served_version,
 )
 from modelberth_inference.errors import json_response
 from modelberth_inference.model import Prediction
@@ -180,12 +181,29 @@ def _timeout(settings: Settings) -> ServiceError:
 )
 async def predict(request: Request, name: str) -> Response:
     """Predict ``{"instances": [...]}`` (or one object): predictions, class probabilities, input warnings."""
+    return await _predict(request, name, None)
+
+
+@hot_router.post(
+    "/{name}/versions/{version}/predict",
+    responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 503, 504),
+    openapi_extra={**PREDICT_BODY, **BEARER},
+)
+async def predict_version(request: Request, name: str, version: str) -> Response:
+    """Predict with one version, named by its id or an alias (``challenger``): the same body and answer;
+    a version other than the served one is loaded on first use."""
+    return await _predict(request, name, version)
+
+
+async def _predict(request: Request, name: str, version: str | None) -> Response:
     settings: Settings = request.app.state.settings
     try:
         async with asyncio.timeout(settings.request_timeout_seconds):
             start = time.perf_counter()
             caller = await authorize(request, "predict")
             served = served_model(request, name)
+            if version is not None:
+                served = await served_version(request, name, version)
             require_json(request)
             body = await read_body(request, settings.max_body_bytes)
             columns = served.model.validator.decode(body, settings.max_instances)

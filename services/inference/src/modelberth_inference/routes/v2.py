@@ -15,7 +15,14 @@ from fastapi import APIRouter, Request, Response
 
 from modelberth_core.errors import ServiceError
 from modelberth_inference import __version__
-from modelberth_inference.deps import ReadPrincipal, authorize, read_json, require_json, served_model
+from modelberth_inference.deps import (
+    ReadPrincipal,
+    authorize,
+    read_json,
+    require_json,
+    served_model,
+    served_version,
+)
 from modelberth_inference.errors import json_response
 from modelberth_inference.openapi import BEARER, errors
 from modelberth_inference.registry import Served
@@ -49,7 +56,9 @@ MAX_ID_LENGTH = 256
 
 
 V2_READ_ERRORS = errors(401, 403, 404, 422, 503, v2=True)
+V2_VERSION_ERRORS = errors(401, 403, 404, 409, 422, 503, 504, v2=True)
 V2_INFER_ERRORS = errors(400, 401, 403, 404, 413, 415, 422, 503, 504, v2=True)
+V2_VERSION_INFER_ERRORS = errors(400, 401, 403, 404, 409, 413, 415, 422, 503, 504, v2=True)
 V2_BODY = {
     "requestBody": {
         "required": True,
@@ -69,15 +78,6 @@ V2_BODY = {
     }
 }
 """The generic body, documented while no model is loaded (each model's own is written per model)."""
-
-
-def _served(request: Request, name: str, version: str | None) -> Served:
-    served = served_model(request, name)
-    if version is not None and version != served.model.version:
-        raise ServiceError(
-            404, f"model {name} version {version} is not served (serving {served.model.version})"
-        )
-    return served
 
 
 def _metadata(served: Served) -> dict[str, Any]:
@@ -132,27 +132,27 @@ async def server_ready(request: Request) -> Response:
 @router.get("/models/{name}", responses=V2_READ_ERRORS, openapi_extra=BEARER)
 async def model_metadata(name: str, request: Request, _: ReadPrincipal) -> Response:
     """Inputs (one per feature column) and outputs of the served version."""
-    return json_response(_metadata(_served(request, name, None)))
+    return json_response(_metadata(await served_version(request, name, None)))
 
 
-@router.get("/models/{name}/versions/{version}", responses=V2_READ_ERRORS, openapi_extra=BEARER)
+@router.get("/models/{name}/versions/{version}", responses=V2_VERSION_ERRORS, openapi_extra=BEARER)
 async def model_version_metadata(name: str, version: str, request: Request, _: ReadPrincipal) -> Response:
-    """Metadata of one version (only the served version exists here)."""
-    return json_response(_metadata(_served(request, name, version)))
+    """Metadata of one version, named by its id or an alias (loaded on first use)."""
+    return json_response(_metadata(await served_version(request, name, version)))
 
 
 @router.get("/models/{name}/ready", responses=V2_READ_ERRORS, openapi_extra=BEARER)
 async def model_ready(name: str, request: Request, _: ReadPrincipal) -> Response:
     """200 ``{"name", "ready": true}`` when the model serves."""
-    served = _served(request, name, None)
+    served = await served_version(request, name, None)
     return json_response({"name": name, "ready": True, "version": served.model.version})
 
 
-@router.get("/models/{name}/versions/{version}/ready", responses=V2_READ_ERRORS, openapi_extra=BEARER)
+@router.get("/models/{name}/versions/{version}/ready", responses=V2_VERSION_ERRORS, openapi_extra=BEARER)
 async def model_version_ready(name: str, version: str, request: Request, _: ReadPrincipal) -> Response:
-    """200 when this version serves."""
-    _served(request, name, version)
-    return json_response({"name": name, "ready": True, "version": version})
+    """200 when this version (an id or an alias) can infer now: it is loaded, or loads on this call."""
+    served = await served_version(request, name, version)
+    return json_response({"name": name, "ready": True, "version": served.model.version})
 
 
 def _bad(message: str) -> ServiceError:
@@ -273,7 +273,9 @@ async def _infer(name: str, version: str | None, request: Request) -> Response:
     try:
         async with asyncio.timeout(settings.request_timeout_seconds):
             caller = await authorize(request, "predict")
-            served = _served(request, name, version)
+            served = served_model(request, name)
+            if version is not None:
+                served = await served_version(request, name, version)
             require_json(request, also=OCTET_STREAM)
             if "inference-header-content-length" in request.headers:
                 raise _bad(BINARY_UNSUPPORTED)
@@ -323,8 +325,10 @@ async def infer(request: Request, name: str) -> Response:
 
 
 @hot_router.post(
-    "/models/{name}/versions/{version}/infer", responses=V2_INFER_ERRORS, openapi_extra={**V2_BODY, **BEARER}
+    "/models/{name}/versions/{version}/infer",
+    responses=V2_VERSION_INFER_ERRORS,
+    openapi_extra={**V2_BODY, **BEARER},
 )
 async def infer_version(request: Request, name: str, version: str) -> Response:
-    """Predict with a specific version (it must be the one serving)."""
+    """Predict with one version, named by its id or an alias (``challenger``), loaded on first use."""
     return await _infer(name, version, request)

@@ -95,7 +95,7 @@ DATA ?=
 TARGET ?=
 TIME_BUDGET ?=
 
-images: ## build the auth, inference, ui and trainer images (IMAGE_TAG=dev, BASE_IMAGE=...)
+images: ## build the auth, inference, scoring, ui and trainer images (IMAGE_TAG=dev, BASE_IMAGE=...)
 	@scripts/docker-engine.sh start >/dev/null
 	BASE_IMAGE=$(BASE_IMAGE) IMAGE_TAG=$(IMAGE_TAG) scripts/docker-build.sh
 

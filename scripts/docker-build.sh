@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the service images from docker/Dockerfile, one --target each.
 #
-#   scripts/docker-build.sh [TARGET...]      default: auth inference ui trainer
+#   scripts/docker-build.sh [TARGET...]      default: auth inference scoring ui trainer
 #
 # Environment:
 #   BASE_IMAGE    base for every stage (default: python:3.11-slim-bookworm if the engine has it, else the
@@ -24,7 +24,7 @@ BASE_IMAGE="$(resolve_base_image)"
 IMAGE_PREFIX="${IMAGE_PREFIX:-modelberth-}"
 IMAGE_TAG="${IMAGE_TAG:-dev}"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(auth inference ui trainer)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(auth inference scoring ui trainer)
 
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)"
 REVISION="${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"

@@ -947,6 +947,8 @@ def test_scoring_is_an_indexed_job_whose_pods_each_score_one_part(
     assert spec["podFailurePolicy"]["rules"][0]["action"] == "FailIndex"
     (container,) = pod["spec"]["containers"]
     assert container["command"] == ["modelberth", "score"]
+    # its own image: pyarrow is only in the Dockerfile's `scoring` target, not in the serving image
+    assert container["image"].rsplit(":", 1)[0].endswith("/modelberth-scoring"), container["image"]
     args = container["args"]
     pairs = dict(zip(args[::2], args[1::2], strict=True))
     assert pairs["--shard"] == "$(SHARD_INDEX)/4"

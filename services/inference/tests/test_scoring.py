@@ -405,3 +405,19 @@ def test_semicolon_and_tab_files_are_read_like_the_trainer_reads_them(
         assert score(tiny_model_dir, "--input", str(src), "--output", str(parts), f"--shard={i}/2") == 0
     joined = pd.concat([read(p) for p in sorted(parts.glob("part-*.csv"))], ignore_index=True)
     assert joined["prediction"].tolist() == got["prediction"].tolist()
+
+
+def test_without_pyarrow_the_command_says_in_one_line_how_to_install_it(
+    tiny_model_dir: Path, tmp_path: Path, iris_frame: pd.DataFrame
+) -> None:
+    # pyarrow is the `scoring` extra, not in the serving image: hide it as if it were not installed.
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    iris_frame.to_csv(src, index=False)
+    code = "import sys; sys.modules['pyarrow'] = None; from modelberth_core import cli; sys.exit(cli.main())"
+    argv = [sys.executable, "-c", code, "score", "--store", str(tiny_model_dir), "--model", "iris",
+            "--input", str(src), "--output", str(out)]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "pip install 'modelberth-inference[scoring]'" in line
+    assert not out.exists()

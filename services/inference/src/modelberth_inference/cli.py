@@ -9,6 +9,8 @@ not published; the summary says how many and which); 1 any other error.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
@@ -98,7 +100,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     score.set_defaults(handler=_handle)
 
 
+MISSING_PYARROW = (
+    "modelberth score: needs pyarrow, the inference package's optional `scoring` extra; install it with "
+    "pip install 'modelberth-inference[scoring]' (from a checkout: uv sync), or run the modelberth-scoring image"
+)
+
+
 def _handle(args: argparse.Namespace) -> int:
+    # pyarrow (~165 MB) is an optional extra so the serving image stays small: one line, not a traceback.
+    if importlib.util.find_spec("pyarrow") is None:
+        print(MISSING_PYARROW, file=sys.stderr)
+        return EXIT_BAD_INPUT
     from modelberth_inference.score_command import run
 
     return run(args)

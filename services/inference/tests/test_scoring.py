@@ -421,3 +421,51 @@ def test_without_pyarrow_the_command_says_in_one_line_how_to_install_it(
     (line,) = proc.stderr.strip().splitlines()
     assert "pip install 'modelberth-inference[scoring]'" in line
     assert not out.exists()
+
+
+def test_each_row_lists_all_its_warnings_in_feature_order(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # One string per distinct set of warnings is built, then repeated: the cells must still be per row.
+    rows = [[5.1, 3.5, 1.4, 0.2], [99.0, 3.5, 1.4, 0.2], [99.0, 3.5, 1.4, 99.0], [5.1, 3.5, 1.4, 99.0]]
+    frame = pd.DataFrame(rows * 50, columns=FEATURES)
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    frame.to_csv(src, index=False)
+    assert score(tiny_model_dir, "--input", str(src), "--output", str(out), "--chunk-rows", "64") == 0
+    got = read(out)["warnings"].tolist()
+    expected = [
+        None,
+        "sepal_length: out_of_range",
+        "sepal_length: out_of_range; petal_width: out_of_range",
+        "petal_width: out_of_range",
+    ]
+    assert [None if v != v else v for v in got] == expected * 50
+    summary = json.loads((tmp_path / "out.csv.summary.json").read_text())
+    assert summary["warnings"] == 150
+
+
+def test_reading_a_csv_buffers_a_bounded_amount_whatever_its_size(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # pyarrow's streaming reader reads up to 32 blocks ahead: with blocks sized by --chunk-rows it held most
+    # of a file in memory. The block is capped; the reader's buffer must not grow with the file.
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from modelberth_inference import scoring
+
+    monkeypatch.setattr(scoring, "CSV_BLOCK_BYTES", 1 << 16)
+    rng = np.random.default_rng(0)
+    table = pa.table({f: np.round(rng.uniform(0, 9, 1_000_000), 2) for f in FEATURES})
+    src = tmp_path / "big.csv"
+    pacsv.write_csv(table, src)
+    del table
+    assert src.stat().st_size > 18_000_000
+    before = pa.total_allocated_bytes()
+    source, _ = scoring.open_source(src, "csv", FEATURES, 50_000, None)
+    peak, rows = 0, 0
+    for batch in source.batches:
+        rows += batch.num_rows
+        assert batch.num_rows < 60_000
+        peak = max(peak, pa.total_allocated_bytes() - before)
+        del batch
+    assert rows == 1_000_000
+    assert peak < 8_000_000, f"{peak / 1e6:.0f} MB held while reading"

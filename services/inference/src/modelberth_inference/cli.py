@@ -102,7 +102,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 MISSING_PYARROW = (
     "modelberth score: needs pyarrow, the inference package's optional `scoring` extra; install it with "
-    "pip install 'modelberth-inference[scoring]' (from a checkout: uv sync), or run the modelberth-scoring image"
+    "pip install 'modelberth-inference[scoring]' (from a checkout: uv sync), "
+    "or run the modelberth-scoring image"
 )
 
 

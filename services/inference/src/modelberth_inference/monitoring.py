@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from modelberth_core.contract import CategoricalProfile, FeatureSpec, NumericProfile, Profile
+from modelberth_inference.validation import category_codes
 
 log = logging.getLogger("modelberth.inference.monitoring")
 
@@ -187,11 +188,7 @@ def _window_for(spec: FeatureSpec, profile: Profile, size: int) -> FeatureWindow
     expected = _shares([profile.frequencies.get(k, 0.0) for k in keys], profile.missing)
 
     def binner(values: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
-        return np.fromiter(
-            (index.get(v, other) if type(v) is str else missing_bin for v in values.tolist()),
-            dtype=np.intp,
-            count=len(values),
-        )
+        return category_codes(values, index, other, missing_bin)
 
     return FeatureWindow(expected, binner, size)
 

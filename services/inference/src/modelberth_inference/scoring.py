@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -43,6 +44,11 @@ WARNINGS_COLUMN: Final = "warnings"
 PREDICTION_COLUMN: Final = "prediction"
 PROBABILITY_PREFIX: Final = "proba_"
 SUCCESS_FILE: Final = "_SUCCESS"
+CSV_BLOCK_BYTES: Final = 1 << 20
+"""Largest CSV block parsed at once. pyarrow's streaming reader reads up to 32 blocks ahead on its I/O
+thread (whatever the consumer's pace), so the block size, not the file's, bounds that buffer: 1 MiB blocks
+are joined into chunks of ``chunk_rows`` (8 MiB blocks held a 256 MiB read-ahead, the RSS grew with the
+file up to that)."""
 
 
 class ScoreInputError(Exception):
@@ -243,10 +249,10 @@ def open_source(
         skipped.append(row.number if row.number is not None else -1)  # in a shard: within its range
         return "skip"
 
-    with path.open("rb") as fh:  # the CSV block that holds about chunk_rows rows
+    with path.open("rb") as fh:  # the CSV block that holds about chunk_rows rows, at most CSV_BLOCK_BYTES
         sample = fh.read(1 << 20)
     lines = max(sample.count(b"\n"), 1)
-    block = max(1 << 16, min(1 << 30, int(len(sample) / lines * chunk_rows)))
+    block = max(1 << 16, min(CSV_BLOCK_BYTES, int(len(sample) / lines * chunk_rows)))
     stream: Any = path
     if shard is not None:
         header, start, end = csv_byte_range(path, shard)
@@ -269,7 +275,7 @@ def open_source(
         if "Empty CSV file" in str(exc):  # a shard whose range holds no row
             return _Source(iter(()), 0, skipped), names
         raise ScoreInputError(f"{path}: not a readable CSV file ({_arrow_message(exc)})") from None
-    return _Source(_csv_batches(path, reader), None, skipped), names
+    return _Source(_csv_batches(path, reader, chunk_rows), None, skipped), names
 
 
 def _parquet_batches(
@@ -281,15 +287,24 @@ def _parquet_batches(
         raise ScoreInputError(f"{path}: Parquet read error ({_arrow_message(exc)})") from None
 
 
-def _csv_batches(path: Path, reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
+def _csv_batches(path: Path, reader: pacsv.CSVStreamingReader, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """The parsed blocks joined into chunks of about ``chunk_rows`` rows."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
     while True:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
-            return
+            break
         except pa.ArrowInvalid as exc:
             raise ScoreInputError(f"{path}: CSV parse error ({_arrow_message(exc)})") from None
-        yield batch
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= chunk_rows:
+            yield pa.concat_batches(pending)
+            pending, rows = [], 0
+    if pending:
+        yield pa.concat_batches(pending)
 
 
 def _decode(array: pa.Array) -> tuple[list[Any], list[int]]:
@@ -309,6 +324,45 @@ def _decode(array: pa.Array) -> tuple[list[Any], list[int]]:
                 values.append(None)
                 bad.append(i)
         return values, bad
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+    )
+
+
+def _text_column(array: pa.Array) -> tuple[npt.NDArray[np.object_], list[int]] | None:
+    """A text column (CSV bytes, Parquet strings or dictionary) as an object array in which equal values
+    are one ``str`` object, None for an empty cell: each distinct value is decoded once, and hashing the
+    column later (the validator's category check, drift bins, the model's encoder) costs once per distinct
+    value. Also the rows whose bytes are not UTF-8 (None there). None for a column that is not text."""
+    if pa.types.is_dictionary(array.type):
+        encoded = array
+    elif _is_text(array.type):
+        encoded = pc.dictionary_encode(array)
+    else:
+        return None
+    dictionary = encoded.dictionary
+    if not _is_text(dictionary.type):
+        return None
+    objects = np.empty(len(dictionary) + 1, dtype=object)  # the last entry (None) stands for an empty cell
+    bad: list[int] = []
+    for i, raw in enumerate(dictionary.to_pylist()):
+        if type(raw) is bytes:
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(i)
+                raw = None
+        objects[i] = raw
+    indices = encoded.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False)
+    values: npt.NDArray[np.object_] = objects[indices]
+    rows = np.flatnonzero(np.isin(indices, bad)).tolist() if bad else []
+    return values, rows
 
 
 def _numbers(values: list[Any]) -> list[Any]:
@@ -377,8 +431,9 @@ class Scorer:
         self.model = model
         self.options = options
         card = model.card
-        # The API's validator, with every warning listed (a chunk is not a response to keep small).
-        self.validator = Validator(card.features, model.validator.max_text_length, max_warnings=sys.maxsize)
+        # The API's validator; each row's warnings come from its uncapped ``warning_rows``, so it builds
+        # none of the per-warning objects a response lists.
+        self.validator = Validator(card.features, model.validator.max_text_length, max_warnings=0)
         self.specs = {f.name: f for f in card.features}
         self.drift = BatchDrift(card.features, card.reference_profile)
         self.classes = list(model.classes) if card.task != "regression" else []
@@ -394,92 +449,146 @@ class Scorer:
         return pa.schema(fields)
 
     def score(self, batch: pa.RecordBatch, first_row: int, summary: Summary) -> pa.RecordBatch:
-        """One chunk's output rows, in input order."""
+        """One chunk's output rows, in input order. The happy path is whole-column work; only rows with a
+        problem (an error or a warning) cost Python per row."""
         n = batch.num_rows
         row_errors: dict[int, list[str]] = {}
         undecoded: set[tuple[int, str]] = set()  # (row, feature) cells already reported as not UTF-8
-        columns: dict[str, Any] = {}
-        present = set(batch.schema.names)
-        for name, spec in self.specs.items():
-            if name not in present:
-                columns[name] = [MISSING] * n
-                continue
-            array = batch.column(name)
-            values: Any = None
-            if spec.type == "numeric":
-                values = _numeric_column(array)
-            if values is None:
-                values, bad = _decode(array)
-                for i in bad:
-                    row_errors.setdefault(i, []).append(f"{name}: not valid UTF-8")
-                    undecoded.add((i, name))
-                if spec.type == "numeric" and pa.types.is_binary(array.type):
-                    values = _numbers(values)
-            columns[name] = values
-        keep: dict[str, pa.Array] = {}
-        for name in self.options.keep:
-            array = batch.column(name)
-            if pa.types.is_binary(array.type):
-                values, bad = _decode(array)
-                for i in bad:
-                    row_errors.setdefault(i, []).append(f"{name}: not valid UTF-8")
-                array = pa.array(values, pa.string())
-            keep[name] = array
+        columns = self._feature_columns(batch, row_errors, undecoded)
+        keep = {name: self._keep_column(batch.column(name), name, row_errors) for name in self.options.keep}
         issues: list[Issue] = []
-        self.validator.check(columns, n, issues)
+        validated = self.validator.check(columns, n, issues)
         for issue in issues:
             if issue.row is not None and (issue.row, issue.feature) not in undecoded:
                 row_errors.setdefault(issue.row, []).append(f"{issue.feature}: {issue.msg}")
-        good = np.ones(n, dtype=bool)
-        if row_errors:
+        index: npt.NDArray[np.intp] | None = None  # the rows predicted, when not all of them
+        if row_errors:  # validate and predict the other rows; never predict on unchecked rows
+            good = np.ones(n, dtype=bool)
             good[list(row_errors)] = False
-        index = np.flatnonzero(good)
-        if len(index) < n:
-            kept = index.tolist()
-            columns = {
-                k: v[index] if isinstance(v, np.ndarray) else [v[i] for i in kept] for k, v in columns.items()
-            }
-        validated = self.validator.check(columns, len(index), issues := [])
-        regression = self.model.card.task == "regression"
-        prediction: list[Any] = [None] * n
-        proba = np.full((n, len(self.proba_columns)), np.nan)
-        warnings: list[Any] = [None] * n
-        if issues:  # cannot happen: the rows that failed were removed; never predict on unchecked rows
-            raise RuntimeError("validation of the remaining rows failed")
-        if len(index):
+            index = np.flatnonzero(good)
+            subset = {k: _take(v, index) for k, v in columns.items()}
+            validated = self.validator.check(subset, len(index), issues := [])
+            if issues:  # cannot happen: the rows that failed were removed
+                raise RuntimeError("validation of the remaining rows failed")
+        m = n if index is None else len(index)
+        prediction: pa.Array = pa.nulls(m, self._prediction_type())
+        proba = np.full((m, len(self.proba_columns)), np.nan)
+        warnings: pa.Array = pa.nulls(m, pa.string())
+        if m:
             out = self.model.predict(validated.data)
-            for i, value in zip(index.tolist(), out.predictions, strict=True):
-                prediction[i] = value
+            prediction = pa.array(out.predictions, self._prediction_type())
             if out.proba is not None and self.proba_columns:
-                proba[index] = out.proba
+                proba = out.proba
             if out.invalid_rows is not None:
-                for j in out.invalid_rows.tolist():
-                    i = int(index[j])
-                    prediction[i] = None
-                    proba[i] = np.nan
+                rows = out.invalid_rows if index is None else index[out.invalid_rows]
+                for i in rows.tolist():
                     row_errors.setdefault(i, []).append("the model's output is not a finite number")
-            self.drift.update(validated.data, len(index))
-            per_row: dict[int, list[str]] = {}
-            for w in validated.warnings:
-                per_row.setdefault(int(index[w["row"]]), []).append(f"{w['feature']}: {w['kind']}")
-            for i, items in per_row.items():
-                warnings[i] = "; ".join(items)
-            summary.warnings += len(per_row)
-        errors: list[str | None] = [None] * n
+            self.drift.update(validated.data, m)
+            warnings, warned = _warning_cells(validated.warning_rows, m)
+            summary.warnings += warned
+        errors: list[str | None] = [None] * n if row_errors else []
         for i in sorted(row_errors):
             errors[i] = "; ".join(row_errors[i])
-            prediction[i] = None
-            proba[i] = np.nan
             if len(summary.first_errors) < ERRORS_IN_SUMMARY:
                 summary.first_errors.append({"row": first_row + i, "error": errors[i]})
         summary.errors += len(row_errors)
         summary.rows += n
+        # Back to one entry per input row: the predicted rows' outputs, null for a row with an error.
+        position = np.full(n, -1, dtype=np.int64)
+        position[np.arange(n) if index is None else index] = np.arange(m)
+        if row_errors:
+            position[list(row_errors)] = -1
         arrays: list[pa.Array] = [keep[name] for name in self.options.keep]
-        arrays.append(pa.array(prediction, pa.float64() if regression else pa.string()))
-        mask = np.isnan(proba)
-        arrays += [pa.array(proba[:, j], mask=mask[:, j]) for j in range(len(self.proba_columns))]
-        arrays += [pa.array(warnings, pa.string()), pa.array(errors, pa.string())]
+        arrays += _spread([prediction, *_proba_arrays(proba), warnings], position, m)
+        arrays.append(pa.array(errors, pa.string()) if row_errors else pa.nulls(n, pa.string()))
         return pa.RecordBatch.from_arrays(arrays, schema=self.output_schema({k: keep[k].type for k in keep}))
+
+    def _prediction_type(self) -> pa.DataType:
+        return pa.float64() if self.model.card.task == "regression" else pa.string()
+
+    def _feature_columns(
+        self, batch: pa.RecordBatch, row_errors: dict[int, list[str]], undecoded: set[tuple[int, str]]
+    ) -> dict[str, Any]:
+        """Each feature's column as the validator takes it: a float64 array of numbers, an object array
+        of strings, or values one by one where a cell needs a per-row verdict."""
+        columns: dict[str, Any] = {}
+        present = set(batch.schema.names)
+        for name, spec in self.specs.items():
+            if name not in present:
+                columns[name] = [MISSING] * batch.num_rows
+                continue
+            array = batch.column(name)
+            values: Any = _numeric_column(array) if spec.type == "numeric" else _text_column(array)
+            if values is None:
+                values, bad = _decode(array)
+                if spec.type == "numeric" and pa.types.is_binary(array.type):
+                    values = _numbers(values)
+            elif spec.type != "numeric":
+                values, bad = values
+            else:
+                bad = []
+            for i in bad:
+                row_errors.setdefault(i, []).append(f"{name}: not valid UTF-8")
+                undecoded.add((i, name))
+            columns[name] = values
+        return columns
+
+    @staticmethod
+    def _keep_column(array: pa.Array, name: str, row_errors: dict[int, list[str]]) -> pa.Array:
+        """A passthrough column unchanged; CSV bytes as UTF-8 text (a row that is not UTF-8: null there,
+        and an error naming the column)."""
+        if not pa.types.is_binary(array.type):
+            return array
+        try:
+            return array.cast(pa.string())
+        except pa.ArrowInvalid:
+            values, bad = _decode(array)
+            for i in bad:
+                row_errors.setdefault(i, []).append(f"{name}: not valid UTF-8")
+            return pa.array(values, pa.string())
+
+
+def _take(values: Any, index: npt.NDArray[np.intp]) -> Any:
+    if isinstance(values, np.ndarray):
+        return values[index]
+    return [values[i] for i in index.tolist()]
+
+
+def _proba_arrays(proba: npt.NDArray[np.float64]) -> list[pa.Array]:
+    return [pa.array(np.ascontiguousarray(proba[:, j])) for j in range(proba.shape[1])]
+
+
+def _spread(arrays: list[pa.Array], position: npt.NDArray[np.int64], m: int) -> list[pa.Array]:
+    """Arrays of ``m`` predicted rows as arrays of every input row: row ``i`` takes entry ``position[i]``,
+    null where that is -1 (a row with an error). Unchanged when every row was predicted, in order."""
+    if len(position) == m and (m == 0 or bool((position == np.arange(m)).all())):
+        return arrays
+    take = pa.array(position, mask=position < 0)
+    return [array.take(take) for array in arrays]
+
+
+def _warning_cells(rows: dict[tuple[str, str], npt.NDArray[np.intp]], n: int) -> tuple[pa.Array, int]:
+    """The ``warnings`` cell of each of ``n`` rows ("age: out_of_range; job: unseen_category", in feature
+    order; null without a warning) and how many rows have one. Each row's set of warnings is a bit
+    pattern; one string is built per distinct pattern, not per row."""
+    if not rows:
+        return pa.nulls(n, pa.string()), 0
+    keys = list(rows)
+    words = (len(keys) + 61) // 62
+    bits = np.zeros((n, words), dtype=np.int64)
+    for j, key in enumerate(keys):
+        bits[rows[key], j // 62] |= np.int64(1) << (j % 62)
+    if words == 1:  # one integer per row (up to 62 kinds of warning): a plain, fast unique
+        flat, inverse = np.unique(bits[:, 0], return_inverse=True)
+        patterns = flat.reshape(-1, 1)
+    else:
+        patterns, inverse = np.unique(bits, axis=0, return_inverse=True)
+    texts: list[str | None] = []
+    for pattern in patterns.tolist():
+        found = [f"{f}: {k}" for j, (f, k) in enumerate(keys) if pattern[j // 62] >> (j % 62) & 1]
+        texts.append("; ".join(found) or None)
+    cells = pa.array(texts, pa.string()).take(pa.array(inverse.reshape(-1)))
+    return cells, int(bits.any(axis=1).sum())
 
 
 class _Writer:

@@ -29,6 +29,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
+import pandas as pd
 from msgspec.structs import astuple
 
 from modelberth_core.contract import FeatureSpec
@@ -102,6 +103,8 @@ class Columns:
     data: dict[str, npt.NDArray[Any]]
     warnings: list[dict[str, Any]] = field(default_factory=list)
     warning_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    warning_rows: dict[tuple[str, str], npt.NDArray[np.intp]] = field(default_factory=dict)
+    """(feature, kind) -> every row it concerns, uncapped (the batch scorer's per-row ``warnings`` cells)."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as JSON objects again, an absent optional value as null (for the prediction log)."""
@@ -192,7 +195,9 @@ class Validator:
         self.max_text_length = max_text_length
         self._getter = itemgetter(*self.names)
         self._categories = {
-            f.name: frozenset(f.categories) for f in self.features if f.type == "categorical" and f.categories
+            f.name: dict.fromkeys(f.categories, 0)
+            for f in self.features
+            if f.type == "categorical" and f.categories
         }
         self._decoder, instance = _instances_decoder(self.features)
         required_numeric_only = all(f.type == "numeric" and f.required for f in self.features)
@@ -465,21 +470,44 @@ class Validator:
                         out,
                         spec.name,
                         "out_of_range",
-                        np.flatnonzero(low | high).tolist(),
+                        np.flatnonzero(low | high),
                         f"outside the training range [{spec.min}, {spec.max}]",
                     )
             elif spec.name in self._categories:
-                cats = self._categories[spec.name]
-                rows = [i for i, v in enumerate(array.tolist()) if type(v) is str and v not in cats]
-                if rows:
-                    self._add(out, spec.name, "unseen_category", rows, "a category not seen in training")
+                # A known category codes 0, an unseen string -1, a missing value -2.
+                unseen = np.flatnonzero(category_codes(array, self._categories[spec.name], -1, -2) == -1)
+                if len(unseen):
+                    self._add(out, spec.name, "unseen_category", unseen, "a category not seen in training")
 
-    def _add(self, out: Columns, feature: str, kind: str, rows: list[int], detail: str) -> None:
+    def _add(self, out: Columns, feature: str, kind: str, rows: npt.NDArray[np.intp], detail: str) -> None:
         out.warning_counts[(feature, kind)] = len(rows)
-        room = self.max_warnings - len(out.warnings)
+        out.warning_rows[(feature, kind)] = rows
+        room = max(self.max_warnings - len(out.warnings), 0)
         out.warnings.extend(
-            {"row": row, "feature": feature, "kind": kind, "detail": detail} for row in rows[: max(room, 0)]
+            {"row": row, "feature": feature, "kind": kind, "detail": detail} for row in rows[:room].tolist()
         )
+
+
+FACTORIZE_FROM: Final = 64
+"""Rows from which :func:`category_codes` hashes each distinct value once (pandas' factorize) instead of
+looking every value up in Python: below it (an API request) the fixed cost of factorize is the larger."""
+
+
+def category_codes(
+    values: npt.NDArray[Any], index: dict[str, int], other: int, missing: int
+) -> npt.NDArray[np.intp]:
+    """Per value of an object array: ``index[value]`` for a known string, ``other`` for any other string,
+    ``missing`` for anything else (None, NaN). Large arrays are factorized, so Python sees only the few
+    distinct values; the result is the same."""
+
+    def code(value: Any) -> int:
+        return index.get(value, other) if type(value) is str else missing
+
+    if len(values) < FACTORIZE_FROM:
+        return np.fromiter(map(code, values.tolist()), dtype=np.intp, count=len(values))
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.fromiter(chain(map(code, uniques.tolist()), (missing,)), dtype=np.intp, count=len(uniques) + 1)
+    return table[codes]  # a NaN/None codes -1: the table's last entry, ``missing``
 
 
 def renamed_struct(

@@ -469,3 +469,32 @@ def test_reading_a_csv_buffers_a_bounded_amount_whatever_its_size(
         del batch
     assert rows == 1_000_000
     assert peak < 8_000_000, f"{peak / 1e6:.0f} MB held while reading"
+
+
+def test_a_terminal_gets_a_progress_bar_with_rate_and_eta(capsys: pytest.CaptureFixture[str]) -> None:
+    from modelberth_inference.scoring import _Progress
+
+    bar = _Progress(tty=True, total=5_000_000, estimated=True)
+    line = bar.line(2_100_000, 61_000.0, final=False)
+    assert line.startswith("[##########--------------]  42% 2,100,000 / ~5,000,000 rows, 61,000 rows/s, ETA ")
+    assert line.endswith(" 48 s")
+    assert bar.line(5_000_123, 61_000.0, final=True).endswith(
+        "100% 5,000,123 / 5,000,123 rows, 61,000 rows/s, done"
+    )
+    assert "99%" in bar.line(5_200_000, 61_000.0, final=False)  # past an estimate: not done before it is
+    bar.update(5_000_123, final=True)
+    err = capsys.readouterr().err
+    assert err.startswith("\r[")
+    assert err.endswith("done\x1b[K\n")
+
+
+def test_the_summary_names_the_artifact_that_scored(
+    tiny_model_dir: Path, tmp_path: Path, iris_frame: pd.DataFrame
+) -> None:
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    iris_frame.to_csv(src, index=False)
+    assert score(tiny_model_dir, "--input", str(src), "--output", str(out)) == 0
+    summary = json.loads((tmp_path / "out.csv.summary.json").read_text())
+    (card,) = tiny_model_dir.glob("iris/*/model.json")
+    assert summary["model_sha256"] == json.loads(card.read_text())["model_sha256"]
+    assert summary["version"] == card.parent.name

@@ -82,8 +82,11 @@ class Summary:
     model: str
     version: str
     digest: str | None
+    """The registry's manifest digest of the version (None in a directory store)."""
     input: str
     output: str
+    model_sha256: str | None = None
+    """The SHA-256 of the artifact that scored, from its card (any store)."""
     shard: str | None = None
     rows: int = 0
     errors: int = 0
@@ -175,6 +178,8 @@ class _Source:
     batches: Iterator[pa.RecordBatch]
     total_rows: int | None
     skipped: list[int]
+    estimated: bool = False
+    """``total_rows`` is an estimate (a CSV: its bytes over the first MiB's bytes per line)."""
 
 
 DELIMITERS: Final = (b",", b";", b"\t")
@@ -254,9 +259,12 @@ def open_source(
     lines = max(sample.count(b"\n"), 1)
     block = max(1 << 16, min(CSV_BLOCK_BYTES, int(len(sample) / lines * chunk_rows)))
     stream: Any = path
+    span = path.stat().st_size - len(sample.split(b"\n", 1)[0])
     if shard is not None:
         header, start, end = csv_byte_range(path, shard)
         stream = io.BufferedReader(_RangeReader(path, header, start, end), 1 << 20)
+        span = end - start
+    estimate = round(span / (len(sample) / lines)) if sample else 0
     try:
         reader = pacsv.open_csv(
             stream,
@@ -275,7 +283,7 @@ def open_source(
         if "Empty CSV file" in str(exc):  # a shard whose range holds no row
             return _Source(iter(()), 0, skipped), names
         raise ScoreInputError(f"{path}: not a readable CSV file ({_arrow_message(exc)})") from None
-    return _Source(_csv_batches(path, reader, chunk_rows), None, skipped), names
+    return _Source(_csv_batches(path, reader, chunk_rows), estimate, skipped, estimated=True), names
 
 
 def _parquet_batches(
@@ -652,30 +660,47 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 class _Progress:
-    """Rows, rows/s and ETA on one stderr line (a terminal), else a JSON log line every ~10 s."""
+    """A progress bar on stderr (a terminal): rows, rows/s and ETA; else a JSON log line every ~10 s."""
 
-    def __init__(self, tty: bool, total: int | None) -> None:
+    WIDTH: Final = 24
+
+    def __init__(self, tty: bool, total: int | None, estimated: bool = False) -> None:
         self.tty = tty
         self.total = total
+        self.estimated = estimated
         self.start = self.last = time.perf_counter()
+
+    def line(self, rows: int, rate: float, final: bool) -> str:
+        """``[#####-------] 42% 2,100,000 / ~5,000,000 rows, 61,000 rows/s, ETA 47 s``."""
+        if not self.total:
+            return f"{rows:,} rows, {rate:,.0f} rows/s"
+        share = 1.0 if final else min(rows / self.total, 0.99)
+        filled = round(share * self.WIDTH)
+        total = rows if final else self.total
+        eta = "done" if final else f"ETA {max(self.total - rows, 0) / max(rate, 1e-9):,.0f} s"
+        approx = "~" if self.estimated and not final else ""
+        return (
+            f"[{'#' * filled}{'-' * (self.WIDTH - filled)}] {share:4.0%} {rows:,} / {approx}{total:,} rows, "
+            f"{rate:,.0f} rows/s, {eta}"
+        )
 
     def update(self, rows: int, final: bool = False) -> None:
         now = time.perf_counter()
-        elapsed = max(now - self.start, 1e-9)
-        rate = rows / elapsed
+        rate = rows / max(now - self.start, 1e-9)
         if self.tty:
             if not final and now - self.last < 0.2:
                 return
-            eta = ""
-            if self.total and rate > 0:
-                eta = f", ETA {max(self.total - rows, 0) / rate:.0f} s"
-                eta = f" / {self.total:,}{eta}"
-            sys.stderr.write(f"\rscored {rows:,} rows{eta}, {rate:,.0f} rows/s ")
+            sys.stderr.write(f"\r{self.line(rows, rate, final)}\x1b[K")  # erase what a longer line left
             if final:
                 sys.stderr.write("\n")
             sys.stderr.flush()
         elif final or now - self.last >= 10:
-            log.info("progress", extra={"rows": rows, "rows_per_second": round(rate), "total": self.total})
+            extra: dict[str, Any] = {"rows": rows, "rows_per_second": round(rate)}
+            extra["total"] = rows if final else self.total
+            if self.total and not final:
+                extra["eta_seconds"] = round(max(self.total - rows, 0) / max(rate, 1e-9))
+                extra["total_is_estimate"] = self.estimated
+            log.info("done" if final else "progress", extra=extra)
         self.last = now
 
 
@@ -698,6 +723,7 @@ def run(model: LoadedModel, digest: str | None, options: ScoreOptions) -> tuple[
         digest=digest,
         input=options.shown_input or str(options.input),
         output=str(target),
+        model_sha256=model.card.model_sha256,
         shard=f"{shard.index}/{shard.count}" if shard else None,
     )
     if not options.input.is_file():
@@ -720,7 +746,7 @@ def run(model: LoadedModel, digest: str | None, options: ScoreOptions) -> tuple[
         shown = ", ".join(map(repr, missing[:10])) + (" ..." if len(missing) > 10 else "")
         raise ScoreInputError(f"{options.input}: required column(s) missing: {shown}")
     writer = _Writer(target, out_fmt)
-    progress = _Progress(options.progress, source.total_rows)
+    progress = _Progress(options.progress, source.total_rows, source.estimated)
     keep_types: dict[str, pa.DataType] = {}
     try:
         for batch in source.batches:
@@ -781,6 +807,7 @@ def finalize(directory: Path, shards: int) -> dict[str, Any]:
         "model": first["model"],
         "version": first["version"],
         "digest": first["digest"],
+        "model_sha256": first.get("model_sha256"),
         "input": first["input"],
         "parts": [p["output"] for p in parts],
         "rows": sum(p["rows"] for p in parts),

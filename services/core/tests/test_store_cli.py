@@ -104,7 +104,17 @@ def test_promote_then_rollback_twice(
 ) -> None:
     s, (a, b, c) = store
     code, out, _ = _run(["promote", "iris", "challenger", "--store", s.location, "--actor", "ci-bot"], capsys)
-    assert (code, out) == (0, f"iris@champion: {a} -> {b} (promote by ci-bot)\n")
+    assert (code, out) == (
+        0,
+        f"iris@champion: {a} -> {b} (promote by ci-bot)\n"
+        f"iris@challenger: removed ({b} is the champion now)\n",
+    )
+    assert "challenger" not in s.aliases("iris")  # the champion is no longer its own challenger
+    cleared = s.history("iris")[-1]
+    assert (cleared.alias, cleared.from_version, cleared.to_version) == ("challenger", b, None)
+    assert (cleared.reason, cleared.actor) == ("promote", "ci-bot")
+    code, out, _ = _run(["history", "iris", "--store", s.location], capsys)
+    assert "(removed)" in out
     code, out, _ = _run(["promote", "iris", c, "--store", s.location, "--json"], capsys)
     event = json.loads(out)
     assert (code, event["from_version"], event["to_version"], event["reason"]) == (0, b, c, "promote")

@@ -236,6 +236,13 @@ def test_aliases_are_tags_and_every_reference_form_resolves(
     assert store.champion("iris") == v1.version
     store.move_alias("iris", CHAMPION, v2.version, reason="promote", actor="ada", expected=v1.version)
     assert store.champion("iris") == v2.version
+    # The challenger became the champion: its alias is removed (the registry deletes no tags, so the
+    # tag is put on the removal's event), for this reader and for a fresh one alike.
+    assert store.aliases("iris") == {CHAMPION: v2.version, LATEST: v2.version}
+    fresh = _store(oci_registry, tmp_path / "other", namespace="acme/team/models")
+    assert fresh.aliases("iris") == {CHAMPION: v2.version, LATEST: v2.version}
+    with pytest.raises(AliasNotFound, match="no alias 'challenger' \\(aliases: champion, latest\\)"):
+        fresh.resolve("iris@challenger")
     back = store.rollback("iris", actor="ada")
     assert (back.from_version, back.to_version, back.reason) == (v2.version, v1.version, "rollback")
     assert store.champion("iris") == v1.version
@@ -248,10 +255,15 @@ def test_aliases_are_tags_and_every_reference_form_resolves(
         (CHAMPION, "gate", v1.version),
         (CHALLENGER, "gate", v2.version),
         (CHAMPION, "promote", v2.version),
+        (CHALLENGER, "promote", None),
         (CHAMPION, "rollback", v1.version),
     ]
-    assert all(e.digest in (v1.digest, v2.digest) for e in history)
-    assert history[4].actor == "ada"
+    assert history[5].from_version == v2.version
+    assert all(e.digest in (v1.digest, v2.digest) for e in history if e.to_version)
+    assert history[4].actor == history[5].actor == "ada"
+    # A challenger can be set again: the tag moves off the removal event onto a version.
+    store.move_alias("iris", CHALLENGER, v2.version, reason="gate", expected=None)
+    assert store.resolve("iris@challenger").version == v2.version
 
 
 def test_missing_names_are_clear_errors(

@@ -181,5 +181,6 @@ def test_train_gate_promote_and_rollback_under_a_running_inference(
         (CHAMPION, "gate", None, champion),
         (CHALLENGER, "gate", None, challenger),
         (CHAMPION, "promote", champion, challenger),
+        (CHALLENGER, "promote", challenger, None),  # the challenger became the champion: removed
         (CHAMPION, "rollback", challenger, champion),
     ]

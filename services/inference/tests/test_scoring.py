@@ -498,3 +498,21 @@ def test_the_summary_names_the_artifact_that_scored(
     (card,) = tiny_model_dir.glob("iris/*/model.json")
     assert summary["model_sha256"] == json.loads(card.read_text())["model_sha256"]
     assert summary["version"] == card.parent.name
+
+
+@pytest.mark.integration
+def test_a_reader_that_stops_early_is_not_an_error(
+    tiny_model_dir: Path, tmp_path: Path, iris_frame: pd.DataFrame
+) -> None:
+    # `modelberth score ... | head -1`: stdout closes before the summary is printed; the files are complete.
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    iris_frame.to_csv(src, index=False)
+    cmd = [sys.executable, "-m", "modelberth_core.cli", "score", "--store", str(tiny_model_dir),
+           "--model", "iris", "--input", str(src), "--output", str(out), "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    assert len(read(out)) == 150

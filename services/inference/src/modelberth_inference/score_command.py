@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from modelberth_core.download import DownloadError, download, shown
 from modelberth_core.logging import configure_logging
@@ -38,6 +39,17 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
+def _print_json(data: dict[str, Any]) -> None:
+    """The summary on stdout; a reader that stopped early (``| head``) is not an error: the files are
+    written already, and Python's exit flush must not raise again on the closed pipe."""
+    try:
+        print(json.dumps(data, indent=2, sort_keys=True), flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def run(args: argparse.Namespace) -> int:
     """Score, or finalize a sharded run; the exit status of ``modelberth score``."""
     configure_logging("score", os.environ.get("SCORE_LOG_LEVEL", "info"))
@@ -48,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             merged = finalize(Path(args.finalize), args.shards)
         except (ScoreInputError, OSError, ValueError, KeyError) as exc:
             return _fail(f"finalize failed: {exc}", EXIT_ERROR)
-        print(json.dumps(merged, indent=2, sort_keys=True))
+        _print_json(merged)
         return 0
     for flag in ("model", "input", "output"):
         if not getattr(args, flag):
@@ -114,7 +126,7 @@ def _score(
         return _fail(str(exc))
     data = summary.as_json()
     shown = {k: v for k, v in data.items() if k not in {"drift_counts", "drift_expected", "first_errors"}}
-    print(json.dumps(shown, indent=2, sort_keys=True))
+    _print_json(shown)
     if not within:
         return _fail(
             f"{summary.errors + summary.skipped_lines} of {summary.rows + summary.skipped_lines} "

@@ -8,7 +8,8 @@ fair):
 
 - **score**: ``modelberth score`` of the big file and of the small one (rows/s, peak RSS);
 - **naive**: ``pd.read_csv`` of the whole file + ``pipeline.predict_proba`` + ``to_csv`` (rows/s, peak RSS);
-- **two shards**: ``--shard 0/2`` and ``--shard 1/2`` at the same time, against one process.
+- **two shards**: ``--shard 0/2`` and ``--shard 1/2`` at the same time, against one process; and the same
+  two one after the other, whose CPU time is what sharding costs apart from competing for the cores.
 
 The machine is shared: every measure records the load average around it and its CPU seconds (user +
 system, which other processes do not inflate as they do wall time). Rounds interleave the sides (their
@@ -123,13 +124,21 @@ def _wait(proc: subprocess.Popen[bytes], argv: list[str]) -> tuple[float, int]:
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
-def timed(*argvs: list[str]) -> Run:
-    """Run the commands at once; wall time until all are done, their summed CPU time, the largest RSS."""
+def timed(*argvs: list[str], one_after_another: bool = False) -> Run:
+    """Run the commands at once (or one after another); wall time until all are done, their summed CPU
+    time, the largest RSS."""
     load = os.getloadavg()[0]
     start = time.perf_counter()
     env = _env()
-    procs = [subprocess.Popen(a, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for a in argvs]
-    used = [_wait(p, argv) for p, argv in zip(procs, argvs, strict=True)]
+
+    def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    if one_after_another:
+        used = [_wait(spawn(argv), argv) for argv in argvs]
+    else:
+        procs = [spawn(argv) for argv in argvs]
+        used = [_wait(p, argv) for p, argv in zip(procs, argvs, strict=True)]
     wall = time.perf_counter() - start
     return Run(
         wall_s=round(wall, 2),
@@ -163,7 +172,18 @@ def ratios(r: dict[str, Run]) -> dict[str, dict[str, float]]:
             "wall": round(score.wall_s / two.wall_s, 3),
             "cpu": round(2 * score.cpu_s / two.cpu_s, 3),
         },
-    }
+    } | (
+        # The same two shards one after the other: their CPU time without competing with each other, so
+        # what splitting the file costs (a second process start) apart from sharing the cores.
+        {
+            "two_shards_sequential_cpu": {
+                "wall": round(2 * score.cpu_s / r["two_shards_sequential"].cpu_s, 3),
+                "cpu": round(2 * score.cpu_s / r["two_shards_sequential"].cpu_s, 3),
+            }
+        }
+        if "two_shards_sequential" in r
+        else {}
+    )
 
 
 def profile(store: Path, src: Path, out: Path, top: int = 25) -> str:
@@ -184,7 +204,7 @@ def report(args: argparse.Namespace, rounds: list[dict[str, Run]], prof: str | N
     per_round = [ratios(r) for r in rounds]
     median = {
         k: {kind: round(statistics.median(p[k][kind] for p in per_round), 3) for kind in ("wall", "cpu")}
-        for k in GOALS
+        for k in per_round[0]
     }
     result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -226,6 +246,9 @@ def write(result: dict[str, Any]) -> None:
     for k, g in result["goals"].items():
         r = result["ratios"][k]
         lines.append(f"| {k} | {r['wall']} | {r['cpu']} | {g['goal']} | {'yes' if g['met'] else 'NO'} |")
+    if "two_shards_sequential_cpu" in result["ratios"]:
+        r = result["ratios"]["two_shards_sequential_cpu"]
+        lines.append(f"| two shards one after the other, 2 x one's CPU s / theirs | | {r['cpu']} | | |")
     lines += [
         "",
         "Cores = CPU s / wall s: the share of the machine a side obtained. On an idle 2-core machine one "
@@ -272,12 +295,15 @@ def main() -> int:
             "naive": [[sys.executable, "-c", NAIVE, str(big), model, str(tmp / "naive.csv")]],
             "score_small": [score_argv(store, small, tmp / "small-out.csv")],
             "two_shards": [score_argv(store, big, tmp / "parts", f"--shard={i}/2") for i in range(2)],
+            "two_shards_sequential": [
+                score_argv(store, big, tmp / "parts-seq", f"--shard={i}/2") for i in range(2)
+            ],
         }
         order = list(sides)
         rounds: list[dict[str, Run]] = []
         for i in range(args.rounds):
             turn = order[i % len(order) :] + order[: i % len(order)]  # rotate: no side always goes first
-            runs = {side: timed(*sides[side]) for side in turn}
+            runs = {side: timed(*sides[side], one_after_another=side.endswith("sequential")) for side in turn}
             rounds.append({side: runs[side] for side in order})
             result = report(args, rounds, None)
             write(result)

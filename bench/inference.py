@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from testkit.artifacts import write_tiny_artifact  # the small real iris Pipeline the tests serve
+from testkit.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -72,13 +74,6 @@ done = function(summary, latency, requests)
     summary.errors.status, latency:percentile(50), latency:percentile(99), summary.duration))
 end
 """
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 240.0) -> None:
@@ -316,9 +311,6 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    sys.path.insert(0, str(REPO))
-    from conftest import write_tiny_artifact  # the same small real iris Pipeline the tests serve
-
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="modelberth-bench-") as tmp:
         work = Path(tmp)
@@ -368,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 inference: dict[str, tuple[str, int]] = {}
                 for key in keys:
-                    argv_ = [py, "-m", "modelberth_core.cli", "serve", "inference", "--port", str(ports[key])]
+                    argv_ = [py, "-m", "modelberth_cli", "serve", "inference", "--port", str(ports[key])]
                     pid = stack.enter_context(
                         server(argv_, envs[key], base[key] + "/readyz", work / f"{key}.log")
                     )

@@ -84,7 +84,7 @@ def _env() -> dict[str, str]:
 
 
 def train(store: Path) -> Path:
-    argv = [sys.executable, "-m", "modelberth_core.cli", "train", "--store", str(store),
+    argv = [sys.executable, "-m", "modelberth_cli", "train", "--store", str(store),
             "--data", str(BANK), "--target", "y", "--drop", "duration", "--name", "bank",
             "--time-budget", "40", "--no-gate"]  # fmt: skip
     subprocess.run(argv, check=True, env=_env(), capture_output=True)
@@ -150,7 +150,7 @@ def timed(*argvs: list[str], one_after_another: bool = False) -> Run:
 
 
 def score_argv(store: Path, src: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "modelberth_core.cli", "score", "--store", str(store), "--model", "bank",
+    return [sys.executable, "-m", "modelberth_cli", "score", "--store", str(store), "--model", "bank",
             "--input", str(src), "--output", str(out), "--no-progress", *extra]  # fmt: skip
 
 
@@ -188,7 +188,7 @@ def ratios(r: dict[str, Run]) -> dict[str, dict[str, float]]:
 
 def profile(store: Path, src: Path, out: Path, top: int = 25) -> str:
     """cProfile of ``modelberth score`` in this process (single-threaded env), top functions by own time."""
-    from modelberth_core import cli
+    from modelberth_cli import main as cli
 
     os.environ.update(SINGLE_THREAD)
     profiler = cProfile.Profile()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from modelberth_core import cli, shutdown
+from modelberth_cli import main as cli
+from modelberth_core import shutdown
 
 CHART = Path(__file__).resolve().parents[1] / "modelberth"
 KUBE_VERSION = "1.33.0"
@@ -132,12 +134,13 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
         assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": "http"}
         sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         # After SIGTERM the server drains (under a second), then uvicorn finishes in-flight requests for up to
-        # 20 s (modelberth_core.shutdown and .cli); the grace period must also leave the app time to stop.
+        # 20 s (modelberth_core.shutdown, modelberth_cli.main); the grace period must also leave the app
+        # time to stop.
         after_sigterm = math.ceil(shutdown.DRAIN_SECONDS) + cli.GRACEFUL_SHUTDOWN_SECONDS
         assert pod["terminationGracePeriodSeconds"] > sleep + after_sigterm
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env[f"{component.upper()}_PORT"] == str(port)
-        assert env[f"{component.upper()}_HOST"] == "0.0.0.0"
+        assert f"{component.upper()}_HOST" not in env  # the image listens on 0.0.0.0 (docker/Dockerfile)
         assert env["MODELBERTH_STATE_DIR"] == "/var/lib/modelberth"
     inference = deployments["inference"]["spec"]["template"]["spec"]["containers"][0]
     assert inference["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -155,6 +158,44 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
             "app.kubernetes.io/instance",
             "app.kubernetes.io/component",
         }
+
+
+DOCKERFILE = CHART.parents[1] / "docker" / "Dockerfile"
+CHART_OVERRIDES = {
+    "HOME": "the image's home is on its root filesystem, read-only in every pod",
+    "MODELBERTH_STATE_DIR": "the services keep state on the chart's volume at /var/lib/modelberth",
+    "INFERENCE_MODEL_DIR": "where the model lands depends on the store values (image, claim or registry)",
+}
+"""Variables the image sets that the chart sets again on purpose, and why (issue 16: one place each)."""
+
+
+def image_env_names(dockerfile: Path = DOCKERFILE) -> set[str]:
+    """Every variable an ``ENV`` instruction of the Dockerfile sets, in any stage."""
+    text = re.sub(r"\\\n", " ", dockerfile.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            names |= set(re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", line[4:]))
+    return names
+
+
+def test_the_chart_sets_only_what_depends_on_its_values_and_the_image_the_rest(
+    manifests: list[Manifest], workloads: Workloads
+) -> None:
+    """Runtime environment is set in one place (issue 16): a property of the image (listening on 0.0.0.0,
+    PYTHONDONTWRITEBYTECODE, Gradio offline, caches in /tmp) lives in docker/Dockerfile and nowhere in the
+    chart; the helm test pod may run any image with python, so it is left out."""
+    owned_by_image = image_env_names()
+    expected = {"AUTH_HOST", "UI_HOST", "PYTHONDONTWRITEBYTECODE", "GRADIO_ANALYTICS_ENABLED", "MPLCONFIGDIR"}
+    assert expected <= owned_by_image
+    for owner, pod in workloads(manifests):
+        if owner.get("metadata", {}).get("annotations", {}).get("helm.sh/hook") == "test":
+            continue
+        spec = pod["spec"]
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            names = {e["name"] for e in container.get("env", [])}
+            twice = (names & owned_by_image) - set(CHART_OVERRIDES)
+            assert not twice, f"{owner['metadata']['name']}/{container['name']} repeats the image's {twice}"
 
 
 def _deployment(manifests: list[Manifest], component: str) -> Manifest:
@@ -186,7 +227,6 @@ def test_services_are_wired_to_each_other_and_to_the_public_issuer(
     assert inference["INFERENCE_MODEL_DIR"] == "/models"
     assert ui["UI_AUTH_URL"] == "http://rel-modelberth-auth.ml.svc:8001"
     assert ui["UI_INFERENCE_URL"] == "http://rel-modelberth-inference.ml.svc:8002"
-    assert ui["GRADIO_TEMP_DIR"] == "/tmp"
     assert auth["AUTH_KEYSET_FILE"] == "/etc/modelberth/keyset/keys.json"
     assert auth["AUTH_USERS_FILE"] == "/var/lib/modelberth/users.yaml"
     # The UI's own client (issue 13, point 2): its id, and its secret from the bootstrap Secret.
@@ -949,6 +989,9 @@ def test_scoring_is_an_indexed_job_whose_pods_each_score_one_part(
     assert container["command"] == ["modelberth", "score"]
     # its own image: pyarrow is only in the Dockerfile's `scoring` target, not in the serving image
     assert container["image"].rsplit(":", 1)[0].endswith("/modelberth-scoring"), container["image"]
+    # what the image sets (PYTHONDONTWRITEBYTECODE, the state dir in /tmp...) is not set again (issue 16)
+    repeated = ({e["name"] for e in container["env"]} & image_env_names()) - set(CHART_OVERRIDES)
+    assert not repeated, repeated
     args = container["args"]
     pairs = dict(zip(args[::2], args[1::2], strict=True))
     assert pairs["--shard"] == "$(SHARD_INDEX)/4"

@@ -589,37 +589,6 @@ def test_a_reference_to_another_models_manifest_is_refused(
         store.resolve(Reference("wine", digest=iris.digest))
 
 
-def test_the_models_commands_work_on_a_registry_and_show_digests(
-    oci_registry: Registry,
-    tmp_path: Path,
-    publish_version: Publish,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from modelberth_core.cli import main
-
-    monkeypatch.setenv("MODELBERTH_REGISTRY_CACHE", str(tmp_path / "cli-cache"))
-    store = _store(oci_registry, tmp_path)
-    v1 = publish_version(store, "iris", 0.9)
-    v2 = publish_version(store, "iris", 0.95)
-    location = oci_registry.location()
-    assert main(["models", "promote", "iris", v1.version, "--store", location]) == 0
-    assert main(["models", "promote", "iris", v2.version, "--store", location]) == 0
-    assert main(["models", "rollback", "iris", "--store", location]) == 0
-    capsys.readouterr()
-    assert main(["models", "history", "iris", "--store", location, "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
-    assert {v["version"]: v["digest"] for v in listed["versions"]} == {
-        v1.version: v1.digest,
-        v2.version: v2.digest,
-    }
-    assert listed["aliases"][CHAMPION] == v1.version
-    assert main(["models", "history", "iris", "--store", location]) == 0
-    assert v2.digest in capsys.readouterr().out
-    assert main(["models", "diff", "iris", v1.version, v2.version, "--store", location]) == 0
-    assert "f1_macro" in capsys.readouterr().out
-
-
 def test_every_prefix_and_mutation_of_a_location_opens_or_is_refused_cleanly(tmp_path: Path) -> None:
     good = "oci://ghcr.io:443/acme/team_x/models"
     texts = {good[:i] for i in range(len(good) + 1)}

@@ -101,7 +101,7 @@ def test_a_prediction_log_path_that_cannot_work_is_one_line_at_startup(
     try:
         for case, (path, _) in cases.items():  # both at once: each start is mostly imports
             env = {**os.environ, **_env(tiny_model_dir, "http://127.0.0.1:9/jwks", prediction_log=str(path))}
-            command = ["modelberth_core.cli", "serve", "inference", "--port", str(port_factory())]
+            command = ["modelberth_cli", "serve", "inference", "--port", str(port_factory())]
             processes[case] = subprocess.Popen(
                 [sys.executable, "-m", *command],
                 env=env,

@@ -25,7 +25,7 @@ SETOSA = {"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_cm": 1.4,
 
 def _modelberth(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", *args],
+        [sys.executable, "-m", "modelberth_cli", *args],
         capture_output=True,
         text=True,
         check=False,

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.datasets import load_iris
 
-from modelberth_core import cli
+from modelberth_cli import main as cli
 from modelberth_core.store import open_store
 from modelberth_inference import score_command
 
@@ -326,7 +326,7 @@ def test_a_killed_run_leaves_no_file_that_looks_complete(tiny_model_dir: Path, t
     frame.to_csv(src, index=False)
     out = tmp_path / "out.csv"
     env = {**os.environ, "MODELBERTH_STORE": str(tiny_model_dir)}
-    cmd = [sys.executable, "-m", "modelberth_core.cli", "score", "--model", "iris", "--input", str(src),
+    cmd = [sys.executable, "-m", "modelberth_cli", "score", "--model", "iris", "--input", str(src),
            "--output", str(out), "--chunk-rows", "2000", "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -413,7 +413,7 @@ def test_without_pyarrow_the_command_says_in_one_line_how_to_install_it(
     # pyarrow is the `scoring` extra, not in the serving image: hide it as if it were not installed.
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     iris_frame.to_csv(src, index=False)
-    code = "import sys; sys.modules['pyarrow'] = None; from modelberth_core import cli; sys.exit(cli.main())"
+    code = "import sys; sys.modules['pyarrow'] = None; from modelberth_cli.main import main; sys.exit(main())"
     argv = [sys.executable, "-c", code, "score", "--store", str(tiny_model_dir), "--model", "iris",
             "--input", str(src), "--output", str(out)]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
@@ -507,7 +507,7 @@ def test_a_reader_that_stops_early_is_not_an_error(
     # `modelberth score ... | head -1`: stdout closes before the summary is printed; the files are complete.
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     iris_frame.to_csv(src, index=False)
-    cmd = [sys.executable, "-m", "modelberth_core.cli", "score", "--store", str(tiny_model_dir),
+    cmd = [sys.executable, "-m", "modelberth_cli", "score", "--store", str(tiny_model_dir),
            "--model", "iris", "--input", str(src), "--output", str(out), "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None

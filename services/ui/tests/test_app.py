@@ -32,6 +32,26 @@ def app_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     return make
 
 
+def test_invalid_settings_stop_the_ui_without_a_traceback_or_a_value(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before, pydantic's error went out as a traceback whose input_value held every UI_* value.
+    secret = "not-a-placeholder-0123456789"
+    monkeypatch.setenv("UI_ENVIRONMENT", "prod")
+    monkeypatch.setenv("UI_CLIENT_SECRET", "changeme")
+    monkeypatch.setenv("UI_CLIENT_ID", secret)
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exited:
+        create_app()
+    assert exited.value.code == 2
+    [record] = caplog.records
+    assert record.getMessage() == "invalid settings; ui does not start"
+    assert record.problems == [  # type: ignore[attr-defined]
+        "UI_SETTINGS: Value error, client_secret holds a placeholder secret; set a real one outside "
+        "environment=dev"
+    ]
+    assert secret not in str(record.__dict__)
+
+
 def test_the_ui_builds_and_the_probes_answer(
     app_factory: Any, fake_factory: Any, mixed_card: ModelCard
 ) -> None:

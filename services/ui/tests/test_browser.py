@@ -75,7 +75,7 @@ def publish_tickets_artifact(model_dir: Path) -> Path:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from modelberth_trainer.train import versions
+    from modelberth_trainer.provenance import versions
 
     frame = pd.DataFrame(TICKETS, columns=["priority", "channel", "text", "label"])
     x, y = frame[["priority", "channel", "text"]], frame["label"].to_numpy()
@@ -260,7 +260,7 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
 
 def _add_user(name: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", "users", "add", name, "--password-stdin"],
+        [sys.executable, "-m", "modelberth_cli", "users", "add", name, "--password-stdin"],
         input=PASSWORD.encode(),
         check=True,
         env=os.environ.copy(),
@@ -270,7 +270,7 @@ def _add_user(name: str) -> None:
 
 def _cli(*args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", *args],
+        [sys.executable, "-m", "modelberth_cli", *args],
         check=True,
         env=os.environ.copy(),
         capture_output=True,

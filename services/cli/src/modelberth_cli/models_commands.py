@@ -1,4 +1,4 @@
-"""What ``modelberth models`` does (its parser is :mod:`modelberth_core.store_cli`): each command takes an
+"""What ``modelberth models`` does (its parser is :mod:`modelberth_cli.models`): each command takes an
 open store and the parsed flags and writes text or JSON; :func:`run` maps store errors to exit statuses.
 """
 

@@ -49,10 +49,11 @@ test-integration: install install-system ## real processes on 127.0.0.1 only
 train: install ## train DATASET (default iris) into the store MODEL_DIR (exit 3: the gate kept the champion)
 	$(RUN) modelberth train --dataset $(DATASET) --store $(MODEL_DIR)
 
-bench: install install-system ## trainer, inference, registry vs directory store, auth's shared-state cost; bench/results/ (BENCH_BASELINE=<commit>: that inference code in the same rounds)
+bench: install install-system ## trainer, inference, registry vs directory store, auth's shared-state cost, batch scoring; bench/results/ (BENCH_BASELINE=<commit>: that inference code in the same rounds)
 	$(RUN) python -m bench.trainer
 	$(RUN) python -m bench.inference $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
 	$(RUN) python -m bench.registry
+	$(RUN) python -m bench.score
 	$(RUN) python -m bench.auth_state
 
 soak: install ## SIGTERM under load: 20 runs x 50 clients on auth and inference; bench/results/sigterm.*
@@ -97,7 +98,7 @@ DATA ?=
 TARGET ?=
 TIME_BUDGET ?=
 
-images: ## build the auth, inference, ui and trainer images (IMAGE_TAG=dev, BASE_IMAGE=...)
+images: ## build the auth, inference, scoring, ui and trainer images (IMAGE_TAG=dev, BASE_IMAGE=...)
 	@scripts/docker-engine.sh start >/dev/null
 	BASE_IMAGE=$(BASE_IMAGE) IMAGE_TAG=$(IMAGE_TAG) scripts/docker-build.sh
 

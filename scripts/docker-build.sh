@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the service images from docker/Dockerfile, one --target (and the matching SERVICE build arg) each.
 #
-#   scripts/docker-build.sh [TARGET...]      default: auth inference ui trainer
+#   scripts/docker-build.sh [TARGET...]      default: auth inference scoring ui trainer
 #
 # Environment:
 #   BASE_IMAGE    base for every stage (default: python:3.11-slim-bookworm if the engine has it, else the
@@ -24,7 +24,7 @@ BASE_IMAGE="$(resolve_base_image)"
 IMAGE_PREFIX="${IMAGE_PREFIX:-modelberth-}"
 IMAGE_TAG="${IMAGE_TAG:-dev}"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(auth inference ui trainer)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(auth inference scoring ui trainer)
 
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)"
 REVISION="${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
@@ -49,10 +49,14 @@ for target in "${TARGETS[@]}"; do
   log="$LOG_DIR/build-$target.log"
   # The Dockerfile's venv and service stages are parametrised by SERVICE and the member's folder
   # (services/<target>, or <target>/ at the root like the trainer).
-  member="services/$target"
-  [ -d "$member" ] || member="$target"
+  # The scoring image is the inference member with its `scoring` extra (pyarrow).
+  package="$target" extra=""
+  if [ "$target" = scoring ]; then package=inference extra=scoring; fi
+  member="services/$package"
+  [ -d "$member" ] || member="$package"
   if ! "$DOCKER" build --network host -f docker/Dockerfile --target "$target" -t "$image" \
     --build-arg SERVICE="$target" --build-arg MEMBER="$member" --build-arg BASE_IMAGE="$BASE_IMAGE" \
+    --build-arg PACKAGE="$package" --build-arg EXTRA="$extra" \
     --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" --build-arg CREATED="$CREATED" \
     --build-arg SOURCE="$SOURCE" . >"$log" 2>&1; then
     echo "docker-build: $target failed; last lines of $log:" >&2

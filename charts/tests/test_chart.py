@@ -983,3 +983,71 @@ def test_production_example_pins_every_image_by_digest(
     ]
     assert images
     assert all("@sha256:" in image for image in images), images
+
+
+def test_scoring_is_an_indexed_job_whose_pods_each_score_one_part(
+    named_set: Callable[[str], list[Manifest]], workloads: Workloads
+) -> None:
+    manifests = named_set("scoring")
+    (job, pod) = next(
+        (o, p) for o, p in workloads(manifests) if o["metadata"]["name"].startswith("rel-modelberth-scoring")
+    )
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 2)
+    assert spec["podFailurePolicy"]["rules"][0]["action"] == "FailIndex"
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["modelberth", "score"]
+    # its own image: pyarrow is only in the Dockerfile's `scoring` target, not in the serving image
+    assert container["image"].rsplit(":", 1)[0].endswith("/modelberth-scoring"), container["image"]
+    # what the image sets (PYTHONDONTWRITEBYTECODE, the state dir in /tmp...) is not set again (issue 16)
+    repeated = ({e["name"] for e in container["env"]} & image_env_names()) - set(CHART_OVERRIDES)
+    assert not repeated, repeated
+    args = container["args"]
+    pairs = dict(zip(args[::2], args[1::2], strict=True))
+    assert pairs["--shard"] == "$(SHARD_INDEX)/4"
+    assert pairs["--input"] == "/input/customers-2026-11.parquet"
+    assert pairs["--output"] == "/output/scores/2026-11"
+    assert pairs["--keep"] == "customer_id"
+    assert pairs["--store"] == "/models"
+    env = {e["name"]: e for e in container["env"]}
+    # $(SHARD_INDEX) expands only from a variable defined before it in the container's env
+    assert env["SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    )
+    assert env["OMP_NUM_THREADS"]["value"] == "1"
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["input"]["persistentVolumeClaim"] == {"claimName": "scoring-input", "readOnly": True}
+    assert volumes["output"]["persistentVolumeClaim"] == {"claimName": "scoring-output"}
+    # store and input on claims: the scoring pods get no egress at all (default deny)
+    policies = [d["metadata"]["name"] for d in manifests if d["kind"] == "NetworkPolicy"]
+    assert not any("scoring" in name for name in policies)
+
+
+def test_scoring_from_a_url_and_a_registry_reaches_only_those_hosts(
+    render: Callable[..., list[Manifest]],
+) -> None:
+    values = yaml.safe_load((CHART / "ci" / "scoring-values.yaml").read_text(encoding="utf-8"))
+    values["scoring"]["input"] = {
+        "pvc": {"claimName": "", "path": ""},
+        "url": "https://data.example.com/x.csv",
+    }
+    values["inference"] = {"model": {"source": "registry"}}
+    values["modelStore"] = {"registry": "registry.example.com", "namespace": "acme/models"}
+    values["networkPolicy"] = {
+        "egress": {
+            "registry": {"cidrs": ["10.1.0.0/16"], "except": [], "ports": [443]},
+            "scoringInput": {"cidrs": ["192.0.2.0/24"], "except": [], "ports": [443]},
+        }
+    }
+    manifests = render(values)
+    (policy,) = [d for d in manifests if d["kind"] == "NetworkPolicy" and "scoring" in d["metadata"]["name"]]
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "scoring"
+    blocks = [p["to"][0].get("ipBlock", {}).get("cidr") for p in policy["spec"]["egress"]]
+    assert blocks == [None, "10.1.0.0/16", "192.0.2.0/24"]  # DNS, the registry, the input host
+    job = next(d for d in manifests if d["kind"] == "Job" and "scoring" in d["metadata"]["name"])
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--input") + 1] == "https://data.example.com/x.csv"
+    assert args[args.index("--store") + 1] == "oci://registry.example.com/acme/models"
+    values["networkPolicy"]["egress"]["scoringInput"]["cidrs"] = []
+    with pytest.raises(Exception, match="scoringInput"):
+        render(values)

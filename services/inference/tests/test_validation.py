@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -445,3 +446,17 @@ def test_numbers_beyond_the_computable_bound_are_named(
             "type": "number_too_large",
         }
     ]
+
+
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 1000, 20_000])
+def test_category_codes_are_the_per_value_lookup_at_every_size(n: int) -> None:
+    # Large arrays are factorized (one lookup per distinct value): the result must not depend on that.
+    from modelberth_inference.validation import category_codes
+
+    index = {"paris": 0, "rome": 1, "nan": 2, "": 3}
+    pool: list[Any] = ["paris", "rome", "nan", "", "oslo", "Paris", None, math.nan, 3, 2.5, True, b"rome"]
+    rng = np.random.default_rng(n)
+    values = np.empty(n, dtype=object)
+    values[:] = [pool[i] for i in rng.integers(0, len(pool), n)]
+    expected = [index.get(v, -1) if type(v) is str else -2 for v in values.tolist()]
+    assert category_codes(values, index, -1, -2).tolist() == expected

@@ -174,10 +174,13 @@ def load_input(settings: TrainerSettings) -> tuple[Table, Table | None]:
             raise DataError(f"{settings.data}: cannot read ({exc.strerror})") from None
         table = read_table(path, no_header=settings.no_header, columns=settings.columns)
     elif settings.data_url is not None:
-        from modelberth_trainer.download import download, shown
+        from modelberth_core.download import DownloadError, download, shown
 
         with tempfile.TemporaryDirectory(prefix="modelberth-data-") as tmp:
-            path = download(settings.data_url, Path(tmp), sha256=settings.data_sha256)
+            try:
+                path = download(settings.data_url, Path(tmp), sha256=settings.data_sha256)
+            except DownloadError as exc:
+                raise DataError(str(exc)) from None
             table = read_table(path, no_header=settings.no_header, columns=settings.columns)
         table = replace(table, source=shown(settings.data_url))
     else:

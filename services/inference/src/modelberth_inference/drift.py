@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from modelberth_core.contract import CategoricalProfile, FeatureSpec, NumericProfile, Profile
+from modelberth_inference.validation import category_codes
 
 log = logging.getLogger("modelberth.inference.drift")
 
@@ -65,8 +66,14 @@ class FeatureWindow:
 
     def psi(self) -> float:
         """Population stability index of the window against the reference shares."""
-        actual = np.maximum(self.counts / max(self.filled, 1), PSI_EPSILON)
-        return float(np.sum((actual - self.expected) * np.log(actual / self.expected)))
+        return psi(self.counts, self.filled, self.expected)
+
+
+def psi(counts: npt.NDArray[np.int64], total: int, expected: npt.NDArray[np.float64]) -> float:
+    """Population stability index of bin ``counts`` (of ``total`` values) against the reference shares
+    ``expected`` (already floored at ``PSI_EPSILON``)."""
+    actual = np.maximum(counts / max(total, 1), PSI_EPSILON)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
 def _shares(frequencies: Sequence[float], missing: float) -> npt.NDArray[np.float64]:
@@ -125,11 +132,7 @@ def _window_for(spec: FeatureSpec, profile: Profile, size: int) -> FeatureWindow
     expected = _shares([profile.frequencies.get(k, 0.0) for k in keys], profile.missing)
 
     def binner(values: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
-        return np.fromiter(
-            (index.get(v, other) if type(v) is str else missing_bin for v in values.tolist()),
-            dtype=np.intp,
-            count=len(values),
-        )
+        return category_codes(values, index, other, missing_bin)
 
     return FeatureWindow(expected, binner, size)
 
@@ -186,6 +189,40 @@ class DriftTracker:
             return {
                 name: window.psi() for name, window in self.windows.items() if window.filled >= self.min_rows
             }
+
+
+class BatchDrift:
+    """PSI per feature of every row of a whole batch job (not a window) against the card's reference
+    profile, with the service's bins and formula: counts only, so memory does not grow with the rows."""
+
+    def __init__(self, features: Sequence[FeatureSpec], profiles: dict[str, Profile]) -> None:
+        self.windows: dict[str, FeatureWindow] = {}
+        for spec in features:
+            profile = profiles.get(spec.name)
+            window = _window_for(spec, profile, 1) if profile is not None else None
+            if window is not None:
+                self.windows[spec.name] = window
+        self.rows = 0
+
+    def update(self, data: dict[str, npt.NDArray[Any]], rows: int) -> None:
+        """Count a block of ``rows`` validated rows into each feature's bins."""
+        for name, window in self.windows.items():
+            window.counts += np.bincount(window.binner(data[name]), minlength=len(window.counts))
+        self.rows += rows
+
+    def counts(self) -> dict[str, list[int]]:
+        """Feature -> bin counts (what shards add up before a merged PSI)."""
+        return {name: window.counts.tolist() for name, window in self.windows.items()}
+
+    def expected(self) -> dict[str, list[float]]:
+        """Feature -> the reference shares of its bins (so parts' counts can be merged into one PSI)."""
+        return {name: window.expected.tolist() for name, window in self.windows.items()}
+
+    def values(self) -> dict[str, float]:
+        """Feature -> PSI of all rows counted so far (empty before any row)."""
+        if not self.rows:
+            return {}
+        return {name: psi(w.counts, self.rows, w.expected) for name, w in self.windows.items()}
 
 
 class DriftCollector(Collector):

@@ -29,6 +29,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
+import pandas as pd
 from msgspec.structs import astuple
 
 from modelberth_core.contract import FeatureSpec
@@ -106,6 +107,8 @@ class Columns:
     data: dict[str, npt.NDArray[Any]]
     warnings: list[dict[str, Any]] = field(default_factory=list)
     warning_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    warning_rows: dict[tuple[str, str], npt.NDArray[np.intp]] = field(default_factory=dict)
+    """(feature, kind) -> every row it concerns, uncapped (the batch scorer's per-row ``warnings`` cells)."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as JSON objects again, an absent optional value as null (for the prediction log)."""
@@ -186,14 +189,19 @@ def _type_name(value: Any) -> str:
 class Validator:
     """Checks instances against one model's features; built once per loaded model version."""
 
-    def __init__(self, features: Sequence[FeatureSpec], max_text_length: int) -> None:
+    def __init__(
+        self, features: Sequence[FeatureSpec], max_text_length: int, max_warnings: int = MAX_WARNINGS
+    ) -> None:
         self.features = list(features)
+        self.max_warnings = max_warnings
         self.names = [f.name for f in self.features]
         self.name_set = frozenset(self.names)
         self.max_text_length = max_text_length
         self._getter = itemgetter(*self.names)
         self._categories = {
-            f.name: frozenset(f.categories) for f in self.features if f.type == "categorical" and f.categories
+            f.name: dict.fromkeys(f.categories, 0)
+            for f in self.features
+            if f.type == "categorical" and f.categories
         }
         self._decoder, instance = _instances_decoder(self.features)
         required_numeric_only = all(f.type == "numeric" and f.required for f in self.features)
@@ -338,6 +346,18 @@ class Validator:
     # -- column checks --------------------------------------------------------------------------------
 
     def _check(self, columns: dict[str, list[Any]], n: int, issues: list[Issue]) -> Columns:
+        out = self.check(columns, n, issues)
+        if issues:
+            issues.sort(key=lambda i: (-1 if i.row is None else i.row, self._order(i.feature)))
+            raise InputError(issues[:MAX_ERRORS], len(issues))
+        return out
+
+    def check(self, columns: dict[str, Any], n: int, issues: list[Issue]) -> Columns:
+        """Validate full columns (every feature present, ``MISSING`` for an absent value) without raising:
+        every offending value is appended to ``issues`` (uncapped, unsorted) and its feature has no array
+        in the result; warnings only when nothing was wrong. A numeric column may also be a float64
+        array (a NaN in it is an error: missing values come as None in a list). The batch scorer's per-row
+        errors come from here, the API's 422 from :meth:`_check` around it."""
         out = Columns(n=n, data={})
         for spec in self.features:
             col = columns[spec.name]
@@ -348,10 +368,8 @@ class Validator:
                 array = self._strings(spec, col, issues)
             if array is not None:
                 out.data[spec.name] = array
-        if issues:
-            issues.sort(key=lambda i: (-1 if i.row is None else i.row, self._order(i.feature)))
-            raise InputError(issues[:MAX_ERRORS], len(issues))
-        self._warn(out)
+        if not issues:
+            self._warn(out)
         return out
 
     def _order(self, name: str | None) -> int:
@@ -361,8 +379,13 @@ class Validator:
             return len(self.names)
 
     def _numeric(
-        self, spec: FeatureSpec, col: list[Any], issues: list[Issue]
+        self, spec: FeatureSpec, col: list[Any] | npt.NDArray[np.float64], issues: list[Issue]
     ) -> npt.NDArray[np.float64] | None:
+        if isinstance(col, np.ndarray):  # a float64 column already (a file's, read by pyarrow)
+            given = np.asarray(col, dtype=np.float64)
+            if bool((np.abs(given) <= MAX_ABS_NUMBER).all()):  # one reduction; NaN fails it
+                return given
+            col = given.tolist()  # the exact path below names each offending row
         types = set(map(type, col))
         if types <= _NUMBER_TYPES:
             try:
@@ -456,22 +479,44 @@ class Validator:
                         out,
                         spec.name,
                         "out_of_range",
-                        np.flatnonzero(low | high).tolist(),
+                        np.flatnonzero(low | high),
                         f"outside the training range [{spec.min}, {spec.max}]",
                     )
             elif spec.name in self._categories:
-                cats = self._categories[spec.name]
-                rows = [i for i, v in enumerate(array.tolist()) if type(v) is str and v not in cats]
-                if rows:
-                    self._add(out, spec.name, "unseen_category", rows, "a category not seen in training")
+                # A known category codes 0, an unseen string -1, a missing value -2.
+                unseen = np.flatnonzero(category_codes(array, self._categories[spec.name], -1, -2) == -1)
+                if len(unseen):
+                    self._add(out, spec.name, "unseen_category", unseen, "a category not seen in training")
 
-    @staticmethod
-    def _add(out: Columns, feature: str, kind: str, rows: list[int], detail: str) -> None:
+    def _add(self, out: Columns, feature: str, kind: str, rows: npt.NDArray[np.intp], detail: str) -> None:
         out.warning_counts[(feature, kind)] = len(rows)
-        room = MAX_WARNINGS - len(out.warnings)
+        out.warning_rows[(feature, kind)] = rows
+        room = max(self.max_warnings - len(out.warnings), 0)
         out.warnings.extend(
-            {"row": row, "feature": feature, "kind": kind, "detail": detail} for row in rows[: max(room, 0)]
+            {"row": row, "feature": feature, "kind": kind, "detail": detail} for row in rows[:room].tolist()
         )
+
+
+FACTORIZE_FROM: Final = 64
+"""Rows from which :func:`category_codes` hashes each distinct value once (pandas' factorize) instead of
+looking every value up in Python: below it (an API request) the fixed cost of factorize is the larger."""
+
+
+def category_codes(
+    values: npt.NDArray[Any], index: dict[str, int], other: int, missing: int
+) -> npt.NDArray[np.intp]:
+    """Per value of an object array: ``index[value]`` for a known string, ``other`` for any other string,
+    ``missing`` for anything else (None, NaN). Large arrays are factorized, so Python sees only the few
+    distinct values; the result is the same."""
+
+    def code(value: Any) -> int:
+        return index.get(value, other) if type(value) is str else missing
+
+    if len(values) < FACTORIZE_FROM:
+        return np.fromiter(map(code, values.tolist()), dtype=np.intp, count=len(values))
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.fromiter(chain(map(code, uniques.tolist()), (missing,)), dtype=np.intp, count=len(uniques) + 1)
+    return table[codes]  # a NaN/None codes -1: the table's last entry, ``missing``
 
 
 def renamed_struct(

@@ -29,8 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from modelberth_inference.drift import BatchDrift, psi
 from modelberth_inference.model import LoadedModel
-from modelberth_inference.monitoring import BatchDrift, psi
 from modelberth_inference.validation import MISSING, Issue, Validator
 
 log = logging.getLogger("modelberth.inference.scoring")

@@ -40,6 +40,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+GRPC_OFF = "0"
+"""Inference's gRPC listener is on by default on one fixed port (8012): two test apps (or a developer's
+stack) would fight over it. Tests that drive gRPC give their process a free port."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _grpc_off_in_tests() -> Iterator[None]:
+    """``INFERENCE_GRPC_PORT=0`` for module- and session-scoped fixtures too (``_clean_env`` runs later)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INFERENCE_GRPC_PORT", GRPC_OFF)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's settings; local state goes to a per-test folder."""
@@ -47,6 +60,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith(ENV_PREFIXES):
             monkeypatch.delenv(key)
     monkeypatch.setenv("MODELBERTH_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("INFERENCE_GRPC_PORT", GRPC_OFF)
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
@@ -101,27 +115,24 @@ def wait_ready(url: str, timeout: float = 60.0, process: subprocess.Popen[bytes]
     raise TimeoutError(f"{url} not ready after {timeout:.0f}s ({last})")
 
 
-@pytest.fixture
-def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
-    """Factory: ``start_service("auth", env={...})`` runs the service on a free port and waits for /readyz.
-
-    Every process started is stopped (by its PID) when the test ends.
-    """
+def _service_starter(
+    directory: Path, base_env: dict[str, str] | None = None
+) -> Iterator[Callable[..., ServiceProcess]]:
     started: list[ServiceProcess] = []
 
     def start(
         name: str, env: dict[str, str] | None = None, ready_path: str = "/readyz", timeout: float = 60.0
     ) -> ServiceProcess:
         port = free_port()
-        log_path = tmp_path / f"{name}-{port}.log"
-        full_env = {**os.environ, **(env or {})}
+        log_path = directory / f"{name}-{port}.log"
+        full_env = {**(os.environ if base_env is None else base_env), **(env or {})}
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "modelberth_core.cli", "serve", name, "--port", str(port)],
                 env=full_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=tmp_path,
+                cwd=directory,
             )
         service = ServiceProcess(name, f"http://127.0.0.1:{port}", process, log_path)
         started.append(service)
@@ -134,6 +145,25 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     yield start
     for service in reversed(started):
         service.stop()
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Factory: ``start_service("auth", env={...})`` runs the service on a free port and waits for /readyz.
+
+    Every process started is stopped (by its PID) when the test ends.
+    """
+    yield from _service_starter(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def start_module_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServiceProcess]]:
+    """``start_service`` for a whole module (tests that only read share one process; a start takes seconds),
+    in an environment cleaned as ``_clean_env`` cleans each test's."""
+    directory = tmp_path_factory.mktemp("services")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIXES)}
+    env.update(MODELBERTH_STATE_DIR=str(directory / "state"), INFERENCE_GRPC_PORT=GRPC_OFF)
+    yield from _service_starter(directory, env)
 
 
 def write_tiny_artifact(

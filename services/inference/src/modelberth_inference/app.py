@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI
@@ -29,6 +30,9 @@ from modelberth_inference.prediction_log import PredictionLog, PredictionLogErro
 from modelberth_inference.registry import ModelRegistry
 from modelberth_inference.routes import health, models, predict, v2
 from modelberth_inference.settings import Settings
+
+if TYPE_CHECKING:
+    from modelberth_inference.transports.grpc_server import GrpcServer
 
 log = logging.getLogger("modelberth.inference")
 
@@ -61,6 +65,19 @@ async def _initial_load(registry: ModelRegistry) -> None:
     # again and again on the request path (a tail-latency source).
     gc.collect()
     gc.freeze()
+
+
+async def _start_grpc(settings: Settings, state: Any) -> GrpcServer | None:
+    """The gRPC listener, started (None when ``grpc_port`` is 0)."""
+    if settings.grpc_port == 0:
+        return None
+    # Imported here: its generated messages claim the proto package ``inference`` in the process, which a
+    # process that turned gRPC off (or a test that also imports tritonclient.grpc) must not pay for.
+    from modelberth_inference.transports.grpc_server import GrpcServer
+
+    server = GrpcServer(settings, state)
+    await server.start()
+    return server
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -112,16 +129,19 @@ def _build(settings: Settings, keys: KeySource | None) -> FastAPI:
         )
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background so /healthz answers at once; /readyz turns 200 when loading is done.
         tasks = [asyncio.create_task(_initial_load(registry))]
         if isinstance(key_source, JwksKeySource):
             tasks.append(asyncio.create_task(_fetch_keys_until_loaded(key_source)))
         if settings.poll_seconds > 0:
             tasks.append(asyncio.create_task(registry.poll(settings.poll_seconds)))
+        grpc_server = await _start_grpc(settings, app.state)
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -141,6 +161,7 @@ def _build(settings: Settings, keys: KeySource | None) -> FastAPI:
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.metrics_registry = metrics_registry
+    app.state.http_metrics = http_metrics
     app.state.verifier = verifier
     app.state.prediction_log = prediction_log
     install_inference_error_handlers(app)

@@ -46,7 +46,8 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
     )
 
 
-def _text(detail: Any) -> str:
+def error_text(detail: Any) -> str:
+    """An error's detail as one line: the V2 REST ``{"error": ...}`` text and the gRPC status message."""
     if isinstance(detail, str):
         return detail
     if isinstance(detail, list):
@@ -66,7 +67,7 @@ def error_response(
 ) -> Response:
     """The error body for this request's protocol."""
     if request.url.path.startswith(V2_PREFIX):
-        return json_response({"error": _text(detail)}, status_code, headers)
+        return json_response({"error": error_text(detail)}, status_code, headers)
     return json_response({"detail": detail}, status_code, headers)
 
 

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 
 from modelberth_core.security import JwksKeySource
 from modelberth_inference.deps import get_registry
 from modelberth_inference.errors import json_response
+from modelberth_inference.registry import ModelRegistry
 
 router = APIRouter(tags=["probes"])
 
 
 def readiness(request: Request) -> tuple[bool, str]:
     """(ready, reason): models loaded and verification keys available."""
-    registry = get_registry(request)
+    return readiness_of(request.app.state)
+
+
+def readiness_of(state: Any) -> tuple[bool, str]:
+    """:func:`readiness` from the app's state (the gRPC health service asks it outside any HTTP request)."""
+    registry: ModelRegistry = state.registry
     if not registry.ready:
         return False, registry.not_ready_reason()
-    keys = request.app.state.verifier.keys
+    keys = state.verifier.keys
     if isinstance(keys, JwksKeySource) and not keys.loaded:
         return False, "token signing keys (JWKS) not fetched yet"
     return True, "ready"

@@ -3,8 +3,8 @@
 It runs on the app's event loop (``grpc.aio``), next to uvicorn, on its own port (``INFERENCE_GRPC_PORT``,
 8012 by default; 0 turns it off), and lives as long as the app's lifespan: started before the first HTTP
 request is served, stopped after the last one. Stopping refuses new RPCs at once (clients get GOAWAY and go
-elsewhere), reports NOT_SERVING to health checks, and lets RPCs in flight finish for up to the request
-timeout, the longest one may legitimately run.
+elsewhere), reports NOT_SERVING to health checks, and lets RPCs in flight finish (for up to
+:data:`STOP_GRACE_SECONDS`, or the request timeout, the longest one may legitimately run, if shorter).
 
 Limits are explicit, so a malformed or huge message is one clean gRPC error, never a crash: a received
 message is at most ``max_body_bytes`` (the same bound as an HTTP body; larger gets RESOURCE_EXHAUSTED
@@ -32,6 +32,9 @@ MAX_SEND_BYTES = 64 << 20
 """Largest answer sent: 1000 rows of class probabilities are well under a megabyte."""
 MAX_METADATA_BYTES = 16 << 10
 """Largest metadata (headers) accepted: a bearer token is about 1 KB."""
+STOP_GRACE_SECONDS = 10.0
+"""Longest wait for RPCs in flight when stopping (the request timeout if shorter). It starts once uvicorn has
+finished its own shutdown, so the pod's grace period covers both (the chart adds 10 s with gRPC on)."""
 HEALTH_POLL_SECONDS = 0.5
 """How often the health service re-reads readiness (models loaded, signing keys fetched)."""
 SERVING: int = health_pb2.HealthCheckResponse.SERVING
@@ -79,7 +82,7 @@ class GrpcServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self._health.enter_graceful_shutdown()
-        await self._server.stop(self.settings.request_timeout_seconds)
+        await self._server.stop(min(self.settings.request_timeout_seconds, STOP_GRACE_SECONDS))
 
     async def _set_health(self, status: int) -> None:
         for service in ("", v2_grpc.SERVICE):

@@ -46,9 +46,10 @@ test-integration: install install-system ## real processes on 127.0.0.1 only
 train: install ## train DATASET (default iris) into the store MODEL_DIR (exit 3: the gate kept the champion)
 	$(RUN) modelberth train --dataset $(DATASET) --store $(MODEL_DIR)
 
-bench: install install-system ## trainer, inference, registry vs directory store, auth's shared-state cost; bench/results/ (BENCH_BASELINE=<commit>: that inference code in the same rounds)
+bench: install install-system ## trainer, inference, gRPC vs REST, registry vs directory store, auth's shared-state cost; bench/results/ (BENCH_BASELINE=<commit>: that inference code in the same rounds)
 	$(RUN) python -m bench.trainer
 	$(RUN) python -m bench.inference $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
+	$(RUN) python -m bench.grpc_rest
 	$(RUN) python -m bench.registry
 	$(RUN) python -m bench.auth_state
 

@@ -59,7 +59,8 @@ def _fields(message: descriptor_pb2.DescriptorProto, prefix: str) -> dict[str, t
 
 def test_the_proto_is_the_open_inference_protocol(tmp_path: Path) -> None:
     """Package, service, methods and every field (number, type, label, message type) of our definition
-    are in tritonclient's definition of the same protocol (Triton's is a superset: more RPCs and fields)."""
+    are in tritonclient's definition of the same protocol (Triton's is a superset: more RPCs and fields):
+    the OIP's six RPCs and the model repository extension's three."""
     ours = _our_file(tmp_path)
     theirs = descriptor_pb2.FileDescriptorProto.FromString(triton.DESCRIPTOR.serialized_pb)
     assert ours.package == theirs.package == "inference"
@@ -77,13 +78,8 @@ def test_the_proto_is_the_open_inference_protocol(tmp_path: Path) -> None:
     assert service.name == "GRPCInferenceService"
     their_methods = {m.name: (m.input_type, m.output_type) for m in their_service.method}
     methods = {m.name: (m.input_type, m.output_type) for m in service.method}
-    assert set(methods) == {
-        "ServerLive",
-        "ServerReady",
-        "ModelReady",
-        "ServerMetadata",
-        "ModelMetadata",
-        "ModelInfer",
-    }
+    oip = {"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"}
+    repository = {"RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload"}
+    assert set(methods) == oip | repository
     for name, types in methods.items():
         assert their_methods[name] == types, name

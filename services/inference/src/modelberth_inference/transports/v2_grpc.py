@@ -101,6 +101,27 @@ class Servicer:
         await authorize(self.state, context, "predict")
         raise ServiceError(501, "ModelInfer is not available yet")
 
+    async def RepositoryIndex(
+        self, _request: pb.RepositoryIndexRequest, context: Any
+    ) -> pb.RepositoryIndexResponse:
+        """Every model of the store and its state; scope ``models:read``."""
+        await authorize(self.state, context, "models:read")
+        raise ServiceError(501, "RepositoryIndex is not available yet")
+
+    async def RepositoryModelLoad(
+        self, _request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> pb.RepositoryModelLoadResponse:
+        """Serve a model again; scope ``models:admin``."""
+        await authorize(self.state, context, "models:admin")
+        raise ServiceError(501, "RepositoryModelLoad is not available yet")
+
+    async def RepositoryModelUnload(
+        self, _request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> pb.RepositoryModelUnloadResponse:
+        """Free a model; scope ``models:admin``."""
+        await authorize(self.state, context, "models:admin")
+        raise ServiceError(501, "RepositoryModelUnload is not available yet")
+
 
 async def authorize(state: Any, context: Any, scope: str) -> Principal:
     """The caller of this RPC, from the one ``authorization`` metadata value (``Bearer <token>``), with

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import httpx
+import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -63,10 +64,14 @@ def g(
     jwks_url: str,
     tmp_path_factory: pytest.TempPathFactory,
     artifact_factory: Callable[..., Path],
+    mixed_artifact: Callable[..., Path],
 ) -> Iterator[Grpc]:
     """One inference process (gRPC on) over a tiny iris model, verifying the test signer's tokens."""
     model_dir = tmp_path_factory.mktemp("grpc") / "models"
     artifact_factory(model_dir)
+    artifact_factory(model_dir, name="spare")  # the repository test unloads this one
+    mixed_artifact(model_dir, "homes", "classification")  # numeric and categorical (BYTES) features
+    mixed_artifact(model_dir, "prices", "regression")  # no predict_proba
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -166,11 +171,10 @@ def test_tokens_like_an_attacker(g: Grpc, signer: Any) -> None:
     assert message == rest.json()["error"]
 
 
-def _feature_input(name: str, values: list[float]) -> tgrpc.InferInput:
-    tensor = tgrpc.InferInput(name, [len(values)], "FP64")
-    import numpy as np
-
-    tensor.set_data_from_numpy(np.asarray(values, dtype=np.float64))
+def _feature_input(name: str, values: list[Any], datatype: str = "FP64") -> tgrpc.InferInput:
+    tensor = tgrpc.InferInput(name, [len(values)], datatype)
+    dtype = object if datatype == "BYTES" else np.float64
+    tensor.set_data_from_numpy(np.asarray(values, dtype=dtype))
     return tensor
 
 
@@ -205,8 +209,9 @@ def test_malformed_and_huge_messages(g: Grpc, signer: Any) -> None:
     assert g.client.is_server_live()
 
 
-def test_grpc_calls_are_counted_in_the_request_metrics(g: Grpc) -> None:
-    """Each RPC is one request in ``modelberth_inference_requests_total``, under the gRPC method as route."""
+def test_grpc_calls_are_counted_in_the_request_metrics(g: Grpc, signer: Any) -> None:
+    """Each RPC is one request in ``modelberth_inference_requests_total``, under the gRPC method as route;
+    inferences are also in the per-model latency with ``protocol="grpc"``."""
 
     def count(route: str, status: str) -> float:
         text = httpx.get(g.url + "/metrics").text
@@ -223,6 +228,10 @@ def test_grpc_calls_are_counted_in_the_request_metrics(g: Grpc) -> None:
     _status(lambda: g.client.get_model_metadata("iris"))  # no token
     assert count(live, "2xx") == live_before + 3
     assert count(meta, "4xx") == meta_before + 1
+    # The data plane's per-model latency carries the transport as its protocol label.
+    g.client.infer("iris", [_feature_input(f, [5.0]) for f in FEATURES], headers=_bearer(signer.token()))
+    per_model = 'modelberth_inference_model_request_duration_seconds_count{model="iris",protocol="grpc"'
+    assert per_model in httpx.get(g.url + "/metrics").text
 
 
 def test_a_taken_grpc_port_fails_the_start(
@@ -247,3 +256,290 @@ def test_a_taken_grpc_port_fails_the_start(
                 timeout=30.0,
             )
     assert f"cannot listen on 127.0.0.1:{port} (INFERENCE_GRPC_PORT)" in str(failed.value)
+
+
+ROWS = [
+    {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+    {"sepal_length": 6.2, "sepal_width": 2.9, "petal_length": 4.3, "petal_width": 1.3},
+    {"sepal_length": 7.7, "sepal_width": 3.0, "petal_length": 6.1, "petal_width": 2.3},
+]
+FEATURES = list(ROWS[0])
+
+
+def _rest(g: Grpc, token: str, body: dict[str, Any], model: str = "iris") -> httpx.Response:
+    return httpx.post(f"{g.url}/v2/models/{model}/infer", json=body, headers=_bearer(token), timeout=10)
+
+
+def _outputs(*names: str) -> list[tgrpc.InferRequestedOutput]:
+    return [tgrpc.InferRequestedOutput(name) for name in names]
+
+
+def test_infer_per_feature_and_one_matrix_agree_with_rest(g: Grpc, signer: Any) -> None:
+    """tritonclient's per-feature inputs, its ``[n, F]`` tensor (``input-0``, the MLServer/Seldon example) in
+    FP64 and FP32, and typed contents sent raw all give REST's V2 answer for the same rows."""
+    token = signer.token()
+    rest = _rest(
+        g,
+        token,
+        {
+            "inputs": [
+                {"name": f, "shape": [3], "datatype": "FP64", "data": [r[f] for r in ROWS]} for f in FEATURES
+            ],
+            "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+        },
+    ).json()
+    labels = [label.encode() for label in rest["outputs"][0]["data"]]
+    proba = np.asarray(rest["outputs"][1]["data"]).reshape(3, -1)
+
+    per_feature = [_feature_input(f, [r[f] for r in ROWS]) for f in FEATURES]
+    answer = g.client.infer(
+        "iris",
+        per_feature,
+        outputs=_outputs("predict", "predict_proba"),
+        request_id="r-1",
+        headers=_bearer(token),
+    )
+    assert answer.as_numpy("predict").tolist() == labels
+    np.testing.assert_allclose(answer.as_numpy("predict_proba"), proba)
+    response = answer.get_response()
+    assert (response.model_name, response.model_version, response.id) == (
+        "iris",
+        rest["model_version"],
+        "r-1",
+    )
+
+    matrix = np.asarray([[r[f] for f in FEATURES] for r in ROWS])
+    for dtype, datatype in ((np.float64, "FP64"), (np.float32, "FP32")):
+        tensor = tgrpc.InferInput("input-0", [3, 4], datatype)
+        tensor.set_data_from_numpy(matrix.astype(dtype))
+        assert g.client.infer("iris", [tensor], headers=_bearer(token)).as_numpy("predict").tolist() == labels
+
+    # The same request with typed contents (fp64_contents) instead of raw_input_contents.
+    request = spb.ModelInferRequest(model_name="iris")
+    typed = request.inputs.add(name="input-0", datatype="FP64", shape=[3, 4])
+    typed.contents.fp64_contents.extend(matrix.ravel().tolist())
+    raw = g.raw("ModelInfer", request.SerializeToString(), [("authorization", f"Bearer {token}")])
+    typed_answer = spb.ModelInferResponse.FromString(raw)
+    assert typed_answer.outputs[0].name == "predict"
+    assert typed_answer.raw_output_contents[0] == b"".join(len(x).to_bytes(4, "little") + x for x in labels)
+
+
+def test_bytes_features_and_metadata_match_rest(g: Grpc, signer: Any) -> None:
+    """A model with a categorical feature takes it as BYTES (length-prefixed raw, as tritonclient sends);
+    ModelMetadata, ModelReady and ServerMetadata say what REST says."""
+    token = signer.token()
+    rows = {"age": [40.0, 70.0], "income": [50_000.0, 30_000.0], "city": ["paris", "nice"]}
+    inputs = [_feature_input(name, values) for name, values in rows.items() if name != "city"]
+    inputs.append(_feature_input("city", [c.encode() for c in rows["city"]], "BYTES"))
+    answer = g.client.infer("homes", inputs, headers=_bearer(token))
+    rest = _rest(
+        g,
+        token,
+        {
+            "inputs": [
+                {"name": n, "shape": [2], "datatype": "BYTES" if n == "city" else "FP64", "data": v}
+                for n, v in rows.items()
+            ]
+        },
+        model="homes",
+    ).json()
+    assert answer.as_numpy("predict").tolist() == [label.encode() for label in rest["outputs"][0]["data"]]
+
+    meta = g.client.get_model_metadata("homes", headers=_bearer(token), as_json=True)
+    rest_meta = httpx.get(g.url + "/v2/models/homes", headers=_bearer(token)).json()
+    for tensors in ("inputs", "outputs"):  # the JSON form of int64 shapes is text
+        for tensor in meta[tensors]:
+            tensor["shape"] = [int(d) for d in tensor["shape"]]
+    assert meta == rest_meta
+    assert g.client.is_model_ready("homes", headers=_bearer(signer.token("models:read")))
+    assert (
+        g.client.get_server_metadata(as_json=True)["extensions"]
+        == httpx.get(g.url + "/v2").json()["extensions"]
+    )
+
+
+def _infer_request(**tensor: Any) -> spb.ModelInferRequest:
+    request = spb.ModelInferRequest(model_name=tensor.pop("model", "iris"))
+    for output in tensor.pop("outputs", ()):
+        request.outputs.add(name=output)
+    request.id = tensor.pop("id", "")
+    for name in FEATURES:
+        request.inputs.add(name=name, datatype="FP64", shape=[1]).contents.fp64_contents.append(5.0)
+    if tensor:
+        first = request.inputs[0]
+        first.ClearField("contents")
+        first.datatype = tensor.get("datatype", "FP64")
+        first.ClearField("shape")
+        first.shape.extend(tensor.get("shape", [1]))
+        for field, values in tensor.get("contents", {}).items():
+            getattr(first.contents, field).extend(values)
+    return request
+
+
+def _homes_request(model: str, outputs: list[str]) -> spb.ModelInferRequest:
+    """One row for the mixed models (age, income, city), asking for ``outputs``."""
+    request = spb.ModelInferRequest(model_name=model)
+    for output in outputs:
+        request.outputs.add(name=output)
+    request.inputs.add(name="age", datatype="FP64", shape=[1]).contents.fp64_contents.append(40.0)
+    request.inputs.add(name="income", datatype="FP64", shape=[1]).contents.fp64_contents.append(5e4)
+    request.inputs.add(name="city", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"paris")
+    return request
+
+
+def _rest_body(request: spb.ModelInferRequest) -> dict[str, Any]:
+    """The JSON twin of a gRPC request built by :func:`_infer_request` (typed contents only)."""
+    inputs = []
+    for t in request.inputs:
+        data: list[Any] = []
+        for field in ("fp64_contents", "fp32_contents", "int64_contents", "bytes_contents", "bool_contents"):
+            values = list(getattr(t.contents, field))
+            data += [v.decode() for v in values] if field == "bytes_contents" else values
+        inputs.append({"name": t.name, "datatype": t.datatype, "shape": list(t.shape), "data": data})
+    body: dict[str, Any] = {"inputs": inputs}
+    if request.outputs:
+        body["outputs"] = [{"name": o.name} for o in request.outputs]
+    if request.id:
+        body["id"] = request.id
+    return body
+
+
+BAD_REQUESTS = {
+    "unknown model": (_infer_request(model="nope"), grpc.StatusCode.NOT_FOUND, 404),
+    "shape says 3, data has 1": (
+        _infer_request(shape=[3], contents={"fp64_contents": [5.0]}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+    ),
+    "BYTES for a numeric feature": (
+        _infer_request(datatype="BYTES", contents={"bytes_contents": [b"5.0"]}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+    ),
+    "a value out of the card's range": (
+        _infer_request(contents={"fp64_contents": [1e300]}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        422,
+    ),
+    "unknown output": (_infer_request(outputs=["logits"]), grpc.StatusCode.INVALID_ARGUMENT, 400),
+    "a 257-character id": (_infer_request(id="i" * 257), grpc.StatusCode.INVALID_ARGUMENT, 400),
+    "predict_proba of a regression": (
+        _homes_request("prices", outputs=["predict_proba"]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_requests_get_rests_message_as_a_grpc_code(g: Grpc, signer: Any, case: str) -> None:
+    """The same bad request over REST and gRPC: REST's status as its gRPC code, and the same message."""
+    request, code, status = BAD_REQUESTS[case]
+    token = signer.token()
+    got, message = _status(
+        lambda: g.raw("ModelInfer", request.SerializeToString(), [("authorization", f"Bearer {token}")])
+    )
+    rest = _rest(g, token, _rest_body(request), model=request.model_name)
+    assert (got, rest.status_code) == (code, status)
+    assert message == rest.json()["error"]
+
+
+def test_tensors_only_grpc_can_send_wrong_are_refused(g: Grpc, signer: Any) -> None:
+    """What has no JSON twin: raw bytes that are not whole elements, a BYTES element running past its
+    buffer, typed and raw contents together, values in another datatype's field, a negative dimension,
+    and more rows than INFERENCE_MAX_INSTANCES. Each is INVALID_ARGUMENT naming the input."""
+    auth = [("authorization", f"Bearer {signer.token()}")]
+
+    def refused(request: spb.ModelInferRequest) -> str:
+        code, message = _status(lambda: g.raw("ModelInfer", request.SerializeToString(), auth))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, message
+        return message
+
+    raw = spb.ModelInferRequest(model_name="iris", raw_input_contents=[b"\0" * 7])
+    raw.inputs.add(name="input-0", datatype="FP64", shape=[1, 4])
+    assert (
+        refused(raw) == "input 'input-0': raw contents of 7 bytes are not whole FP64 elements (8 bytes each)"
+    )
+    strings = spb.ModelInferRequest(model_name="homes", raw_input_contents=[b"\x09\0\0\0par"])
+    strings.inputs.add(name="city", datatype="BYTES", shape=[1])
+    assert refused(strings) == "input 'city': a BYTES element's length runs past the raw contents"
+    both = spb.ModelInferRequest(model_name="iris", raw_input_contents=[b"\0" * 32])
+    both.inputs.add(name="input-0", datatype="FP64", shape=[1, 4]).contents.fp64_contents.extend([1.0] * 4)
+    assert refused(both) == "input 'input-0': contents and raw_input_contents are both set"
+    assert refused(_infer_request(contents={"int64_contents": [5]})) == (
+        "input 'sepal_length': a FP64 tensor carries its values in fp64_contents"
+    )
+    assert refused(_infer_request(shape=[-1], contents={"fp64_contents": [5.0]})) == (
+        "input 'sepal_length': shape dimensions must not be negative"
+    )
+    rows = 1001  # INFERENCE_MAX_INSTANCES is 1000
+    huge = spb.ModelInferRequest(model_name="iris", raw_input_contents=[np.ones(rows * 4).tobytes()])
+    huge.inputs.add(name="input-0", datatype="FP64", shape=[rows, 4])
+    assert refused(huge) == "too many rows: 1001 in one request, at most 1000"
+
+
+def test_repository_rpcs(g: Grpc, signer: Any) -> None:
+    """tritonclient's repository calls: the index, and unload/load with models:admin (a reader is refused);
+    an unloaded model answers NOT_FOUND until it is loaded again."""
+    admin, reader = _bearer(signer.token()), _bearer(signer.token("predict models:read"))
+    index = g.client.get_model_repository_index(headers=reader, as_json=True)["models"]
+    assert {(m["name"], m.get("state")) for m in index} >= {("iris", "READY"), ("spare", "READY")}
+    code, message = _status(lambda: g.client.unload_model("spare", headers=reader))
+    assert (code, message) == (
+        "StatusCode.PERMISSION_DENIED",
+        "insufficient_scope: this call needs the models:admin scope",
+    )
+    g.client.unload_model("spare", headers=admin)
+    spare = [_feature_input(f, [5.0]) for f in FEATURES]
+    code, _ = _status(lambda: g.client.infer("spare", spare, headers=admin))
+    assert code == "StatusCode.NOT_FOUND"
+    g.client.load_model("spare", headers=admin)
+    assert g.client.infer("spare", spare, headers=admin).as_numpy("predict").shape == (1,)
+
+
+def test_backpressure_is_resource_exhausted_with_retry_after(
+    start_service: Callable[..., Any], tiny_model_dir: Path, jwks_url: str, signer: Any
+) -> None:
+    """A model whose queue is full (INFERENCE_MAX_QUEUED) answers RESOURCE_EXHAUSTED with a retry-after
+    trailer, never an error of another kind, and the calls it admits are answered."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service = start_service(
+        "inference",
+        env={
+            "INFERENCE_MODEL_DIR": str(tiny_model_dir),
+            "INFERENCE_AUTH_JWKS_URL": jwks_url,
+            "INFERENCE_GRPC_PORT": str(port),
+            "INFERENCE_MAX_QUEUED": "1",
+            "INFERENCE_BATCH_MAX_WAIT_SECONDS": "0.02",
+        },
+    )
+    # 1000 rows a call: validating and predicting them keeps the event loop busy long enough for the calls
+    # in flight (several connections) to be read while one holds the model's only queue slot.
+    rows = np.tile(np.asarray([[5.1, 3.5, 1.4, 0.2]]), (1000, 1))
+    request = spb.ModelInferRequest(model_name="iris", raw_input_contents=[rows.tobytes()])
+    request.inputs.add(name="input-0", datatype="FP64", shape=[1000, 4])
+    body = request.SerializeToString()
+    metadata = (("authorization", f"Bearer {signer.token()}"),)
+    channels = [grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])]
+    channels += [grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])]
+    outcomes: list[Any] = []
+    retry_after: set[str] = set()
+    with channels[0], channels[1]:
+        calls = [channel.unary_unary(SERVICE + "ModelInfer") for channel in channels]
+        # The event loop reads calls one after another, so whether two overlap is up to timing: bursts
+        # until one is refused (a second or two), then no outcome may be anything but OK or refused.
+        deadline = time.monotonic() + 60
+        while grpc.StatusCode.RESOURCE_EXHAUSTED not in outcomes and time.monotonic() < deadline:
+            futures = [calls[i % 2].future(body, metadata=metadata, timeout=20) for i in range(40)]
+            for future in futures:
+                try:
+                    future.result()
+                    outcomes.append("ok")
+                except grpc.RpcError as exc:
+                    outcomes.append(exc.code())
+                    retry_after.add(dict(exc.trailing_metadata() or ())["retry-after"])
+    assert set(outcomes) == {"ok", grpc.StatusCode.RESOURCE_EXHAUSTED}, set(outcomes)
+    assert retry_after == {"1"}
+    assert "rejected_requests_total" in httpx.get(service.url + "/metrics").text

@@ -15,8 +15,8 @@ from sklearn.datasets import load_iris
 
 from modelberth_core.contract import CategoricalProfile, FeatureSpec, NumericProfile
 from modelberth_inference.batching import MicroBatcher
+from modelberth_inference.drift import DriftTracker
 from modelberth_inference.model import Prediction
-from modelberth_inference.monitoring import DriftTracker
 from modelberth_inference.validation import Columns
 
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -166,7 +166,7 @@ def test_prediction_log_is_sampled_json_lines_with_redaction(
 
 
 def test_prediction_log_is_off_by_default(client: TestClient, signer: Any, tmp_path: Path) -> None:
-    assert client.app.state.prediction_log is None  # type: ignore[attr-defined]
+    assert client.app.state.dataplane.prediction_log is None  # type: ignore[attr-defined]
 
 
 def _series(client: TestClient) -> set[str]:

@@ -20,8 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelberth_core import contract
+from modelberth_inference.drift import DriftTracker
+from modelberth_inference.metrics import InferenceMetrics
 from modelberth_inference.model import load_model
-from modelberth_inference.monitoring import DriftTracker, InferenceMetrics
 from modelberth_inference.served import BatchRunner
 from modelberth_inference.validation import MAX_ABS_NUMBER, Columns
 

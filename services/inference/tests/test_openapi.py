@@ -39,6 +39,7 @@ def test_each_served_model_has_its_own_precise_paths(shared_client: TestClient) 
         "413",
         "415",
         "422",
+        "429",
         "503",
         "504",
     ]
@@ -57,8 +58,14 @@ def test_each_served_model_has_its_own_precise_paths(shared_client: TestClient) 
     assert infer["responses"]["400"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorV2"
     }
-    inputs = infer["requestBody"]["content"]["application/json"]["schema"]["properties"]["inputs"]
+    per_feature, one_tensor = infer["requestBody"]["content"]["application/json"]["schema"]["anyOf"]
+    inputs = per_feature["properties"]["inputs"]
     assert [item["properties"]["name"]["const"] for item in inputs["prefixItems"]] == FEATURES
+    tensor = one_tensor["properties"]["inputs"]["prefixItems"][0]["properties"]
+    assert tensor["shape"] == {"const": [1, len(FEATURES)]}
+    assert tensor["name"]["not"] == {"enum": FEATURES}
+    assert "429" in infer["responses"]
+    assert infer["responses"]["429"]["headers"]["Retry-After"]["required"] is True
 
 
 def test_error_shapes_and_tokens_are_documented(shared_client: TestClient) -> None:
@@ -121,7 +128,8 @@ def test_a_version_with_other_features_has_paths_of_its_own(
         single = own["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]
         assert single["required"] == sepals
         infer = paths[f"/v2/models/iris/versions/{ref}/infer"]["post"]
-        inputs = infer["requestBody"]["content"]["application/json"]["schema"]["properties"]["inputs"]
+        per_feature = infer["requestBody"]["content"]["application/json"]["schema"]["anyOf"][0]
+        inputs = per_feature["properties"]["inputs"]
         assert [item["properties"]["name"]["const"] for item in inputs["prefixItems"]] == sepals
     operation_ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
     assert len(operation_ids) == len(set(operation_ids))

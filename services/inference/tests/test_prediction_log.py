@@ -262,7 +262,7 @@ def test_a_full_disk_never_fails_a_prediction(
                 client.post("/v1/models/iris/predict", json=ROW, headers=signer.headers()).status_code == 200
             )
             assert client.post("/v2/models/iris/infer", json=V2, headers=signer.headers()).status_code == 200
-        assert client.app.state.prediction_log.flush()  # type: ignore[attr-defined]
+        assert client.app.state.dataplane.prediction_log.flush()  # type: ignore[attr-defined]
         ready = client.get("/readyz")
         dropped = _metric(client, 'modelberth_inference_prediction_log_dropped_total{reason="write_error"}')
     assert ready.status_code == 200
@@ -285,7 +285,7 @@ def test_writes_resume_when_space_comes_back_and_the_file_holds_whole_lines(
         fh.write(b"\0" * (64 * 1024 - 2 * 4096))
     big = {"instances": [ROW] * 40}
     with make_client(tiny_model_dir, prediction_log=str(path)) as client:
-        plog = client.app.state.prediction_log  # type: ignore[attr-defined]
+        plog = client.app.state.dataplane.prediction_log  # type: ignore[attr-defined]
         for _ in range(6):
             assert (
                 client.post("/v1/models/iris/predict", json=big, headers=signer.headers()).status_code == 200

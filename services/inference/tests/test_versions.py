@@ -18,7 +18,7 @@ from modelberth_core import contract
 from modelberth_core.store import CHALLENGER, CHAMPION, FilesystemStore
 from modelberth_inference import versions as versions_module
 from modelberth_inference.errors import VersionCapReached, VersionNotFound
-from modelberth_inference.monitoring import InferenceMetrics
+from modelberth_inference.metrics import InferenceMetrics
 from modelberth_inference.registry import ModelRegistry
 from modelberth_inference.settings import Settings
 

@@ -7,7 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
@@ -23,12 +23,14 @@ from modelberth_core.metrics import (
 )
 from modelberth_core.security import JwksKeySource, KeySource, TokenVerifier
 from modelberth_inference import __version__
-from modelberth_inference.errors import install_inference_error_handlers
-from modelberth_inference.monitoring import DriftCollector, InferenceMetrics
+from modelberth_inference.dataplane import DataPlane
+from modelberth_inference.drift import DriftCollector
+from modelberth_inference.metrics import InferenceMetrics
 from modelberth_inference.openapi import install_openapi
 from modelberth_inference.prediction_log import PredictionLog, PredictionLogError, open_prediction_log
 from modelberth_inference.registry import ModelRegistry
-from modelberth_inference.routes import health, models, predict, v2
+from modelberth_inference.rest import install_inference_error_handlers
+from modelberth_inference.routes import health, models, v1, v2
 from modelberth_inference.settings import Settings
 
 if TYPE_CHECKING:
@@ -67,15 +69,15 @@ async def _initial_load(registry: ModelRegistry) -> None:
     gc.freeze()
 
 
-async def _start_grpc(settings: Settings, state: Any) -> GrpcServer | None:
+async def _start_grpc(plane: DataPlane, metrics: HttpMetrics) -> GrpcServer | None:
     """The gRPC listener, started (None when ``grpc_port`` is 0)."""
-    if settings.grpc_port == 0:
+    if plane.settings.grpc_port == 0:
         return None
     # Imported here: its generated messages claim the proto package ``inference`` in the process, which a
     # process that turned gRPC off (or a test that also imports tritonclient.grpc) must not pay for.
     from modelberth_inference.transports.grpc_server import GrpcServer
 
-    server = GrpcServer(settings, state)
+    server = GrpcServer(plane, metrics)
     await server.start()
     return server
 
@@ -136,7 +138,7 @@ def _build(settings: Settings, keys: KeySource | None) -> FastAPI:
             tasks.append(asyncio.create_task(_fetch_keys_until_loaded(key_source)))
         if settings.poll_seconds > 0:
             tasks.append(asyncio.create_task(registry.poll(settings.poll_seconds)))
-        grpc_server = await _start_grpc(settings, app.state)
+        grpc_server = await _start_grpc(app.state.dataplane, http_metrics)
         try:
             yield
         finally:
@@ -161,17 +163,16 @@ def _build(settings: Settings, keys: KeySource | None) -> FastAPI:
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.metrics_registry = metrics_registry
-    app.state.http_metrics = http_metrics
-    app.state.verifier = verifier
-    app.state.prediction_log = prediction_log
+    app.state.dataplane = DataPlane(settings, registry, metrics, verifier, prediction_log)
     install_inference_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
-    app.include_router(predict.hot_router)  # first: route matching walks the list in order
-    app.include_router(v2.hot_router)
+    # The prediction routes first: route matching walks the list in order, and they carry the traffic.
+    app.include_router(v1.router)
+    app.include_router(v2.infer_router)
     app.include_router(health.router)
     app.include_router(metrics_router(metrics_registry))
     app.include_router(models.router)
-    app.include_router(predict.router)
+    app.include_router(v1.examples_router)
     app.include_router(v2.router)
     install_openapi(app)
     return app

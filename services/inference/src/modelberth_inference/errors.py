@@ -1,53 +1,156 @@
-"""Errors: every V1 error is core's ``{"detail": ...}``; under ``/v2`` the Open Inference Protocol's
-``{"error": "..."}``. Responses are rendered with orjson, which refuses NaN, so an input never leaks back."""
+"""Every error the data plane raises, one class per outcome, each transport mapping it once.
+
+A class says what went wrong in protocol-neutral terms and carries the two mappings the transports need:
+``status_code`` (REST: V1 renders ``{"detail": ...}``, V2 ``{"error": "..."}``) and ``grpc_code`` (the
+name of a ``grpc.StatusCode`` member, so this module needs no gRPC import). ``headers`` are HTTP headers a
+REST answer adds (``Retry-After``, ``WWW-Authenticate``); a gRPC transport may send them as trailing
+metadata. No message repeats a value a client sent (a short printable name at most).
+
+They subclass core's :class:`~modelberth_core.errors.ServiceError`, so the REST error handlers render them
+like every other service's errors.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-import orjson
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from modelberth_core.errors import ServiceError
 
-from modelberth_core.errors import ServiceError, install_error_handlers, validation_details
-
-V2_PREFIX = "/v2"
+RETRY_AFTER_SECONDS = 1
+"""What ``Retry-After`` says when a model's queue is full: by then a batch or two has been answered."""
 
 
-class VersionNotFound(ServiceError):
+class InferenceError(ServiceError):
+    """Base class: an outcome a client is told about (never a 5xx other than 503/504)."""
+
+    status: ClassVar[int] = 500
+    grpc_code: ClassVar[str] = "INTERNAL"
+
+    def __init__(self, detail: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(self.status, detail, headers)
+
+
+class BadRequest(InferenceError):
+    """400: the request is not what the protocol expects (not JSON, a malformed tensor, a bad header)."""
+
+    status = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class Unauthenticated(InferenceError):
+    """401: no valid bearer token."""
+
+    status = 401
+    grpc_code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(InferenceError):
+    """403: the token lacks the scope this call needs."""
+
+    status = 403
+    grpc_code = "PERMISSION_DENIED"
+
+
+class ModelNotFound(InferenceError):
+    """404: no such model."""
+
+    status = 404
+    grpc_code = "NOT_FOUND"
+
+
+class VersionNotFound(ModelNotFound):
     """404: the model has no such version or alias (the message names it; never a path)."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(404, detail)
 
-
-class VersionNotLoadable(ServiceError):
+class VersionNotLoadable(InferenceError):
     """409: the version exists but failed a load check (the reason says which, without paths)."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(409, detail)
+    status = 409
+    grpc_code = "FAILED_PRECONDITION"
 
 
-class VersionCapReached(ServiceError):
+class PayloadTooLarge(InferenceError):
+    """413: the body is over ``max_body_bytes``."""
+
+    status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class UnsupportedMediaType(InferenceError):
+    """415: a declared body type this endpoint does not read."""
+
+    status = 415
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class InvalidInput(InferenceError):
+    """422: values that do not match the model card (``detail`` is V1's list of ``{loc, msg, type}`` or a
+    sentence), too many rows, or rows the model cannot compute with."""
+
+    status = 422
+    grpc_code = "INVALID_ARGUMENT"
+
+    def __init__(self, detail: Any, *, text: str | None = None) -> None:
+        super().__init__(detail)
+        self.text = text if text is not None else detail if isinstance(detail, str) else None
+        """The error as one line (V2's ``{"error": ...}``, gRPC's message), when it is worded apart."""
+
+
+class Overloaded(InferenceError):
+    """429: the model's queue is full (``INFERENCE_MAX_QUEUED``); retry after ``Retry-After`` seconds."""
+
+    status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, detail: Any) -> None:
+        super().__init__(detail, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+class Unavailable(InferenceError):
+    """503: not ready yet (keys, a model loading) or unloaded; ``Retry-After`` when it will pass by itself."""
+
+    status = 503
+    grpc_code = "UNAVAILABLE"
+
+
+class VersionCapReached(Unavailable):
     """503: every version slot of the model holds a version that may not be unloaded (served, shadowing)."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(503, detail)
+
+class DeadlineExceeded(InferenceError):
+    """504: the request took longer than ``request_timeout_seconds``."""
+
+    status = 504
+    grpc_code = "DEADLINE_EXCEEDED"
 
 
-def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response serialised by orjson (numpy arrays allowed)."""
-    return Response(
-        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
-        status_code=status_code,
-        headers=headers,
-        media_type="application/json",
+GRPC_CODES: dict[int, str] = {
+    cls.status: cls.grpc_code
+    for cls in (
+        BadRequest,
+        Unauthenticated,
+        PermissionDenied,
+        ModelNotFound,
+        VersionNotLoadable,
+        PayloadTooLarge,
+        InvalidInput,
+        Overloaded,
+        Unavailable,
+        DeadlineExceeded,
     )
+}
+"""HTTP status -> gRPC status name, for a :class:`ServiceError` that is not an :class:`InferenceError`."""
+
+
+def grpc_code(error: ServiceError) -> str:
+    """The gRPC status name (``grpc.StatusCode[name]``) of any service error."""
+    if isinstance(error, InferenceError):
+        return error.grpc_code
+    return GRPC_CODES.get(error.status_code, "UNKNOWN" if error.status_code < 500 else "INTERNAL")
 
 
 def error_text(detail: Any) -> str:
-    """An error's detail as one line: the V2 REST ``{"error": ...}`` text and the gRPC status message."""
+    """A detail as one line (V1's list of ``{loc, msg}`` joined), for V2's ``{"error": ...}`` and gRPC."""
     if isinstance(detail, str):
         return detail
     if isinstance(detail, list):
@@ -62,33 +165,8 @@ def error_text(detail: Any) -> str:
     return str(detail)
 
 
-def error_response(
-    request: Request, status_code: int, detail: Any, headers: dict[str, str] | None = None
-) -> Response:
-    """The error body for this request's protocol."""
-    if request.url.path.startswith(V2_PREFIX):
-        return json_response({"error": error_text(detail)}, status_code, headers)
-    return json_response({"detail": detail}, status_code, headers)
-
-
-async def _service_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServiceError)
-    return error_response(request, exc.status_code, exc.detail, exc.headers)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    return error_response(request, exc.status_code, exc.detail, dict(exc.headers or {}) or None)
-
-
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    return error_response(request, 422, validation_details(exc.errors()))
-
-
-def install_inference_error_handlers(app: FastAPI) -> None:
-    """Core's handlers, with the three 4xx ones replaced by protocol-aware versions."""
-    install_error_handlers(app)
-    app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+def one_line(error: ServiceError) -> str:
+    """The error as V2 REST words it (``{"error": ...}``) and gRPC's status message: the same text."""
+    if isinstance(error, InvalidInput) and error.text is not None:
+        return error.text
+    return error_text(error.detail)

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from modelberth_core.contract import NAME_PATTERN, FeatureSpec, ModelCard
+from modelberth_inference.types import NUMERIC_DATATYPES, OUTPUTS
 from modelberth_inference.validation import MAX_ABS_NUMBER
 
 BEARER: Final[dict[str, Any]] = {"security": [{"bearer": []}]}
@@ -34,6 +35,7 @@ _DESCRIPTIONS: Final = {
     413: "The body is larger than the server accepts.",
     415: "The request declares a Content-Type that is not JSON.",
     422: "A value does not match the model's schema, or the model cannot compute its output.",
+    429: "The model's queue is full (INFERENCE_MAX_QUEUED requests in progress): retry after Retry-After.",
     503: "Token keys or the model are not loaded yet.",
     504: "The request took longer than the server's time budget.",
 }
@@ -104,6 +106,10 @@ def errors(*statuses: int, v2: bool = False) -> dict[int | str, dict[str, Any]]:
                     "schema": {"type": "string"},
                     "description": "RFC 6750",
                 }
+            }
+        if status == 429:
+            entry["headers"] = {
+                "Retry-After": {"required": True, "schema": {"type": "string"}, "description": "seconds"}
             }
         if status == 415:
             entry["headers"] = {
@@ -220,24 +226,51 @@ def _v2_input(spec: FeatureSpec, max_text_length: int, numeric_types: list[str])
 def v2_body(
     features: list[FeatureSpec], outputs: list[str], max_text_length: int, numeric_types: list[str]
 ) -> dict[str, Any]:
-    """A V2 request for one row, one input per feature in card order.
+    """A V2 request for one row: one input per feature in card order (``content_type`` ``pd``), or one
+    ``[1, F]`` tensor whose columns are the features in card order (``np``).
 
-    The server takes n rows (``shape: [n]``, every input the same n) and the inputs in any order; JSON
-    Schema cannot tie ``shape`` to the length of ``data`` or one input's length to another's, so the
-    document describes the one-row form exactly (a fuzzer's valid requests are then really valid).
+    The server takes n rows (``shape: [n]`` or ``[n, F]``) and per-feature inputs in any order; JSON Schema
+    cannot tie ``shape`` to the length of ``data`` or one input's length to another's, so the document
+    describes the one-row forms exactly (a fuzzer's valid requests are then really valid).
     """
-    return {
+    per_feature = {
         "type": "object",
         "required": ["inputs"],
-        "description": "One row shown; n rows are `shape: [n]` with n values in every input.",
         "properties": {
-            "id": _nullable({"type": "string", "maxLength": 256, "pattern": ID_PATTERN}),
             "inputs": {
                 "type": "array",
                 "prefixItems": [_v2_input(f, max_text_length, numeric_types) for f in features],
                 "items": False,
                 "minItems": len(features),
             },
+            "parameters": _nullable(
+                {"type": "object", "properties": {"content_type": _nullable({"const": "pd"})}}
+            ),
+        },
+    }
+    one_tensor = {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "inputs": {
+                "type": "array",
+                "prefixItems": [_v2_tensor(features, max_text_length, numeric_types)],
+                "items": False,
+                "minItems": 1,
+            },
+            "parameters": _nullable(
+                {"type": "object", "properties": {"content_type": _nullable({"const": "np"})}}
+            ),
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["inputs"],
+        "description": "One row shown; n rows are `shape: [n]` (or `[n, F]`) with n values per feature.",
+        "anyOf": [per_feature, one_tensor],
+        "properties": {
+            "id": _nullable({"type": "string", "maxLength": 256, "pattern": ID_PATTERN}),
+            "inputs": {"type": "array", "items": {"type": "object"}, "minItems": 1},
             "outputs": _nullable(
                 {
                     "type": "array",
@@ -248,6 +281,40 @@ def v2_body(
                     },
                 }
             ),
+            "parameters": _nullable({"type": "object"}),
+        },
+    }
+
+
+def _v2_tensor(features: list[FeatureSpec], max_text_length: int, numeric_types: list[str]) -> dict[str, Any]:
+    """One ``[1, F]`` input: its columns are the card's features in order (named anything but a feature)."""
+    numeric = all(f.type == "numeric" for f in features)
+    values = [
+        (
+            _value(f, max_text_length)
+            if numeric or f.type != "numeric"
+            else {
+                "anyOf": [
+                    _value(f, max_text_length),
+                    {"type": "string", "pattern": "^-?[0-9]{1,6}(\\.[0-9]{1,6})?$"},
+                ]
+            }
+        )
+        for f in features
+    ]
+    return {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string", "not": {"enum": [f.name for f in features]}},
+            "shape": {"const": [1, len(features)]},
+            "datatype": {"enum": numeric_types} if numeric else {"const": "BYTES"},
+            "data": {
+                "type": "array",
+                "prefixItems": values,
+                "items": False,
+                "minItems": len(features),
+            },
             "parameters": _nullable({"type": "object"}),
         },
     }
@@ -337,11 +404,9 @@ def _specialise(
             )
         ok["content"] = {"application/json": {"schema": v1_answer(card.classes, card.task)}}
     elif template.endswith("/infer"):
-        from modelberth_inference.routes.v2 import NUMERIC_TYPES, OUTPUTS  # routes import this module
-
         outputs = [o for o in OUTPUTS if o != "predict_proba" or target.has_proba]
         operation["requestBody"] = _json_body(
-            v2_body(card.features, outputs, settings.max_text_length, sorted(NUMERIC_TYPES))
+            v2_body(card.features, outputs, settings.max_text_length, sorted(NUMERIC_DATATYPES))
         )
         ok["content"] = {"application/json": {"schema": v2_answer(outputs)}}
 

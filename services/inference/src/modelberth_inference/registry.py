@@ -17,6 +17,7 @@ With shadowing on, the served version's batches are also scored by the model's `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -33,12 +34,19 @@ from modelberth_core.store import (
     VersionInfo,
     open_store,
 )
-from modelberth_inference.errors import VersionCapReached, VersionNotFound, VersionNotLoadable
+from modelberth_inference.drift import DriftTracker
+from modelberth_inference.errors import (
+    ModelNotFound,
+    VersionCapReached,
+    VersionNotFound,
+    VersionNotLoadable,
+)
+from modelberth_inference.metrics import InferenceMetrics
 from modelberth_inference.model import LoadError
-from modelberth_inference.monitoring import DriftTracker, InferenceMetrics
 from modelberth_inference.served import Served, make_served
 from modelberth_inference.settings import Settings
 from modelberth_inference.shadow import ShadowScorer
+from modelberth_inference.types import RepositoryEntry
 from modelberth_inference.versions import HeldVersions, LoadFailure
 
 log = logging.getLogger("modelberth.inference.registry")
@@ -81,6 +89,9 @@ class ModelRegistry:
         """Model -> the scorer its served version hands its batches to (while shadowing)."""
         self.waiting: dict[str, tuple[str, str]] = {}
         """Model -> (challenger, why) while shadowing waits for a challenger that cannot be held now."""
+        self.unloaded: set[str] = set()
+        """Models an admin unloaded (the repository API): not served, not reloaded by polls, not counted
+        for readiness, until loaded again."""
         self.versions = HeldVersions(
             self.store, settings, metrics, pinned=self._pinned, unloaded=self._unloaded
         )
@@ -131,8 +142,8 @@ class ModelRegistry:
     @property
     def ready(self) -> bool:
         """True once the first scan is done and every configured model serves a version."""
-        names = self.configured()
-        return self.scanned and bool(names) and all(name in self.models for name in names)
+        names = [name for name in self.configured() if name not in self.unloaded]
+        return self.scanned and bool(names or self.unloaded) and all(name in self.models for name in names)
 
     def load_failures(self) -> dict[str, dict[str, str]]:
         """Model -> {version, reason} of each target version that failed to load (whether an older version
@@ -154,7 +165,7 @@ class ModelRegistry:
             if self._scan[0]:
                 return "no model in the store has a champion (modelberth models promote)"
             return "no models in the store"
-        waiting = [n for n in names if n not in self.models]
+        waiting = [n for n in names if n not in self.models and n not in self.unloaded]
         failed = [n for n in waiting if n in self.failures]
         if failed:
             return "models failed to load: " + ", ".join(failed)
@@ -167,7 +178,8 @@ class ModelRegistry:
         """Load every configured model whose target version is not the one serving."""
         await asyncio.to_thread(self.scan)
         for name in self.configured():
-            await self.load(name)
+            if name not in self.unloaded:  # an admin unloaded it: a moved alias does not bring it back
+                await self.load(name)
         self.scanned = True
 
     async def poll(self, interval_seconds: float) -> None:
@@ -189,6 +201,8 @@ class ModelRegistry:
     async def _load_target(self, name: str, *, retry_failed: bool) -> LoadOutcome:
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
+            if name in self.unloaded:  # unloaded while this load waited for the lock
+                return LoadOutcome("missing")
             target = await asyncio.to_thread(self.target, name)
             current = self.models.get(name)
             previous = current.model.version if current else None
@@ -257,6 +271,69 @@ class ModelRegistry:
         labels = {"model": name, "version": version}
         self.metrics.predictions.remove_by_labels(labels)
         self.metrics.predict_duration.remove_by_labels(labels)
+        self.metrics.request_duration.remove_by_labels(labels)
+
+    # --- the model repository extension: load and unload --------------------------------------------------
+
+    async def load_model(self, name: str) -> str:
+        """Serve ``name`` again (what its reference names now) after an unload, or load it if it is not
+        served yet; the version served. Aliases are only read, never moved."""
+        if name not in self.configured():
+            with contextlib.suppress(StoreError):  # published since the last poll?
+                await asyncio.to_thread(self.scan)
+            if name not in self.configured():
+                raise ModelNotFound(f"model {name!r} not found (or not one this server serves)")
+        self.unloaded.discard(name)
+        outcome = await self.load(name, retry_failed=True)
+        if outcome.status == "missing":
+            why = self.unresolved.get(name, "no complete version")
+            raise ModelNotFound(f"model {name!r} has nothing to serve: {why}")
+        if outcome.status == "failed":
+            raise VersionNotLoadable(f"model {name!r} version {outcome.version} cannot be loaded")
+        assert outcome.version is not None
+        return outcome.version
+
+    async def unload_model(self, name: str) -> None:
+        """Stop serving ``name`` and free every version of it held in memory; polls leave it unloaded."""
+        if name not in self.configured() and name not in self.models and name not in self.unloaded:
+            raise ModelNotFound(f"model {name!r} not found")
+        async with self._locks.setdefault(name, asyncio.Lock()):  # not while a load swaps it in
+            self.unloaded.add(name)
+            self._stop_shadow(name)
+            served = self.models.pop(name, None)
+            held: dict[str, Served] = dict(self.versions.held.pop(name, None) or {})
+            versions = [*held, *([served.model.version] if served is not None else [])]
+            if served is not None:
+                self.metrics.model_info.remove(name, served.model.version)
+            retired = self._retired.pop(name, None)
+            for version in {*versions, *([retired] if retired else [])}:
+                self._forget_series(name, version)
+            self.failures.pop(name, None)
+            self.metrics.models_ready.set(len(self.models))
+        log.info("model unloaded", extra={"model": name, "versions": sorted(versions)})
+
+    async def index(self) -> list[RepositoryEntry]:
+        """The V2 repository index: every model this server may serve, READY with each version in memory,
+        else UNAVAILABLE and why (unloaded, a failed load, nothing to serve, loading)."""
+        with contextlib.suppress(StoreError):
+            await asyncio.to_thread(self.scan)
+        names = sorted({*self.configured(), *self.models, *self.unloaded})
+        entries: list[RepositoryEntry] = []
+        for name in names:
+            served = self.models.get(name)
+            if served is not None:
+                entries.append(RepositoryEntry(name, served.model.version, "READY"))
+                entries.extend(RepositoryEntry(name, v, "READY") for v in self.versions.versions(name))
+            elif name in self.unloaded:
+                entries.append(RepositoryEntry(name, None, "UNAVAILABLE", "unloaded"))
+            elif name in self.failures:
+                failure = self.failures[name]
+                entries.append(RepositoryEntry(name, failure.version, "UNAVAILABLE", failure.reason))
+            elif name in self.unresolved:
+                entries.append(RepositoryEntry(name, None, "UNAVAILABLE", "nothing to serve"))
+            else:
+                entries.append(RepositoryEntry(name, None, "LOADING", "not loaded yet"))
+        return entries
 
     # --- calling a version by name --------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ import numpy as np
 import numpy.typing as npt
 
 from modelberth_inference.batching import MicroBatcher
+from modelberth_inference.drift import DriftTracker
+from modelberth_inference.metrics import InferenceMetrics
 from modelberth_inference.model import LoadedModel, Prediction, columns_from
-from modelberth_inference.monitoring import DriftTracker, InferenceMetrics
 from modelberth_inference.settings import Settings
 from modelberth_inference.shadow import ShadowScorer
 from modelberth_inference.validation import Columns

@@ -50,6 +50,9 @@ class Settings(ServiceSettings):
     """Time budget of one request (reading the body, waiting for its batch); over it -> 504."""
     batch_max_wait_seconds: float = Field(default=0.002, ge=0.0, le=0.05)
     """Longest a request waits for others to join its micro-batch, in seconds."""
+    max_queued: int = Field(default=256, ge=1)
+    """Most requests per model in progress at once (validating, waiting for their micro-batch, predicting);
+    one more is refused at once (429 with ``Retry-After``) instead of queueing toward the request timeout."""
     batch_max_rows: int = Field(default=2048, ge=1)
     """Most rows predicted in one vectorised call (a larger request is predicted alone)."""
     drift_window_rows: int = Field(default=1000, ge=10)

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from modelberth_inference.metrics import InferenceMetrics
 from modelberth_inference.model import LoadedModel, Prediction
-from modelberth_inference.monitoring import InferenceMetrics
 
 log = logging.getLogger("modelberth.inference.shadow")
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter, itemgetter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import numpy as np
@@ -32,6 +32,10 @@ import orjson
 from msgspec.structs import astuple
 
 from modelberth_core.contract import FeatureSpec
+from modelberth_inference.errors import BadRequest, InvalidInput
+
+if TYPE_CHECKING:
+    from modelberth_inference.types import Records
 
 MAX_ERRORS: Final = 100
 """Errors reported per request; the rest are summarised, so a 1000-row bad batch stays small."""
@@ -320,6 +324,11 @@ class Validator:
             self._warn(out)
         return out
 
+    def numeric_matrix(self, columns: npt.NDArray[np.float64]) -> Columns | None:
+        """Columns of an all-numeric model from a (features, rows) float64 matrix (a V2 ``[n, F]`` tensor,
+        transposed), warnings included; None when a value is not finite or too large (use the exact path)."""
+        return self._all_numeric(columns) if self._numeric_only else None
+
     def from_columns(self, columns: dict[str, list[Any]], n: int) -> Columns:
         """Validate column-wise input (the V2 protocol); a missing column counts as missing in every row."""
         issues = [unknown_issue(None, key, "input") for key in columns if key not in self.name_set]
@@ -596,3 +605,59 @@ def issues_text(error: InputError) -> str:
     if error.total > len(error.issues):
         parts.append(f"{error.total - len(error.issues)} more errors not shown")
     return "; ".join(parts)
+
+
+# --- V1 records -------------------------------------------------------------------------------------------
+
+
+def instances_of(payload: Any, max_instances: int) -> list[Any]:
+    """``{"instances": [...]}`` or one instance object -> a non-empty list of at most ``max_instances``."""
+    if type(payload) is not dict:
+        raise InvalidInput('expected {"instances": [{...}, ...]} or one instance object')
+    instances = payload.get("instances", [payload])
+    if type(instances) is not list:
+        raise InvalidInput([{"loc": ["body", "instances"], "msg": "must be a list", "type": "list_type"}])
+    if not instances:
+        raise InvalidInput([{"loc": ["body", "instances"], "msg": "must not be empty", "type": "too_short"}])
+    if len(instances) > max_instances:  # 422, not 413: the body may be small; its content is over a limit
+        raise InvalidInput(
+            [
+                {
+                    "loc": ["body", "instances"],
+                    "msg": f"too many instances: {len(instances)} in one request, at most {max_instances}",
+                    "type": "too_long",
+                }
+            ]
+        )
+    return instances
+
+
+def parse_body(body: bytes) -> Any:
+    """A body parsed as JSON (400 if it is not JSON)."""
+    try:
+        return parse_json(body)
+    except BodyError as exc:
+        raise BadRequest(exc.message) from None
+
+
+def invalid_input(error: InputError, *, v2: bool = False) -> InvalidInput:
+    """The 422 of an :class:`InputError`: V1's ``{loc, msg, type}`` list, and V2's one-line text."""
+    prefix: tuple[str, ...] = ("body", "inputs") if v2 else ("body", "instances")
+    return InvalidInput(issues_detail(error, prefix), text=issues_text(error))
+
+
+def record_columns(validator: Validator, records: Records, max_instances: int) -> Columns:
+    """The validated columns of V1 records (a :class:`~.types.Records`): the raw body through the card's
+    compiled decoder when it is the common shape, else parsed and checked exactly (422 naming each value)."""
+    body = records.body
+    if body is not None:
+        columns = validator.decode(body, max_instances)
+        if columns is not None:
+            return columns
+        instances = instances_of(parse_body(body), max_instances)
+    else:
+        instances = records.instances or []
+    try:
+        return validator.from_instances(instances)
+    except InputError as exc:
+        raise invalid_input(exc) from None

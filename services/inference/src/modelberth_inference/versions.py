@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from modelberth_core.contract import ContractError, ModelCard
 from modelberth_core.store import ModelStore, Reference, StoreError
 from modelberth_inference.errors import VersionCapReached, VersionNotFound, VersionNotLoadable
+from modelberth_inference.metrics import InferenceMetrics
 from modelberth_inference.model import LoadedModel, LoadError, load_model
-from modelberth_inference.monitoring import InferenceMetrics
 from modelberth_inference.served import Served, make_served
 from modelberth_inference.settings import Settings
 

@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Request, Response
-
-from modelberth_core.security import JwksKeySource
-from modelberth_inference.deps import get_registry
-from modelberth_inference.errors import json_response
-from modelberth_inference.registry import ModelRegistry
+from modelberth_inference.rest import PlaneDep, json_response
 
 router = APIRouter(tags=["probes"])
-
-
-def readiness(request: Request) -> tuple[bool, str]:
-    """(ready, reason): models loaded and verification keys available."""
-    return readiness_of(request.app.state)
-
-
-def readiness_of(state: Any) -> tuple[bool, str]:
-    """:func:`readiness` from the app's state (the gRPC health service asks it outside any HTTP request)."""
-    registry: ModelRegistry = state.registry
-    if not registry.ready:
-        return False, registry.not_ready_reason()
-    keys = state.verifier.keys
-    if isinstance(keys, JwksKeySource) and not keys.loaded:
-        return False, "token signing keys (JWKS) not fetched yet"
-    return True, "ready"
 
 
 @router.get("/healthz")
@@ -40,10 +19,10 @@ async def healthz() -> Response:
     "/readyz",
     responses={503: {"description": "Not ready: the body says why (same shape as the 200's)."}},
 )
-async def readyz(request: Request) -> Response:
+async def readyz(dataplane: PlaneDep) -> Response:
     """200 once every configured model is loaded and the JWKS has been fetched, else 503."""
-    ready, reason = readiness(request)
-    registry = get_registry(request)
+    ready, reason = dataplane.readiness()
+    registry = dataplane.registry
     body = {
         "status": "ready" if ready else "not ready",
         "reason": reason,
@@ -52,6 +31,6 @@ async def readyz(request: Request) -> Response:
         "load_failures": registry.load_failures(),
         # A failing prediction log does not make the service unready: predictions are still answered, and
         # taking every replica out of the Service over an audit log would be an outage of its own.
-        "prediction_log": plog.status() if (plog := request.app.state.prediction_log) else {"status": "off"},
+        "prediction_log": plog.status() if (plog := dataplane.prediction_log) else {"status": "off"},
     }
     return json_response(body, 200 if ready else 503)

@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from modelberth_inference.routes.health import readiness_of
-from modelberth_inference.settings import Settings
+from modelberth_core.metrics import HttpMetrics
+from modelberth_inference.dataplane import DataPlane
 from modelberth_inference.transports import v2_grpc
 
 log = logging.getLogger("modelberth.inference.grpc")
@@ -44,9 +43,10 @@ NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
 class GrpcServer:
     """The gRPC server of one app: :meth:`start` in the lifespan's startup, :meth:`stop` in its shutdown."""
 
-    def __init__(self, settings: Settings, state: Any) -> None:
+    def __init__(self, plane: DataPlane, metrics: HttpMetrics) -> None:
+        settings = plane.settings
         self.settings = settings
-        self.state = state
+        self.plane = plane
         self.port = 0
         """The bound port (the configured one, or the one the OS chose for 0 in tests)."""
         self._server = grpc.aio.server(
@@ -59,7 +59,7 @@ class GrpcServer:
         )
         self._health = health.aio.HealthServicer()
         self._health_task: asyncio.Task[None] | None = None
-        self._server.add_generic_rpc_handlers((v2_grpc.handler(state),))
+        self._server.add_generic_rpc_handlers((v2_grpc.handler(plane, metrics),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
 
     async def start(self, port: int | None = None) -> None:
@@ -92,7 +92,7 @@ class GrpcServer:
         """Mirror ``/readyz`` in the health service (what a Kubernetes ``grpc`` probe asks)."""
         current = NOT_SERVING
         while True:
-            ready, _ = readiness_of(self.state)
+            ready, _ = self.plane.readiness()
             status = SERVING if ready else NOT_SERVING
             if status != current:
                 await self._set_health(status)

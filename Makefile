@@ -11,7 +11,7 @@ DATASET ?= iris
 PYTEST_ARGS ?=
 
 .PHONY: help install install-system lint format test test-unit test-integration bench soak up train schema grpc-stubs \
-        images model-image test-images kind-up deploy e2e chart-files chart-test loadtest check-alerts dashboards clean
+        images model-image test-images kind-up deploy e2e chart-test loadtest check-alerts dashboards clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,10 +25,13 @@ install: ## install uv (with pip) if missing, then the locked environment
 install-system: ## Debian packages the integration tests drive for real (chromium, prometheus)
 	scripts/install-system-deps.sh
 
-lint: install ## ruff and mypy (strict) on every package
+lint: install ## ruff (with complexity limits), mypy (strict), import contracts, function length
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy services/core/src services/auth/src services/inference/src services/ui/src trainer/src
+	$(RUN) mypy services/core/src services/cli/src services/auth/src services/inference/src services/ui/src trainer/src \
+	  modelberth_monitoring
+	$(RUN) lint-imports
+	$(RUN) python scripts/check_function_length.py services/*/src trainer/src modelberth_monitoring
 
 format: install ## apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
@@ -86,8 +89,8 @@ loadtest: install ## headless Locust against HOST (default: the local stack); fa
 	  --csv $(LOADTEST_REPORTS)/loadtest --html $(LOADTEST_REPORTS)/loadtest.html \
 	  --json-file $(LOADTEST_REPORTS)/loadtest
 
-check-alerts: install-system ## promtool: alert rules are valid and their unit tests pass
-	promtool check rules k8s/alerts/*.yaml
+check-alerts: install-system ## promtool: alert rules (charts/modelberth/files/alerts) are valid, their unit tests pass
+	promtool check rules charts/modelberth/files/alerts/*.yaml
 	promtool test rules k8s/tests/alerts-test.yaml
 
 # Images (issue 7): docker/Dockerfile has one target per service; docker/README.md has the details.
@@ -116,11 +119,13 @@ KIND_CLUSTER ?= modelberth
 NAMESPACE ?= modelberth
 RELEASE ?= modelberth
 
-chart-files: ## copy k8s/dashboards/*.json and k8s/alerts/*.yaml into the chart (charts/modelberth/files/)
-	$(PYTHON) scripts/sync-chart-files.py
+# Dashboards are typed Python (modelberth_monitoring, on grafana-foundation-sdk); the JSON Helm reads is
+# generated into the chart's files/, and charts/tests fails when the committed JSON is not what the code gives.
+dashboards: install ## regenerate charts/modelberth/files/dashboards/*.json from modelberth_monitoring
+	$(RUN) python -m modelberth_monitoring
 
-chart-test: install ## chart checks: helm lint/render, k8s schemas, PSS, NetworkPolicies, checkov, workflows
-	$(PYTHON) scripts/sync-chart-files.py --check
+chart-test: install ## chart checks: generated dashboards, helm lint/render, k8s schemas, PSS, NetworkPolicies, checkov, workflows
+	$(RUN) python -m modelberth_monitoring --check
 	$(RUN) pytest charts/tests $(PYTEST_ARGS)
 
 kind-up: ## kind cluster (k8s/kind.yaml) with ingress-nginx and kube-prometheus-stack
@@ -149,4 +154,4 @@ e2e: install ## e2e tests against the deployed release through http://modelberth
 	E2E_NAMESPACE=$(NAMESPACE) E2E_RELEASE=$(RELEASE) $(RUN) pytest -m e2e k8s/e2e/test_cluster.py $(PYTEST_ARGS)
 
 clean: ## remove local state, artifacts and caches (keeps .venv)
-	rm -rf .modelberth artifacts .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov loadtest/reports
+	rm -rf .modelberth artifacts .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .coverage htmlcov loadtest/reports

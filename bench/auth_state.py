@@ -42,9 +42,10 @@ from typing import Any
 import httpx
 from argon2 import PasswordHasher, Type
 
-from bench.inference import REPORT_LUA, free_port
+from bench.inference import REPORT_LUA
 from modelberth_auth.keys import create_keyset
 from modelberth_auth.principals import ClientRecord, PrincipalsFile, UserRecord, hash_secret, write_document
+from testkit.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             pids = {}
             for name, extra in setups.items():
                 port = urls[name].rsplit(":", 1)[1]
-                argv = [sys.executable, "-m", "modelberth_core.cli", "serve", "auth", "--port", port]
+                argv = [sys.executable, "-m", "modelberth_cli", "serve", "auth", "--port", port]
                 log = work / f"auth-{name}.log"
                 proc = stack.enter_context(process(argv, SERVER_CPU, log, {**base_env, **extra}))
                 wait_ready(urls[name] + "/readyz", proc, log)

@@ -33,15 +33,15 @@ import httpx
 from bench.inference import (
     CONNECTIONS,
     LOAD_CPU,
-    REPO,
     RESULTS,
     ROW,
     SERVER_CPU,
     cpu_seconds,
-    free_port,
     make_keys,
     server,
 )
+from testkit.artifacts import write_tiny_artifact  # the same small real iris Pipeline the tests serve
+from testkit.services import free_port
 
 MODEL = "iris"
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -182,9 +182,6 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"{tool} not found: apt-get install -y {package}", file=sys.stderr)
             return 2
-    sys.path.insert(0, str(REPO))
-    from conftest import write_tiny_artifact  # the same small real iris Pipeline the tests serve
-
     RESULTS.mkdir(parents=True, exist_ok=True)
     load = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory(prefix="modelberth-bench-grpc-") as tmp:
@@ -206,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 "MODELBERTH_STATE_DIR": str(work / "state"),
             }
             base = f"http://127.0.0.1:{http_port}"
-            argv_ = [py, "-m", "modelberth_core.cli", "serve", "inference", "--port", str(http_port)]
+            argv_ = [py, "-m", "modelberth_cli", "serve", "inference", "--port", str(http_port)]
             with server(argv_, env, base + "/readyz", work / "inference.log") as pid:
                 label = check_grpc(f"127.0.0.1:{grpc_port}", token)
                 runs = measure(base, grpc_port, pid, token, work, args.seconds, args.rounds)

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from testkit.artifacts import write_tiny_artifact  # the small real iris Pipeline the tests serve
+from testkit.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -72,13 +74,6 @@ done = function(summary, latency, requests)
     summary.errors.status, latency:percentile(50), latency:percentile(99), summary.duration))
 end
 """
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 240.0) -> None:
@@ -197,6 +192,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
 
 
+ISSUE17_TARGETS: dict[str, float] = {
+    # Issue 17: one data plane, the bar raised; every ratio against the floors of its own round.
+    "ratio_to_floor": 0.50,  # single-row V1 with token checks / bare FastAPI hello, at least
+    "batch_rows_per_floor_request": 100,  # 1000-row V1 records: rows/s per floor req/s, at least
+    "v2_tensor_rows_per_floor_request": 150,  # one V2 [1000, 4] FP64 tensor, at least
+    "logs_rps_ratio": 0.90,  # single row with the access and prediction logs on / both off, at least
+}
+
+
 def _single_row(base_url: str, pid: int, token: str, work: Path, seconds: int, warmup: int) -> dict[str, Any]:
     """One measured single-row run against an inference process, with what its /metrics say about it and
     the CPU time it spent per request (shadow work included: the queue drains before the second reading).
@@ -257,6 +261,7 @@ def measure_round(
     batch = run_wrk(url, seconds, work, batch_lua, connections=4)
     batch["rows_per_s"] = round(batch["rps"] * 1000, 0)
     batch["connections"] = 4
+    tensor = _v2_tensor_batch(inference["off"][0], token, work, seconds, warmup)
     floors.append(floor())
     single_floor = (floors[0]["rps"] + floors[1]["rps"]) / 2
     batch_floor = (floors[1]["rps"] + floors[2]["rps"]) / 2
@@ -274,7 +279,14 @@ def measure_round(
         "shadow_rps_ratio": round(on["rps"] / off["rps"], 3),
         "shadow_p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3),
         "shadow_cpu_ratio": round(on["cpu_us_per_request"] / off["cpu_us_per_request"], 3),
+        "v2_tensor_1000": tensor,
+        "v2_tensor_rows_per_floor_request": round(tensor["rows_per_s"] / batch_floor, 1),
     }
+    if "logged" in singles and "quiet" in singles:
+        logged, quiet = singles["logged"], singles["quiet"]
+        out["logs_on"], out["logs_off"] = logged, quiet
+        out["logs_rps_ratio"] = round(logged["rps"] / quiet["rps"], 3)
+        out["logs_cpu_ratio"] = round(logged["cpu_us_per_request"] / quiet["cpu_us_per_request"], 3)
     if "before" in singles:
         before = singles["before"]
         out["before"] = before
@@ -282,6 +294,19 @@ def measure_round(
         out["off_vs_before"] = round(off["rps"] / before["rps"], 3)
         out["cpu_off_vs_before"] = round(off["cpu_us_per_request"] / before["cpu_us_per_request"], 3)
     return out
+
+
+def _v2_tensor_batch(base_url: str, token: str, work: Path, seconds: int, warmup: int) -> dict[str, Any]:
+    """One V2 ``[1000, 4]`` FP64 tensor per request (the MLServer/Seldon layout), 4 connections."""
+    flat = [ROW[name] for name in FEATURES] * 1000  # row-major and flat: ']]' would end wrk's Lua string
+    body = {"inputs": [{"name": "input-0", "shape": [1000, 4], "datatype": "FP64", "data": flat}]}
+    lua = POST_LUA % {"token": token, "body": json.dumps(body)}
+    url = base_url + "/v2/models/iris/infer"
+    run_wrk(url, warmup, work, lua, connections=4)
+    result = run_wrk(url, seconds, work, lua, connections=4)
+    result["rows_per_s"] = round(result["rps"] * 1000, 0)
+    result["connections"] = 4
+    return result
 
 
 @contextlib.contextmanager
@@ -316,9 +341,6 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    sys.path.insert(0, str(REPO))
-    from conftest import write_tiny_artifact  # the same small real iris Pipeline the tests serve
-
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="modelberth-bench-") as tmp:
         work = Path(tmp)
@@ -327,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         write_tiny_artifact(model_dir, rows=60, alias="challenger")  # what the shadow-on process scores
         token, jwks_site = make_keys(work)
         jwks_port, hello_port = free_port(), free_port()
-        ports = {"off": free_port(), "on": free_port(), "before": free_port()}
+        ports = {key: free_port() for key in ("off", "on", "quiet", "logged", "before")}
         (work / "hello_app.py").write_text(HELLO_APP, encoding="utf-8")
         py = sys.executable
         jwks = subprocess.Popen(
@@ -354,8 +376,14 @@ def main(argv: list[str] | None = None) -> int:
                 "INFERENCE_MODEL_DIR": str(model_dir),
                 "MODELBERTH_STATE_DIR": str(work / "state"),
             }
-            keys = ["off", "on", *(["before"] if args.baseline else [])]
-            envs = {"off": env, "on": {**env, "INFERENCE_SHADOW": "true"}, "before": env}
+            keys = ["off", "on", "quiet", "logged", *(["before"] if args.baseline else [])]
+            envs = {
+                "off": env,  # as deployed: the access log on, the prediction log off
+                "on": {**env, "INFERENCE_SHADOW": "true"},
+                "quiet": {**env, "INFERENCE_LOG_LEVEL": "warning"},  # no access log, no prediction log
+                "logged": {**env, "INFERENCE_PREDICTION_LOG": str(work / "predictions.jsonl")},
+                "before": env,
+            }
             base = {key: f"http://127.0.0.1:{ports[key]}" for key in keys}
             hello_url = f"http://127.0.0.1:{hello_port}/hello"
             # Every server shares CPU 0 but only one is under load at a time; the others wait in epoll.
@@ -368,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 inference: dict[str, tuple[str, int]] = {}
                 for key in keys:
-                    argv_ = [py, "-m", "modelberth_core.cli", "serve", "inference", "--port", str(ports[key])]
+                    argv_ = [py, "-m", "modelberth_cli", "serve", "inference", "--port", str(ports[key])]
                     pid = stack.enter_context(
                         server(argv_, envs[key], base[key] + "/readyz", work / f"{key}.log")
                     )
@@ -427,7 +455,27 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if all("shadow_on" in r for r in rounds):
         results["shadow"] = _shadow_summary(rounds)
+    if all("logs_rps_ratio" in r and "v2_tensor_1000" in r for r in rounds):
+        results["issue17"] = _issue17_summary(rounds)
     return results
+
+
+def _issue17_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Issue 17's ratios, each the median of the per-round ratios."""
+    medians = {
+        "ratio_to_floor": _median([r["ratio_to_floor"] for r in rounds]),
+        "batch_rows_per_floor_request": _median([r["batch_rows_per_floor_request"] for r in rounds]),
+        "v2_tensor_rows_per_floor_request": _median([r["v2_tensor_rows_per_floor_request"] for r in rounds]),
+        "logs_rps_ratio": _median([r["logs_rps_ratio"] for r in rounds]),
+        "logs_cpu_ratio": _median([r["logs_cpu_ratio"] for r in rounds]),
+        "p99_over_floor_p99": _median([r["single_row"]["p99_ms"] / r["floor"]["p99_ms"] for r in rounds]),
+    }
+    return {
+        **medians,
+        "targets": ISSUE17_TARGETS,
+        "meets_targets": {key: medians[key] >= target for key, target in ISSUE17_TARGETS.items()}
+        | {"p99_over_floor_p99": medians["p99_over_floor_p99"] <= 2.0},
+    }
 
 
 def _median(values: list[float]) -> float:
@@ -542,6 +590,8 @@ def _markdown(r: dict[str, Any]) -> str:
         )
     if "shadow" in r:
         lines += _shadow_markdown(r, mark)
+    if "issue17" in r:
+        lines += _issue17_markdown(r["issue17"], mark)
     lines += ["", "Command: `make bench` (or `uv run python -m bench.inference`).", ""]
     return "\n".join(lines)
 
@@ -605,6 +655,33 @@ def _shadow_markdown(r: dict[str, Any], mark: dict[bool, str]) -> list[str]:
             )
         lines.append(row)
     return lines
+
+
+def _issue17_markdown(i: dict[str, Any], mark: dict[bool, str]) -> list[str]:
+    ok, t = i["meets_targets"], i["targets"]
+    return [
+        "",
+        "## One data plane (issue 17)",
+        "",
+        "Medians of the per-round ratios. Logs: the single-row load on a process with the access log and the "
+        "prediction log on (`INFERENCE_PREDICTION_LOG=<file>`) against one with both off "
+        "(`INFERENCE_LOG_LEVEL=warning`), interleaved in each round.",
+        "",
+        "| measurement | result | target | met |",
+        "|---|---|---|---|",
+        f"| single row / floor | {i['ratio_to_floor']:.2f} | ≥ {t['ratio_to_floor']} "
+        f"| {mark[ok['ratio_to_floor']]} |",
+        f"| single row p99 / floor p99 | {i['p99_over_floor_p99']:.2f} | ≤ 2 "
+        f"| {mark[ok['p99_over_floor_p99']]} |",
+        f"| V1 1000 records: rows per floor request | {i['batch_rows_per_floor_request']:.1f} "
+        f"| ≥ {t['batch_rows_per_floor_request']} | {mark[ok['batch_rows_per_floor_request']]} |",
+        "| V2 one [1000, 4] FP64 tensor: rows per floor request "
+        f"| {i['v2_tensor_rows_per_floor_request']:.1f} "
+        f"| ≥ {t['v2_tensor_rows_per_floor_request']} | {mark[ok['v2_tensor_rows_per_floor_request']]} |",
+        f"| logs on / off, req/s | {i['logs_rps_ratio']:.3f} | ≥ {t['logs_rps_ratio']} "
+        f"| {mark[ok['logs_rps_ratio']]} |",
+        f"| logs on / off, CPU per request | {i['logs_cpu_ratio']:.3f} | — | — |",
+    ]
 
 
 if __name__ == "__main__":

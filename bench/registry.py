@@ -48,7 +48,7 @@ MODELS = {
 
 
 def _train(store: Path, name: str) -> None:
-    argv = [sys.executable, "-m", "modelberth_core.cli", "train", "--store", str(store), *MODELS[name]]
+    argv = [sys.executable, "-m", "modelberth_cli", "train", "--store", str(store), *MODELS[name]]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
     if done.returncode not in (0, 3):
         raise SystemExit(f"training {name} failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -73,7 +73,7 @@ def _cold_start(location: str, env: dict[str, str], port: int) -> float:
     full = {**env, "INFERENCE_STORE": location, "INFERENCE_PORT": str(port), "INFERENCE_POLL_SECONDS": "0"}
     t0 = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelberth_core.cli", "serve", "inference", "--port", str(port)],
+        [sys.executable, "-m", "modelberth_cli", "serve", "inference", "--port", str(port)],
         env=full,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are kept")
     parser.add_argument("--only", nargs="+", choices=list(MODELS), default=list(MODELS))
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
-    from bench.inference import free_port, make_keys
+    from bench.inference import make_keys
     from modelberth_core.store import FilesystemStore, open_store
     from testkit.registry import available, start_registry
+    from testkit.services import free_port
 
     if not available():
         print("docker-registry not found: apt-get install -y docker-registry", file=sys.stderr)

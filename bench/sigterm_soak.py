@@ -26,7 +26,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,9 @@ from urllib.parse import urlencode
 
 import h11
 import httpx
+
+from testkit.artifacts import write_tiny_artifact  # the small real iris Pipeline the tests serve
+from testkit.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -217,17 +219,10 @@ async def soak_once(
     return result, sigterm_at
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def modelberth(*args: str, env: dict[str, str]) -> str:
     """Run a ``modelberth`` command and return its stdout."""
     return subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", *args],
+        [sys.executable, "-m", "modelberth_cli", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -242,7 +237,7 @@ def serve(name: str, env: dict[str, str], log: Path) -> Iterator[tuple[subproces
     port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "modelberth_core.cli", "serve", name, "--port", str(port)],
+            [sys.executable, "-m", "modelberth_cli", "serve", name, "--port", str(port)],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -284,9 +279,6 @@ def run_soak(
     runs: int, clients: int, services: list[str], seed: int, work: Path, think: float = 0.0
 ) -> list[RunResult]:
     """``runs`` SIGTERM runs per service, each on a fresh process."""
-    sys.path.insert(0, str(REPO))
-    from conftest import write_tiny_artifact  # the small real iris Pipeline the tests serve
-
     rng = random.Random(seed)  # noqa: S311 - SIGTERM moments, not secrets
     results: list[RunResult] = []
     key_env = {"MODELBERTH_STATE_DIR": str(work / "keys-state")}

@@ -209,7 +209,7 @@ def run_case(case: Case, out: Path, budget: float | None) -> dict[str, Any]:
     missing = [str(p) for p in case.data if not p.is_file()]
     if missing:
         raise SystemExit(f"dataset missing for {case.name}: {missing} (see ../shared/data/README.md)")
-    argv = [sys.executable, "-m", "modelberth_core.cli", "train", *case.args, "--out", str(out)]
+    argv = [sys.executable, "-m", "modelberth_cli", "train", *case.args, "--out", str(out)]
     if budget is not None:
         argv += ["--time-budget", str(budget)]
     load_before = _load()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the service images from docker/Dockerfile, one --target each.
+# Build the service images from docker/Dockerfile, one --target (and the matching SERVICE build arg) each.
 #
 #   scripts/docker-build.sh [TARGET...]      default: auth inference ui trainer
 #
@@ -47,9 +47,14 @@ for target in "${TARGETS[@]}"; do
   image="${IMAGE_PREFIX}${target}:${IMAGE_TAG}"
   start=$(date +%s)
   log="$LOG_DIR/build-$target.log"
+  # The Dockerfile's venv and service stages are parametrised by SERVICE and the member's folder
+  # (services/<target>, or <target>/ at the root like the trainer).
+  member="services/$target"
+  [ -d "$member" ] || member="$target"
   if ! "$DOCKER" build --network host -f docker/Dockerfile --target "$target" -t "$image" \
-    --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" \
-    --build-arg CREATED="$CREATED" --build-arg SOURCE="$SOURCE" . >"$log" 2>&1; then
+    --build-arg SERVICE="$target" --build-arg MEMBER="$member" --build-arg BASE_IMAGE="$BASE_IMAGE" \
+    --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" --build-arg CREATED="$CREATED" \
+    --build-arg SOURCE="$SOURCE" . >"$log" 2>&1; then
     echo "docker-build: $target failed; last lines of $log:" >&2
     tail -40 "$log" >&2
     exit 1

@@ -20,7 +20,6 @@ import json
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import threading
@@ -34,14 +33,9 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 
+from testkit.services import free_port
+
 BINARY = "docker-registry"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def available() -> bool:

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from testkit import chart
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelberth"
 KUBE_VERSION = "1.33.0"
@@ -37,11 +39,7 @@ def load_values(name: str) -> dict[str, Any] | None:
 
 def render_chart(values: dict[str, Any] | None) -> dict[str, str]:
     """``{template path: rendered text}`` as ``helm install`` would render it (offline: lookup is empty)."""
-    import helm_python
-
-    chart = helm_python.Chart.load(CHART)
-    chart.validate_schema(values)
-    return chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return chart.render(values, release=RELEASE, namespace=NAMESPACE)
 
 
 def documents(rendered: dict[str, str]) -> list[Manifest]:

@@ -11,80 +11,33 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
-import shutil
-import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
+
+from testkit import chart
+from testkit.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
-CHART = Path(__file__).resolve().parents[1] / "modelberth"
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path, port_factory: Callable[[], int]) -> Iterator[dict[str, Any]]:
-    """A real redis-server (no persistence) on a free port with a password; stopped by its PID."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed: `make install-system` installs it (Debian redis-server)"
-    port, password = port_factory(), secrets.token_urlsafe(24)
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path), "--requirepass", password],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        yield {"port": port, "password": password, "process": process}
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGCONT)
-            process.terminate()
-            process.wait(10)
-
-
-def _render(values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    import helm_python
-
-    rendered = helm_python.Chart.load(CHART).render(values, name="rel", namespace="ml", is_install=True)
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for path, text in rendered.items():
-        if path.endswith(".yaml"):
-            for doc in yaml.safe_load_all(text):
-                if doc:
-                    by_kind.setdefault(doc["kind"], []).append(doc)
-    return by_kind
-
-
-def _named(docs: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
-    (doc,) = [d for d in docs if d["metadata"]["name"].endswith(suffix)]
-    return doc
-
-
-def _local(value: str, paths: dict[str, Path]) -> str:
-    for pod_path, local in paths.items():
-        value = value.replace(pod_path, str(local))
-    return value
-
 
 def test_two_replicas_from_the_rendered_env_share_one_store_and_stay_ready_through_an_outage(
-    tmp_path: Path, start_service: Callable[..., Any], redis_server: dict[str, Any]
+    tmp_path: Path, start_service: Callable[..., Any], redis_server: RedisServer
 ) -> None:
     values = {
         "auth": {
             "replicaCount": 2,
-            "state": {"url": f"redis://127.0.0.1:{redis_server['port']}/0", "existingSecret": "store"},
+            "state": {"url": f"redis://127.0.0.1:{redis_server.port}/0", "existingSecret": "store"},
         },
         "networkPolicy": {"stateStore": {"cidrs": ["127.0.0.1/32"]}},
     }
-    objects = _render(values)
-    auth_pod = _named(objects["Deployment"], "-auth")["spec"]["template"]["spec"]
+    objects = chart.by_kind(values)
+    auth_pod = chart.named(objects["Deployment"], "-auth")["spec"]["template"]["spec"]
     (init,) = auth_pod["initContainers"]
     (container,) = auth_pod["containers"]
     secrets_dir = tmp_path / "secrets"
@@ -96,9 +49,9 @@ def test_two_replicas_from_the_rendered_env_share_one_store_and_stay_ready_throu
     }
     for local in mounted.values():
         local.mkdir(parents=True)
-    keyset = _named(objects["Secret"], "-auth-keyset")["data"]["keys.json"]
+    keyset = chart.named(objects["Secret"], "-auth-keyset")["data"]["keys.json"]
     (mounted["/etc/modelberth/keyset"] / "keys.json").write_bytes(base64.b64decode(keyset))
-    bootstrap = _named(objects["Secret"], "-bootstrap")["data"]
+    bootstrap = chart.named(objects["Secret"], "-bootstrap")["data"]
     for key in ("username", "password"):
         (mounted["/etc/modelberth/bootstrap"] / key).write_bytes(base64.b64decode(bootstrap[key]))
     ui_secret = base64.b64decode(bootstrap["ui-client-secret"])
@@ -106,22 +59,22 @@ def test_two_replicas_from_the_rendered_env_share_one_store_and_stay_ready_throu
     # The Secret named by auth.state.existingSecret, key auth.state.passwordKey, as the kubelet mounts it.
     (password_volume,) = [v for v in auth_pod["volumes"] if v["name"] == "state-password"]
     (item,) = password_volume["secret"]["items"]
-    (mounted["/etc/modelberth/state-password"] / item["path"]).write_text(redis_server["password"])
+    (mounted["/etc/modelberth/state-password"] / item["path"]).write_text(redis_server.password)
 
     replicas = []
     bin_dir = str(Path(sys.executable).parent)
     for name in ("a", "b"):  # each pod has its own state dir; its init container builds its users file there
         paths = {**mounted, "/var/lib/modelberth": tmp_path / f"state-{name}"}
         paths["/var/lib/modelberth"].mkdir()
-        env = {e["name"]: _local(e["value"], paths) for e in init["env"]}
+        env = {e["name"]: chart.localise(e["value"], paths) for e in init["env"]}
         env = {k: v for k, v in env.items() if not k.endswith(("_HOST", "_PORT"))}
         done = subprocess.run(
-            [*init["command"], _local(init["args"][0], paths)],
+            [*init["command"], chart.localise(init["args"][0], paths)],
             env={**env, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        auth_env = {e["name"]: _local(e["value"], paths) for e in container["env"]}
+        auth_env = {e["name"]: chart.localise(e["value"], paths) for e in container["env"]}
         auth_env = {k: v for k, v in auth_env.items() if not k.endswith(("_HOST", "_PORT"))}
         assert "AUTH_STATE_PASSWORD" not in auth_env
         replicas.append(start_service("auth", env=auth_env, timeout=180))
@@ -139,8 +92,7 @@ def test_two_replicas_from_the_rendered_env_share_one_store_and_stay_ready_throu
     assert moved.status_code == 200, moved.text  # issued by one pod, redeemed on the other
 
     probe = container["readinessProbe"]["httpGet"]["path"]
-    redis_server["process"].kill()
-    redis_server["process"].wait(5)
+    redis_server.kill()
     for replica in (a, b):
         assert httpx.get(replica.url + "/readyz", timeout=10).status_code == 503  # says the store is down
         assert httpx.get(replica.url + probe, timeout=10).status_code == 200  # but stays in the Service
@@ -152,4 +104,4 @@ def test_two_replicas_from_the_rendered_env_share_one_store_and_stay_ready_throu
         assert int(login.headers["retry-after"]) >= 1
     for replica in (a, b):
         assert replica.process.poll() is None  # no crash loop either
-        assert redis_server["password"] not in replica.logs()
+        assert redis_server.password not in replica.logs()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from modelberth_core import cli, shutdown
+from modelberth_cli import main as cli
+from modelberth_core import shutdown
 
 CHART = Path(__file__).resolve().parents[1] / "modelberth"
 KUBE_VERSION = "1.33.0"
@@ -138,12 +140,13 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
             assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": "http"}
         sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         # After SIGTERM the server drains (under a second), then uvicorn finishes in-flight requests for up to
-        # 20 s (modelberth_core.shutdown and .cli); the grace period must also leave the app time to stop.
+        # 20 s (modelberth_core.shutdown, modelberth_cli.main); the grace period must also leave the app
+        # time to stop.
         after_sigterm = math.ceil(shutdown.DRAIN_SECONDS) + cli.GRACEFUL_SHUTDOWN_SECONDS
         assert pod["terminationGracePeriodSeconds"] > sleep + after_sigterm
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env[f"{component.upper()}_PORT"] == str(port)
-        assert env[f"{component.upper()}_HOST"] == "0.0.0.0"
+        assert f"{component.upper()}_HOST" not in env  # the image listens on 0.0.0.0 (docker/Dockerfile)
         assert env["MODELBERTH_STATE_DIR"] == "/var/lib/modelberth"
     inference = deployments["inference"]["spec"]["template"]["spec"]["containers"][0]
     assert inference["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -162,6 +165,44 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
             "app.kubernetes.io/instance",
             "app.kubernetes.io/component",
         }
+
+
+DOCKERFILE = CHART.parents[1] / "docker" / "Dockerfile"
+CHART_OVERRIDES = {
+    "HOME": "the image's home is on its root filesystem, read-only in every pod",
+    "MODELBERTH_STATE_DIR": "the services keep state on the chart's volume at /var/lib/modelberth",
+    "INFERENCE_MODEL_DIR": "where the model lands depends on the store values (image, claim or registry)",
+}
+"""Variables the image sets that the chart sets again on purpose, and why (issue 16: one place each)."""
+
+
+def image_env_names(dockerfile: Path = DOCKERFILE) -> set[str]:
+    """Every variable an ``ENV`` instruction of the Dockerfile sets, in any stage."""
+    text = re.sub(r"\\\n", " ", dockerfile.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            names |= set(re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", line[4:]))
+    return names
+
+
+def test_the_chart_sets_only_what_depends_on_its_values_and_the_image_the_rest(
+    manifests: list[Manifest], workloads: Workloads
+) -> None:
+    """Runtime environment is set in one place (issue 16): a property of the image (listening on 0.0.0.0,
+    PYTHONDONTWRITEBYTECODE, Gradio offline, caches in /tmp) lives in docker/Dockerfile and nowhere in the
+    chart; the helm test pod may run any image with python, so it is left out."""
+    owned_by_image = image_env_names()
+    expected = {"AUTH_HOST", "UI_HOST", "PYTHONDONTWRITEBYTECODE", "GRADIO_ANALYTICS_ENABLED", "MPLCONFIGDIR"}
+    assert expected <= owned_by_image
+    for owner, pod in workloads(manifests):
+        if owner.get("metadata", {}).get("annotations", {}).get("helm.sh/hook") == "test":
+            continue
+        spec = pod["spec"]
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            names = {e["name"] for e in container.get("env", [])}
+            twice = (names & owned_by_image) - set(CHART_OVERRIDES)
+            assert not twice, f"{owner['metadata']['name']}/{container['name']} repeats the image's {twice}"
 
 
 def _deployment(manifests: list[Manifest], component: str) -> Manifest:
@@ -193,7 +234,6 @@ def test_services_are_wired_to_each_other_and_to_the_public_issuer(
     assert inference["INFERENCE_MODEL_DIR"] == "/models"
     assert ui["UI_AUTH_URL"] == "http://rel-modelberth-auth.ml.svc:8001"
     assert ui["UI_INFERENCE_URL"] == "http://rel-modelberth-inference.ml.svc:8002"
-    assert ui["GRADIO_TEMP_DIR"] == "/tmp"
     assert auth["AUTH_KEYSET_FILE"] == "/etc/modelberth/keyset/keys.json"
     assert auth["AUTH_USERS_FILE"] == "/var/lib/modelberth/users.yaml"
     # The UI's own client (issue 13, point 2): its id, and its secret from the bootstrap Secret.
@@ -501,11 +541,20 @@ def test_shadow_traffic_and_the_version_cap_are_wired_to_the_settings(
 
     def inference_settings(values: dict[str, Any] | None) -> Settings:
         env = {e["name"]: e["value"] for e in _inference_env(_inference_pod(render(values))) if "value" in e}
-        names = ("MAX_VERSIONS", "SHADOW", "SHADOW_MODELS", "SHADOW_QUEUE_ROWS", "SHADOW_TOLERANCE")
+        names = (
+            "MAX_VERSIONS",
+            "MAX_QUEUED",
+            "SHADOW",
+            "SHADOW_MODELS",
+            "SHADOW_QUEUE_ROWS",
+            "SHADOW_TOLERANCE",
+        )
         return Settings(**{n.lower(): env[f"INFERENCE_{n}"] for n in names if f"INFERENCE_{n}" in env})
 
     default = inference_settings(None)
     assert (default.max_versions, default.shadow, default.shadow_models) == (3, False, "")
+    assert default.max_queued == Settings().max_queued, "the chart's default is the service's"
+    assert inference_settings({"inference": {"maxQueued": 8}}).max_queued == 8
     assert not default.shadowed("iris")
     shadow = {"enabled": False, "models": ["iris", "churn"], "queueRows": 500, "tolerance": 0.1}
     chosen = inference_settings({"inference": {"maxVersions": 5, "shadow": shadow}})
@@ -894,6 +943,7 @@ _SCHEMA_ERRORS = [
     ({"auth": {"state": {"host": "valkey"}}}, "host"),
     ({"networkPolicy": {"stateStore": {"cidrs": ["10.0.0.1"]}}}, "cidrs"),
     ({"inference": {"maxVersions": 1}}, "maxVersions"),
+    ({"inference": {"maxQueued": 0}}, "maxQueued"),
     ({"inference": {"shadow": {"enabled": "yes"}}}, "enabled"),
     ({"inference": {"shadow": {"models": ["Iris"]}}}, "models"),
     ({"inference": {"shadow": {"queueRows": 0}}}, "queueRows"),

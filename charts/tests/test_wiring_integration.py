@@ -19,42 +19,18 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
+
+from testkit import chart
 
 pytestmark = pytest.mark.integration
 
-CHART = Path(__file__).resolve().parents[1] / "modelberth"
 PUBLIC_URL = "http://modelberth.local"
-
-
-def _render(values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    import helm_python
-
-    rendered = helm_python.Chart.load(CHART).render(values, name="rel", namespace="ml", is_install=True)
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for path, text in rendered.items():
-        if path.endswith(".yaml"):
-            for doc in yaml.safe_load_all(text):
-                if doc:
-                    by_kind.setdefault(doc["kind"], []).append(doc)
-    return by_kind
-
-
-def _named(docs: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
-    (doc,) = [d for d in docs if d["metadata"]["name"].endswith(suffix)]
-    return doc
-
-
-def _local(value: str, paths: dict[str, Path]) -> str:
-    for pod_path, local in paths.items():
-        value = value.replace(pod_path, str(local))
-    return value
 
 
 def _container_env(
     container: dict[str, Any], paths: dict[str, Path], drop: tuple[str, ...]
 ) -> dict[str, str]:
-    env = {e["name"]: _local(e["value"], paths) for e in container["env"]}
+    env = {e["name"]: chart.localise(e["value"], paths) for e in container["env"]}
     return {k: v for k, v in env.items() if not k.endswith(drop)}
 
 
@@ -63,7 +39,9 @@ def test_generated_secrets_init_script_env_and_helm_test_work_together(
 ) -> None:
     # A users file with one API client, made with auth's CLI as the chart README says, is the users Secret;
     # the init container adds the bootstrap user to it.
-    objects = _render({"auth": {"users": {"existingSecret": "users"}}, "tests": {"clientSecret": "client"}})
+    objects = chart.by_kind(
+        {"auth": {"users": {"existingSecret": "users"}}, "tests": {"clientSecret": "client"}}
+    )
     paths = {
         "/etc/modelberth/keyset": tmp_path / "keyset",
         "/etc/modelberth/bootstrap": tmp_path / "bootstrap",
@@ -84,20 +62,20 @@ def test_generated_secrets_init_script_env_and_helm_test_work_together(
     (client_dir / "client_id").write_text(client["client_id"])
     (client_dir / "client_secret").write_text(client["client_secret"])
     # The Secrets as the kubelet would mount them.
-    keyset = _named(objects["Secret"], "-auth-keyset")["data"]["keys.json"]
+    keyset = chart.named(objects["Secret"], "-auth-keyset")["data"]["keys.json"]
     (paths["/etc/modelberth/keyset"] / "keys.json").write_bytes(base64.b64decode(keyset))
-    bootstrap = _named(objects["Secret"], "-bootstrap")["data"]
+    bootstrap = chart.named(objects["Secret"], "-bootstrap")["data"]
     for key in ("username", "password"):
         (paths["/etc/modelberth/bootstrap"] / key).write_bytes(base64.b64decode(bootstrap[key]))
     ui_secret = base64.b64decode(bootstrap["ui-client-secret"]).decode()
     (paths["/etc/modelberth/ui-client"] / "client-secret").write_text(ui_secret)  # items: key -> path
 
-    auth_pod = _named(objects["Deployment"], "-auth")["spec"]["template"]["spec"]
+    auth_pod = chart.named(objects["Deployment"], "-auth")["spec"]["template"]["spec"]
     (init,) = auth_pod["initContainers"]
     bin_dir = str(Path(sys.executable).parent)
     base = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GRADIO_ANALYTICS_ENABLED": "False"}
     init_env = {**base, **_container_env(init, paths, drop=("_HOST", "_PORT"))}
-    script = _local(init["args"][0], paths)
+    script = chart.localise(init["args"][0], paths)
     done = subprocess.run(
         [*init["command"], script], env=init_env, capture_output=True, text=True, timeout=120, check=False
     )
@@ -117,7 +95,7 @@ def test_generated_secrets_init_script_env_and_helm_test_work_together(
 
     # The UI's env (its own client, secret from the bootstrap Secret) is what auth accepts from a forwarder:
     # the browser's address it names is the one failed logins count against.
-    ui_pod = _named(objects["Deployment"], "-ui")["spec"]["template"]["spec"]
+    ui_pod = chart.named(objects["Deployment"], "-ui")["spec"]["template"]["spec"]
     ui_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in ui_pod["containers"][0]["env"]}
     assert ui_env["UI_CLIENT_SECRET"]["secretKeyRef"]["key"] == "ui-client-secret"
     username = (paths["/etc/modelberth/bootstrap"] / "username").read_text()
@@ -136,14 +114,14 @@ def test_generated_secrets_init_script_env_and_helm_test_work_together(
     assert via_ui("198.51.100.8", password) == 200  # another browser through the same UI does not
     assert via_ui("198.51.100.8", password, "not-the-secret") == 401
 
-    inference_pod = _named(objects["Deployment"], "-inference")["spec"]["template"]["spec"]
+    inference_pod = chart.named(objects["Deployment"], "-inference")["spec"]["template"]["spec"]
     inference_env = _container_env(inference_pod["containers"][0], paths, drop=("_HOST", "_PORT"))
     inference_env["INFERENCE_MODEL_DIR"] = str(tiny_model_dir)  # the init container's copy, locally
     inference_env["INFERENCE_AUTH_JWKS_URL"] = auth.url + "/.well-known/jwks.json"
     inference = start_service("inference", env=inference_env, timeout=180)
 
     config = objects["ConfigMap"]
-    script_text = _named(config, "-test")["data"]["smoke.py"]
+    script_text = chart.named(config, "-test")["data"]["smoke.py"]
     (tmp_path / "smoke.py").write_text(script_text, encoding="utf-8")
     for how, client_env in (("client_credentials", str(client_dir)), ("/auth/login", str(tmp_path / "none"))):
         smoke = subprocess.run(

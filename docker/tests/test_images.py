@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -38,7 +37,8 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
+
+from testkit.services import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
@@ -82,12 +82,6 @@ def docker(*args: str, timeout: float = 600) -> str:
 def inspect(ref: str) -> dict[str, Any]:
     info: dict[str, Any] = json.loads(docker("image", "inspect", ref))[0]
     return info
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(url: str, container: str, timeout: float = 180.0) -> None:
@@ -185,19 +179,10 @@ def build(engine: str, report: dict[str, Any]) -> Iterator[Build]:
 
 def render_chart(public_url: str) -> dict[str, dict[str, Any]]:
     """The chart's Deployments by component, rendered with helm's own engine (helm-python-sdk)."""
-    import helm_python
+    from testkit import chart
 
-    chart = helm_python.Chart.load(str(REPO / "charts" / "modelberth"))
-    rendered = chart.render({"publicUrl": public_url}, name=RELEASE, namespace=NAMESPACE, is_install=True)
-    deployments: dict[str, dict[str, Any]] = {}
-    for path, text in rendered.items():
-        if not path.endswith((".yaml", ".yml")):
-            continue  # NOTES.txt
-        for doc in yaml.safe_load_all(text):
-            if isinstance(doc, dict) and doc.get("kind") == "Deployment":
-                component = doc["metadata"]["labels"].get("app.kubernetes.io/component", "")
-                deployments[component] = doc
-    return deployments
+    deployments = chart.by_kind({"publicUrl": public_url}, release=RELEASE, namespace=NAMESPACE)["Deployment"]
+    return {doc["metadata"]["labels"].get("app.kubernetes.io/component", ""): doc for doc in deployments}
 
 
 def pod_container(deployment: dict[str, Any], name: str, init: bool = False) -> dict[str, Any]:
@@ -271,6 +256,43 @@ class Stack:
         return token
 
 
+SECURE = ["--read-only", "--user", f"{UID}:{UID}", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+"""What the chart's securityContext asks of every container."""
+
+
+def one_off(image: str, args: list[str], env: dict[str, str], mounts: list[str]) -> str:
+    """An init-container-like run: no network, read-only root, uid 10001."""
+    cmd = [DOCKER, "run", "--rm", "--network", "none", *SECURE, "--tmpfs", "/tmp:rw,nosuid,nodev"]
+    for key, value in env.items():
+        cmd += ["-e", f"{key}={value}"]
+    for mount in mounts:
+        cmd += ["-v", mount]
+    return _run([*cmd, image, *args], timeout=300)
+
+
+def fill_model_volume(build: Build, deployment: dict[str, Any], models_dir: Path) -> tuple[str, str]:
+    """Run the chart's model init container command into ``models_dir`` (an emptyDir); the model's name and
+    version it copied."""
+    init = pod_container(deployment, "model", init=True)
+    init_target = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "models")
+    models_dir.mkdir()
+    models_dir.chmod(0o777)  # an emptyDir is world-writable
+    copy = [DOCKER, "run", "--rm", "--network", "none", *SECURE, "-v", f"{models_dir}:{init_target}"]
+    if init.get("command"):
+        copy += [
+            "--entrypoint",
+            init["command"][0],
+            build.model_image,
+            *init["command"][1:],
+            *init.get("args", []),
+        ]
+    else:
+        copy += [build.model_image, *init.get("args", [])]
+    _run(copy, timeout=120)
+    (model_name,) = [p.name for p in models_dir.iterdir() if (p / "latest").is_file()]
+    return model_name, (models_dir / model_name / "latest").read_text(encoding="utf-8").strip()
+
+
 @pytest.fixture(scope="module")
 def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """auth, inference and ui containers wired like the chart wires the pods."""
@@ -280,24 +302,6 @@ def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPat
     urls = {svc: f"http://127.0.0.1:{port}" for svc, port in ports.items()}
     deployments = render_chart(public_url=urls["auth"])
     containers: list[str] = []
-    secure = [
-        "--read-only",
-        "--user",
-        f"{UID}:{UID}",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-    ]
-
-    def one_off(image: str, args: list[str], env: dict[str, str], mounts: list[str]) -> str:
-        """An init-container-like run: no network, read-only root, uid 10001."""
-        cmd = [DOCKER, "run", "--rm", "--network", "none", *secure, "--tmpfs", "/tmp:rw,nosuid,nodev"]
-        for key, value in env.items():
-            cmd += ["-e", f"{key}={value}"]
-        for mount in mounts:
-            cmd += ["-v", mount]
-        return _run([*cmd, image, *args], timeout=300)
 
     def start(svc: str, env: dict[str, str], mounts: list[str], tmpfs: list[str]) -> Service:
         name = f"mb-smoke-{svc}-{suffix}"
@@ -309,7 +313,7 @@ def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPat
             name,
             "--network",
             "host",
-            *secure,
+            *SECURE,
             "--stop-timeout",
             str(grace),
         ]
@@ -397,26 +401,9 @@ def stack(build: Build, report: dict[str, Any], tmp_path_factory: pytest.TempPat
 
         # -- inference: the model init container's command fills an emptyDir, mounted read-only here.
         inf_c = pod_container(deployments["inference"], "inference")
-        init = pod_container(deployments["inference"], "model", init=True)
-        init_target = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "models")
         model_mount = next(m["mountPath"] for m in inf_c["volumeMounts"] if m["name"] == "models")
         models_dir = work / "models"
-        models_dir.mkdir()
-        models_dir.chmod(0o777)  # an emptyDir is world-writable
-        copy = [DOCKER, "run", "--rm", "--network", "none", *secure, "-v", f"{models_dir}:{init_target}"]
-        if init.get("command"):
-            copy += [
-                "--entrypoint",
-                init["command"][0],
-                build.model_image,
-                *init["command"][1:],
-                *init.get("args", []),
-            ]
-        else:
-            copy += [build.model_image, *init.get("args", [])]
-        _run(copy, timeout=120)
-        (model_name,) = [p.name for p in models_dir.iterdir() if (p / "latest").is_file()]
-        version = (models_dir / model_name / "latest").read_text(encoding="utf-8").strip()
+        model_name, version = fill_model_volume(build, deployments["inference"], models_dir)
         inf_env = chart_env(inf_c, urls, ports) | {
             "INFERENCE_HOST": "127.0.0.1",
             "INFERENCE_PORT": str(ports["inference"]),
@@ -479,8 +466,16 @@ def test_service_images_fit_their_budgets_and_carry_labels(build: Build) -> None
                 f"{ref} lacks org.opencontainers.image.{key}"
             )
         assert labels["org.opencontainers.image.revision"] == build.revision
+        # The venv and labels come from the stages parametrised by SERVICE: built for this very target.
+        assert labels["org.opencontainers.image.title"] == f"modelberth-{svc}", ref
+        assert labels.get("org.opencontainers.image.description", "").startswith(f"modelberth {svc}"), ref
+        env = dict(item.split("=", 1) for item in config["Env"])
+        assert env["PYTHONDONTWRITEBYTECODE"] == "1", ref
         if svc == "trainer":
+            assert env["MPLCONFIGDIR"].startswith("/tmp/"), ref
             continue
+        # What is a property of the image is set in the image, once (issue 16): the chart does not repeat it.
+        assert env[f"{svc.upper()}_HOST"] == "0.0.0.0", ref
         assert config["Cmd"] == ["modelberth", "serve", svc], f"{ref}: CMD must be exec form"
         assert not config.get("Entrypoint")
         (port,) = config["ExposedPorts"]
@@ -576,7 +571,8 @@ def test_buildkit_builds_the_same_dockerfile(build: Build, report: dict[str, Any
     t0 = time.monotonic()
     _run(
         [DOCKER, "build", "--network", "host", "-f", str(REPO / "docker" / "Dockerfile"), "--target", "auth",
-         "-t", ref, "--build-arg", f"BASE_IMAGE={build.base}", "--build-arg", "REVISION=buildkit",
+         "-t", ref, "--build-arg", "SERVICE=auth", "--build-arg", f"BASE_IMAGE={build.base}",
+         "--build-arg", "REVISION=buildkit",
          "--progress", "plain", str(REPO)],
         env=env, timeout=1800,
     )  # fmt: skip
@@ -645,9 +641,8 @@ def test_a_model_image_pushed_by_the_registry_store_pulls_and_its_init_container
 ) -> None:
     """Issue 15: the image the trainer pushes without a Docker engine is a real, runnable image: the engine
     pulls it from a real registry and the chart's init container command copies the model out of it."""
-    sys.path.insert(0, str(REPO))
-    from conftest import write_tiny_artifact
     from modelberth_core.store import FilesystemStore, open_store
+    from testkit.artifacts import write_tiny_artifact
     from testkit.registry import start_registry
 
     registry = start_registry(tmp_path / "registry")

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import helm_python
 import kubernetes_validate
 import yaml
 
+from testkit import chart
+
 REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "modelberth"
 NAMESPACE, RELEASE = "modelberth", "modelberth"  # as the e2e workflow installs
 
 
@@ -25,12 +25,7 @@ def _manifests() -> dict[str, dict[str, Any]]:
 
 def _kind_release() -> list[dict[str, Any]]:
     values = yaml.safe_load((REPO / "k8s" / "values-kind.yaml").read_text(encoding="utf-8"))
-    chart = helm_python.Chart.load(CHART)
-    chart.validate_schema(values)
-    rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
-    return [
-        d for path, text in rendered.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d
-    ]
+    return chart.documents(chart.render(values, release=RELEASE, namespace=NAMESPACE))
 
 
 def test_the_valkey_manifest_is_valid_and_restricted() -> None:

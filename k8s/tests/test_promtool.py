@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ALERT_FILES = sorted((REPO / "k8s" / "alerts").glob("*.yaml"))
+ALERT_FILES = sorted((REPO / "charts" / "modelberth" / "files" / "alerts").glob("*.yaml"))
 
 pytestmark = pytest.mark.integration
 

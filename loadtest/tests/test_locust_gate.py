@@ -43,7 +43,7 @@ def test_locust_gate_passes_on_the_real_stack_and_fails_on_an_impossible_bound(
 ) -> None:
     state = Path(os.environ["MODELBERTH_STATE_DIR"])
     added = subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", "clients", "add", "loadtest",
+        [sys.executable, "-m", "modelberth_cli", "clients", "add", "loadtest",
          "--scope", "predict", "--scope", "models:read", "--json"],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip

@@ -70,11 +70,11 @@ spec:
   mountPath: /var/lib/modelberth
 {{- end }}
 
-{{/* Environment every service container gets. .component names the service (its env prefix). */}}
+{{/* Environment every service container gets. .component names the service (its env prefix).
+Only what depends on the values or on this chart's volumes: what is a property of the image (listening on
+0.0.0.0, PYTHONDONTWRITEBYTECODE, Gradio offline, caches in /tmp) is set once, in docker/Dockerfile. */}}
 {{- define "modelberth.baseEnv" -}}
 {{- $prefix := upper .component -}}
-- name: {{ $prefix }}_HOST
-  value: "0.0.0.0"
 - name: {{ $prefix }}_PORT
   value: {{ (index .ctx.Values .component).service.port | quote }}
 - name: {{ $prefix }}_ENVIRONMENT
@@ -85,8 +85,6 @@ spec:
   value: /tmp
 - name: TMPDIR
   value: /tmp
-- name: PYTHONDONTWRITEBYTECODE
-  value: "1"
 {{- if not (hasKey (index .ctx.Values .component).env "FORWARDED_ALLOW_IPS") }}
 # uvicorn believes X-Forwarded-For only from these proxies (the ingress controller); loopback by default.
 - name: FORWARDED_ALLOW_IPS

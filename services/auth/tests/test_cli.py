@@ -1,4 +1,4 @@
-"""``modelberth keys|users|clients``: through ``modelberth_core.cli.main`` and one real subprocess."""
+"""``modelberth keys|users|clients``: through ``modelberth_cli.main.main`` and one real subprocess."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from modelberth_auth.app import create_app
 from modelberth_auth.keys import read_keyset
 from modelberth_auth.principals import SCOPES, read_document
 from modelberth_auth.settings import Settings
-from modelberth_core.cli import main
+from modelberth_cli.main import main
 from modelberth_core.security import SCOPES as CORE_SCOPES
 
 PASSWORD = "a long enough password"
@@ -157,6 +157,47 @@ def test_a_forwarder_client_with_a_given_id_and_secret(
     assert "client_secret: " in printed
 
 
+def test_plain_lists_show_one_tab_separated_line_per_entry(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_user = ["users", "add", "--password-stdin"]
+    assert run([*add_user[:2], "bob", "--scope", "predict", *add_user[2:]], monkeypatch, PASSWORD) == 0
+    assert run([*add_user[:2], "ann", "--scope", "models:read", "--scope", "predict", *add_user[2:]],
+               monkeypatch, PASSWORD) == 0  # fmt: skip
+    assert run(["clients", "add", "svc", "--client-id", "svc-1"], monkeypatch) == 0
+    argv = ["clients", "add", "ui", "--client-id", "ui-1", "--forwards-user-address"]
+    assert run(argv, monkeypatch) == 0
+    capsys.readouterr()
+    assert run(["users", "list"], monkeypatch) == 0
+    assert capsys.readouterr().out == "ann\tpredict models:read\nbob\tpredict\n"
+    assert run(["clients", "list"], monkeypatch) == 0
+    assert capsys.readouterr().out == "svc\tsvc-1\tpredict\nui\tui-1\t\tforwards user addresses\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["users", "add", "bob", "--password-stdin"],
+        ["users", "list"],
+        ["users", "remove", "bob"],
+        ["clients", "add", "svc"],
+        ["clients", "list", "--json"],
+        ["clients", "remove", "svc"],
+    ],
+)
+def test_a_broken_users_file_is_named_and_left_alone(
+    argv: list[str], state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users_file = state / "users.yaml"
+    users_file.parent.mkdir(parents=True, exist_ok=True)
+    users_file.write_text("users: [unclosed")
+    assert run(argv, monkeypatch, PASSWORD) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {users_file} is not valid YAML\n"
+    assert captured.out == ""
+    assert users_file.read_text() == "users: [unclosed"
+
+
 def test_keys_generate_add_list_remove(
     state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -216,7 +257,7 @@ def test_running_service_picks_up_changes(
 
 def test_real_subprocess(state: Path) -> None:
     added = subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", "users", "add", "demo", "--password-stdin"],
+        [sys.executable, "-m", "modelberth_cli", "users", "add", "demo", "--password-stdin"],
         input=PASSWORD + "\n",
         capture_output=True,
         text=True,

@@ -24,6 +24,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from testkit.services import free_port
+
 pytestmark = pytest.mark.integration
 
 ADDRESS_LIMIT = 12
@@ -46,7 +48,7 @@ class Replica:
 class Cluster:
     a: Replica
     b: Replica
-    redis: Any  # conftest.RedisServer
+    redis: Any  # testkit.redis_server.RedisServer
     env: Any
 
     @property
@@ -54,21 +56,13 @@ class Cluster:
         return self.a, self.b
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_replica(name: str, directory: Path, env: dict[str, str]) -> Replica:
-    port = _free_port()
+    port = free_port()
     log = directory / f"auth-{name}.log"
     clean = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN_PREFIXES)}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "modelberth_core.cli", "serve", "auth", "--port", str(port)],
+            [sys.executable, "-m", "modelberth_cli", "serve", "auth", "--port", str(port)],
             env={**clean, "MODELBERTH_STATE_DIR": str(directory / f"state-{name}"), **env},
             stdout=out, stderr=subprocess.STDOUT, cwd=directory,
         )  # fmt: skip

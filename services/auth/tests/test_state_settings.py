@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from modelberth_auth.app import create_app
 from modelberth_auth.refresh import FileRefreshStore
 from modelberth_auth.settings import Settings
-from modelberth_auth.state import StateAddress, parse_state_url
+from modelberth_auth.state import StateAddress, StateConfig, StateStore, parse_state_url
 from modelberth_auth.throttle import MemoryThrottle
 
 SECRET = "hunter2-Secret"
@@ -99,6 +99,39 @@ def test_the_password_may_come_from_a_mounted_file(tmp_path: Path) -> None:
         Settings(environment="prod", state_url="redis://h", state_password_file=path)
 
 
+def test_the_store_config_carries_every_setting_and_never_shows_the_password(tmp_path: Path) -> None:
+    assert Settings().state_config() is None
+    settings = Settings(
+        state_url="rediss://auth-svc@cache.example.com:6380/2",
+        state_password=SECRET,
+        state_prefix="install-a:",
+        state_timeout_seconds=0.25,
+        state_retry_seconds=7,
+        state_max_connections=3,
+        state_ca_file=tmp_path / "ca.pem",
+    )
+    config = settings.state_config()
+    assert config == StateConfig(
+        StateAddress("cache.example.com", 6380, 2, True, "auth-svc"),
+        password=SECRET,
+        prefix="install-a:",
+        timeout_seconds=0.25,
+        retry_seconds=7,
+        max_connections=3,
+        ca_file=tmp_path / "ca.pem",
+    )
+    assert SECRET not in repr(config)
+    assert SECRET not in str(config)
+    store = StateStore(config)  # connects lazily: building one is safe without a server
+    assert (store.address, store.prefix, store.timeout_seconds, store.retry_seconds) == (
+        config.address, "install-a:", 0.25, 7,
+    )  # fmt: skip
+    assert Settings(state_url="redis://h", state_password="").state_config() == StateConfig(
+        StateAddress("h", 6379, 0, False), prefix="modelberth:auth:", timeout_seconds=1.0, retry_seconds=2.0,
+        max_connections=32,
+    )  # fmt: skip
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "variables",
@@ -114,7 +147,7 @@ def test_a_refused_setting_stops_the_process_with_a_clear_message(
 ) -> None:
     env = {**os.environ, **auth_env.env(), **variables}
     done = subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", "serve", "auth", "--port", "1"],
+        [sys.executable, "-m", "modelberth_cli", "serve", "auth", "--port", "1"],
         env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
     )  # fmt: skip
     output = done.stdout + done.stderr

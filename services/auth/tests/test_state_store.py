@@ -21,7 +21,7 @@ import pytest
 
 from modelberth_auth.refresh import RefreshError, family_key, token_hash
 from modelberth_auth.refresh_redis import ROTATE, RedisRefreshStore
-from modelberth_auth.state import StateStore, StateUnavailable, parse_state_url
+from modelberth_auth.state import StateConfig, StateStore, StateUnavailable, parse_state_url
 from modelberth_auth.throttle import ThrottlePolicy
 from modelberth_auth.throttle_redis import RedisThrottle
 
@@ -33,12 +33,14 @@ T = TypeVar("T")
 def store_for(server: Any, prefix: str = "t:", timeout: float = 0.5, retry: float = 0.5) -> StateStore:
     """A connection pool of its own: each one stands for one auth replica."""
     return StateStore(
-        parse_state_url(server.url),
-        password=server.password,
-        prefix=prefix,
-        timeout_seconds=timeout,
-        retry_seconds=retry,
-        max_connections=8,
+        StateConfig(
+            parse_state_url(server.url),
+            password=server.password,
+            prefix=prefix,
+            timeout_seconds=timeout,
+            retry_seconds=retry,
+            max_connections=8,
+        )
     )
 
 
@@ -453,12 +455,14 @@ def test_a_hanging_store_times_out_and_recovers_on_sigcont(redis_server: Any) ->
 def test_wrong_password_is_unavailable_not_a_crash(redis_server: Any) -> None:
     async def scenario() -> None:
         store = StateStore(
-            parse_state_url(redis_server.url),
-            password="not-the-password",
-            prefix="t:",
-            timeout_seconds=0.5,
-            retry_seconds=0.5,
-            max_connections=2,
+            StateConfig(
+                parse_state_url(redis_server.url),
+                password="not-the-password",
+                prefix="t:",
+                timeout_seconds=0.5,
+                retry_seconds=0.5,
+                max_connections=2,
+            )
         )
         try:
             problem = await store.check()
@@ -493,12 +497,14 @@ def test_a_least_privilege_acl_user_on_its_own_prefix_is_enough(redis_server: An
 
     async def scenario() -> None:
         store = StateStore(
-            parse_state_url(f"redis://modelberth-auth@127.0.0.1:{redis_server.port}/0"),
-            password="acl-password-0123456789",
-            prefix="acl:",
-            timeout_seconds=1,
-            retry_seconds=0.5,
-            max_connections=2,
+            StateConfig(
+                parse_state_url(f"redis://modelberth-auth@127.0.0.1:{redis_server.port}/0"),
+                password="acl-password-0123456789",
+                prefix="acl:",
+                timeout_seconds=1,
+                retry_seconds=0.5,
+                max_connections=2,
+            )
         )
         try:
             assert await store.check() is None
@@ -511,12 +517,15 @@ def test_a_least_privilege_acl_user_on_its_own_prefix_is_enough(redis_server: An
             await throttle.failed("user:alice", "192.0.2.5")
             await throttle.succeeded("user:alice", "192.0.2.5")
             outside = StateStore(
-                parse_state_url(f"redis://modelberth-auth@127.0.0.1:{redis_server.port}/0"),
-                password="acl-password-0123456789",
-                prefix="other:",  # keys outside its pattern: refused by the server, answered as unavailable
-                timeout_seconds=1,
-                retry_seconds=0.5,
-                max_connections=2,
+                StateConfig(
+                    parse_state_url(f"redis://modelberth-auth@127.0.0.1:{redis_server.port}/0"),
+                    password="acl-password-0123456789",
+                    # keys outside its pattern: refused by the server, answered as unavailable
+                    prefix="other:",
+                    timeout_seconds=1,
+                    retry_seconds=0.5,
+                    max_connections=2,
+                )
             )
             try:
                 problem = await outside.check()
@@ -603,10 +612,10 @@ def test_rediss_verifies_the_store_certificate_and_its_name(tls_redis: tuple[int
     port, password, ca = tls_redis
 
     def store(url: str, ca_file: Path | None) -> StateStore:
-        return StateStore(
+        return StateStore(StateConfig(
             parse_state_url(url), password=password, prefix="tls:", timeout_seconds=2, retry_seconds=0.5,
             max_connections=2, ca_file=ca_file,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     async def scenario() -> None:
         trusted = store(f"rediss://localhost:{port}/0", ca)

@@ -1,45 +1,16 @@
-"""Core's fixtures: model versions built from the golden card, fast and without scikit-learn."""
+"""Core's fixtures: model versions built from the golden card (testkit.store), without scikit-learn."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from modelberth_core import contract
-from modelberth_core.store import ModelStore, Resolved
-
-GOLDEN_V1 = Path(__file__).resolve().parent / "golden" / "model-v1.json"
-"""A card exactly as the trainer wrote it before the store (schema version 1, ``champion`` = selected)."""
-
-
-def card_payload(name: str, version: str, model_bytes: bytes, score: float) -> dict[str, Any]:
-    """The golden card as ``name``/``version`` of ``model_bytes``, with a test ``f1_macro`` of ``score``."""
-    raw: dict[str, Any] = json.loads(GOLDEN_V1.read_text(encoding="utf-8"))
-    raw["schema_version"] = contract.SCHEMA_VERSION
-    raw["selected"] = raw.pop("champion")
-    raw.update(name=name, version=version, model_sha256=hashlib.sha256(model_bytes).hexdigest())
-    raw["metrics"]["test"]["f1_macro"] = score
-    return raw
+from modelberth_core.store import Resolved
+from testkit.store import VersionPublisher
 
 
 @pytest.fixture
 def publish_version() -> Callable[..., Resolved]:
-    """``publish_version(store, name="iris", score=0.9, at=None)`` publishes a small version (latest only)."""
-    clock = {"now": datetime(2026, 1, 1, tzinfo=UTC)}
-
-    def publish(store: ModelStore, name: str = "iris", score: float = 0.9) -> Resolved:
-        clock["now"] += timedelta(seconds=1)
-        version = store.new_version(name, clock["now"])
-        with store.staging(name) as staged:
-            body = f"{name} {version}".encode()
-            (staged / contract.MODEL_FILE).write_bytes(body)
-            card = contract.ModelCard.model_validate(card_payload(name, version, body, score))
-            return store.publish(staged, card)
-
-    return publish
+    """``publish_version(store, name="iris", score=0.9)`` publishes a small version (latest only)."""
+    return VersionPublisher()

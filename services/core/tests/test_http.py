@@ -8,8 +8,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field, StrictFloat
 
-from modelberth_core.errors import ServiceError, install_error_handlers
-from modelberth_core.metrics import HttpMetrics, RequestContextMiddleware, metrics_router, new_registry
+from modelberth_core.errors import ServiceError
+from modelberth_core.metrics import HttpMetrics
+from modelberth_core.service import ServiceBuilder
 
 
 class Point(BaseModel):
@@ -17,12 +18,9 @@ class Point(BaseModel):
 
 
 def make_app() -> tuple[FastAPI, HttpMetrics]:
-    registry = new_registry()
-    metrics = HttpMetrics("demo", registry)
-    app = FastAPI()
-    install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    app.include_router(metrics_router(registry))
+    """An app on the services' one skeleton (auth, inference and ui are built the same way)."""
+    service = ServiceBuilder("demo")
+    app = service.build(None, title="demo")
 
     @app.get("/items/{item_id}")
     def item(item_id: int) -> dict[str, int]:
@@ -40,7 +38,7 @@ def make_app() -> tuple[FastAPI, HttpMetrics]:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    return app, metrics
+    return app, service.http_metrics
 
 
 def sample(metrics: HttpMetrics, route: str, status: str) -> float:

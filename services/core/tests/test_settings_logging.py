@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from modelberth_core.logging import JsonFormatter, request_id_var
-from modelberth_core.settings import ServiceSettings, state_dir
+from modelberth_core.settings import EXIT_INVALID_SETTINGS, ServiceSettings, load_settings, state_dir
 
 
 class DemoSettings(ServiceSettings):
@@ -25,6 +25,44 @@ def test_placeholder_secret_is_fine_in_dev_and_refused_in_prod(monkeypatch: pyte
         DemoSettings()
     monkeypatch.setenv("DEMO_API_SECRET", "a-real-long-random-value")
     assert DemoSettings().environment == "prod"
+
+
+SECRET = "a-real-long-random-value-0123"
+
+
+@pytest.mark.parametrize(
+    ("variables", "problem"),
+    [
+        ({"DEMO_PORT": SECRET}, "DEMO_PORT: Input should be a valid integer"),
+        ({"DEMO_ENVIRONMENT": SECRET}, "DEMO_ENVIRONMENT: Input should be 'dev', 'test' or 'prod'"),
+        (  # a model-level check sees every value at once: pydantic's own message would print them all
+            {"DEMO_ENVIRONMENT": "prod", "DEMO_API_SECRET": "changeme", "DEMO_HOST": SECRET},
+            "DEMO_SETTINGS: Value error, api_secret holds a placeholder secret",
+        ),
+    ],
+)
+def test_invalid_settings_stop_the_process_naming_each_variable_and_no_value(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variables: dict[str, str],
+    problem: str,
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exited:
+        load_settings(DemoSettings, "demo")
+    assert exited.value.code == EXIT_INVALID_SETTINGS
+    [record] = caplog.records
+    assert record.getMessage() == "invalid settings; demo does not start"
+    [line] = record.problems  # type: ignore[attr-defined]
+    assert line.startswith(problem)
+    formatted = JsonFormatter("demo").format(record)
+    assert SECRET not in formatted
+    assert "changeme" not in formatted
+
+
+def test_valid_settings_load() -> None:
+    assert load_settings(DemoSettings, "demo").port == 8000
 
 
 def test_secret_is_not_shown_in_repr() -> None:

@@ -378,6 +378,35 @@ def test_rollback_walks_back_through_the_champions(tmp_path: Path, publish_versi
     assert store.rollback("iris").to_version == a  # c replaced a this time
 
 
+def test_promoting_the_challenger_removes_the_challenger_alias(
+    tmp_path: Path, publish_version: Publish
+) -> None:
+    store = FilesystemStore(tmp_path)
+    a = publish_version(store).version
+    store.move_alias("iris", CHAMPION, a, reason="gate")
+    b = publish_version(store).version
+    store.move_alias("iris", CHALLENGER, b, reason="gate")
+    store.move_alias("iris", CHAMPION, b, reason="promote", actor="ada")
+    assert store.aliases("iris") == {CHAMPION: b, LATEST: b}
+    with pytest.raises(AliasNotFound, match="no alias 'challenger'"):
+        store.resolve("iris@challenger")
+    moved, cleared = store.history("iris")[-2:]
+    assert (moved.alias, moved.to_version) == (CHAMPION, b)
+    assert (cleared.alias, cleared.from_version, cleared.to_version) == (CHALLENGER, b, None)
+    assert (cleared.reason, cleared.actor) == ("promote", "ada")
+    # A fresh reader (another process) sees the same; the lineage ignores the removal.
+    assert FilesystemStore(tmp_path).aliases("iris") == {CHAMPION: b, LATEST: b}
+    assert store.lineage("iris") == [a, b]
+    # Promoting another version keeps a challenger that differs from the new champion.
+    c = publish_version(store).version
+    store.move_alias("iris", CHALLENGER, c, reason="gate")
+    store.rollback("iris")
+    assert store.aliases("iris") == {CHALLENGER: c, CHAMPION: a, LATEST: c}
+    # A challenger can be set again after its removal.
+    store.move_alias("iris", CHALLENGER, b, reason="gate", expected=c)
+    assert store.resolve("iris@challenger").version == b
+
+
 def _event(alias: str, to: str, reason: str, frm: str | None = None) -> AliasEvent:
     return AliasEvent(
         model="iris",

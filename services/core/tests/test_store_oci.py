@@ -236,6 +236,13 @@ def test_aliases_are_tags_and_every_reference_form_resolves(
     assert store.champion("iris") == v1.version
     store.move_alias("iris", CHAMPION, v2.version, reason="promote", actor="ada", expected=v1.version)
     assert store.champion("iris") == v2.version
+    # The challenger became the champion: its alias is removed (the registry deletes no tags, so the
+    # tag is put on the removal's event), for this reader and for a fresh one alike.
+    assert store.aliases("iris") == {CHAMPION: v2.version, LATEST: v2.version}
+    fresh = _store(oci_registry, tmp_path / "other", namespace="acme/team/models")
+    assert fresh.aliases("iris") == {CHAMPION: v2.version, LATEST: v2.version}
+    with pytest.raises(AliasNotFound, match="no alias 'challenger' \\(aliases: champion, latest\\)"):
+        fresh.resolve("iris@challenger")
     back = store.rollback("iris", actor="ada")
     assert (back.from_version, back.to_version, back.reason) == (v2.version, v1.version, "rollback")
     assert store.champion("iris") == v1.version
@@ -248,10 +255,15 @@ def test_aliases_are_tags_and_every_reference_form_resolves(
         (CHAMPION, "gate", v1.version),
         (CHALLENGER, "gate", v2.version),
         (CHAMPION, "promote", v2.version),
+        (CHALLENGER, "promote", None),
         (CHAMPION, "rollback", v1.version),
     ]
-    assert all(e.digest in (v1.digest, v2.digest) for e in history)
-    assert history[4].actor == "ada"
+    assert history[5].from_version == v2.version
+    assert all(e.digest in (v1.digest, v2.digest) for e in history if e.to_version)
+    assert history[4].actor == history[5].actor == "ada"
+    # A challenger can be set again: the tag moves off the removal event onto a version.
+    store.move_alias("iris", CHALLENGER, v2.version, reason="gate", expected=None)
+    assert store.resolve("iris@challenger").version == v2.version
 
 
 def test_missing_names_are_clear_errors(
@@ -575,37 +587,6 @@ def test_a_reference_to_another_models_manifest_is_refused(
     # The registry shares blobs across repositories, but a digest names a version of one model only.
     with pytest.raises(StoreError):
         store.resolve(Reference("wine", digest=iris.digest))
-
-
-def test_the_models_commands_work_on_a_registry_and_show_digests(
-    oci_registry: Registry,
-    tmp_path: Path,
-    publish_version: Publish,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from modelberth_core.cli import main
-
-    monkeypatch.setenv("MODELBERTH_REGISTRY_CACHE", str(tmp_path / "cli-cache"))
-    store = _store(oci_registry, tmp_path)
-    v1 = publish_version(store, "iris", 0.9)
-    v2 = publish_version(store, "iris", 0.95)
-    location = oci_registry.location()
-    assert main(["models", "promote", "iris", v1.version, "--store", location]) == 0
-    assert main(["models", "promote", "iris", v2.version, "--store", location]) == 0
-    assert main(["models", "rollback", "iris", "--store", location]) == 0
-    capsys.readouterr()
-    assert main(["models", "history", "iris", "--store", location, "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
-    assert {v["version"]: v["digest"] for v in listed["versions"]} == {
-        v1.version: v1.digest,
-        v2.version: v2.digest,
-    }
-    assert listed["aliases"][CHAMPION] == v1.version
-    assert main(["models", "history", "iris", "--store", location]) == 0
-    assert v2.digest in capsys.readouterr().out
-    assert main(["models", "diff", "iris", v1.version, v2.version, "--store", location]) == 0
-    assert "f1_macro" in capsys.readouterr().out
 
 
 def test_every_prefix_and_mutation_of_a_location_opens_or_is_refused_cleanly(tmp_path: Path) -> None:

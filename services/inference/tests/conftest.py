@@ -115,7 +115,7 @@ def publish_mixed_artifact(
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from modelberth_core import contract
-    from modelberth_trainer.train import versions
+    from modelberth_trainer.provenance import versions
 
     rng = np.random.default_rng(0)
     n = 200

@@ -24,6 +24,8 @@ def test_a_full_queue_answers_429_at_once(
     make_client: Callable[..., Any], tiny_model_dir: Path, signer: Any, url: str, body: Any, shape: str
 ) -> None:
     with make_client(tiny_model_dir, max_queued=2) as client:
+        zero = 'modelberth_inference_rejected_requests_total{model="iris",reason="queue_full"} 0.0'
+        assert zero in client.get("/metrics").text, "0 from the start, so rates and alerts see no gap"
         served = client.app.state.registry.models["iris"]  # type: ignore[attr-defined]
         release = asyncio.Event()
         parked = threading.Semaphore(0)

@@ -26,7 +26,7 @@ def test_an_artifact_from_the_real_trainer_serves_the_pipelines_predictions(
         [
             sys.executable,
             "-m",
-            "modelberth_core.cli",
+            "modelberth_cli",
             "train",
             "--dataset",
             "iris",

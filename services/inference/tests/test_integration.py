@@ -34,7 +34,7 @@ ROWS = [
 
 def _cli(*args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", *args],
+        [sys.executable, "-m", "modelberth_cli", *args],
         capture_output=True,
         text=True,
         check=True,

@@ -101,7 +101,7 @@ def test_a_prediction_log_path_that_cannot_work_is_one_line_at_startup(
     try:
         for case, (path, _) in cases.items():  # both at once: each start is mostly imports
             env = {**os.environ, **_env(tiny_model_dir, "http://127.0.0.1:9/jwks", prediction_log=str(path))}
-            command = ["modelberth_core.cli", "serve", "inference", "--port", str(port_factory())]
+            command = ["modelberth_cli", "serve", "inference", "--port", str(port_factory())]
             processes[case] = subprocess.Popen(
                 [sys.executable, "-m", *command],
                 env=env,
@@ -216,13 +216,14 @@ def check_tritonclient(url: str, signer: Any) -> None:
 
 def check_schemathesis_finds_nothing(url: str, signer: Any, work: Path) -> None:
     """``schemathesis run --checks all``, seeded and bounded, against the document the server publishes:
-    first every operation but the repository's unload (which takes the model away, so every later call
-    would only meet its 404), then the repository operations on their own, unload included."""
+    first every operation (the history and any version's card included) but the repository's unload,
+    which takes the model away so that every later call would only meet its 404; then the repository
+    operations on their own, unload included."""
     started = time.monotonic()
     everything = _schemathesis(url, signer, work, "--exclude-path-regex", "/unload$")
-    assert "23 selected / 24 total" in everything, everything[-5_000:]
+    assert "25 selected / 26 total" in everything, everything[-5_000:]
     repository = _schemathesis(url, signer, work, "--include-path-regex", "^/v2/repository/")
-    assert "3 selected / 24 total" in repository, repository[-5_000:]
+    assert "3 selected / 26 total" in repository, repository[-5_000:]
     print(f"schemathesis: {time.monotonic() - started:.1f} s")
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ SETOSA = {"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_cm": 1.4,
 
 def _modelberth(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", *args],
+        [sys.executable, "-m", "modelberth_cli", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -47,6 +48,36 @@ def _token(auth_url: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
+@dataclass(frozen=True)
+class _Inference:
+    """The running inference process, as a client with a predict/read token sees it."""
+
+    url: str
+    headers: dict[str, str]
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(self.url + path, headers=self.headers, timeout=10.0)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def served(self) -> str:
+        return str(self.get("/v1/models/iris")["version"])
+
+    def wait_for(self, version: str) -> None:
+        deadline = time.monotonic() + 30
+        while self.served() != version:
+            assert time.monotonic() < deadline, f"inference still serves {self.served()}, not {version}"
+            time.sleep(0.1)
+
+    def predict(self, row: dict[str, float], path: str = "/v1/models/iris/predict") -> httpx.Response:
+        return httpx.post(self.url + path, json={"instances": [row]}, headers=self.headers, timeout=30.0)
+
+    def predicted_by(self, row: dict[str, float]) -> str:
+        response = self.predict(row)
+        assert response.status_code == 200, response.text
+        return str(response.json()["version"])
+
+
 def test_train_gate_promote_and_rollback_under_a_running_inference(
     start_service: Callable[..., Any], prometheus: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -62,7 +93,7 @@ def test_train_gate_promote_and_rollback_under_a_running_inference(
     assert first.stdout.strip().splitlines()[-1] == f"gate: PROMOTED iris:{champion} to champion"
 
     auth = start_service("auth", timeout=180.0)
-    inference = start_service(
+    process = start_service(
         "inference",
         env={
             "INFERENCE_STORE": str(store_dir),
@@ -72,34 +103,12 @@ def test_train_gate_promote_and_rollback_under_a_running_inference(
         },
         timeout=180.0,
     )
-    pid = inference.process.pid
-    headers = _token(auth.url)
-    prom = prometheus({"modelberth-inference": inference.url.removeprefix("http://")})
+    pid = process.process.pid
+    inference = _Inference(process.url, _token(auth.url))
+    prom = prometheus({"modelberth-inference": process.url.removeprefix("http://")})
     prom.wait(lambda: prom.value('up{job="modelberth-inference"}') == 1, "inference to be scraped")
-
-    def served() -> str:
-        response = httpx.get(inference.url + "/v1/models/iris", headers=headers, timeout=10.0)
-        assert response.status_code == 200, response.text
-        return str(response.json()["version"])
-
-    def wait_for(version: str) -> None:
-        deadline = time.monotonic() + 30
-        while served() != version:
-            assert time.monotonic() < deadline, f"inference still serves {served()}, not {version}"
-            time.sleep(0.1)
-
-    def predict(row: dict[str, float]) -> str:
-        response = httpx.post(
-            inference.url + "/v1/models/iris/predict",
-            json={"instances": [row]},
-            headers=headers,
-            timeout=10.0,
-        )
-        assert response.status_code == 200, response.text
-        return str(response.json()["version"])
-
-    assert served() == champion
-    assert predict(SETOSA) == champion
+    assert inference.served() == champion
+    assert inference.predicted_by(SETOSA) == champion
 
     # A worse candidate (no petal features) is refused: challenger, exit 3, the champion keeps serving.
     worse = _modelberth(*train, "--drop", *PETALS)
@@ -111,65 +120,75 @@ def test_train_gate_promote_and_rollback_under_a_running_inference(
         f"gate: REFUSED iris:{challenger}: published as challenger; champion stays {champion}"
     )
     time.sleep(1.0)  # five poll intervals: nothing may have moved
-    assert served() == champion
+    assert inference.served() == champion
 
-    # The challenger answers by alias without becoming champion; the listing shows both.
-    sepals = {k: v for k, v in SETOSA.items() if k not in PETALS}
-    by_alias = httpx.post(
-        inference.url + "/v1/models/iris/versions/challenger/predict",
-        json={"instances": [sepals]},
-        headers=headers,
-        timeout=30.0,
-    )
-    assert by_alias.status_code == 200, by_alias.text
-    assert by_alias.json()["version"] == challenger
-    v2 = {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in sepals.items()]}
-    infer = httpx.post(
-        inference.url + f"/v2/models/iris/versions/{challenger}/infer", json=v2, headers=headers, timeout=10.0
-    )
-    assert infer.json()["model_version"] == challenger, infer.text
-    unknown = httpx.post(
-        inference.url + "/v1/models/iris/versions/nightly/predict", json=sepals, headers=headers, timeout=10.0
-    )
-    assert unknown.status_code == 404
-    assert unknown.json()["detail"].startswith("model 'iris' has no alias 'nightly'")
-    listing = httpx.get(inference.url + "/v1/models/iris/versions", headers=headers, timeout=10.0).json()
-    assert [(v["version"], v["aliases"], v["loaded"]) for v in listing["versions"]] == [
-        (champion, [CHAMPION], True),
-        (challenger, [CHALLENGER, "latest"], True),
-    ]
-    assert served() == champion
-
-    # Shadowing: every answered request is scored by the challenger too; Prometheus sees the agreement.
-    deadline = time.monotonic() + 30
-    while listing["shadow"].get("status") != "active":  # set up at the next poll after the gate
-        assert time.monotonic() < deadline, listing["shadow"]
-        time.sleep(0.1)
-        listing = httpx.get(inference.url + "/v1/models/iris/versions", headers=headers, timeout=10.0).json()
-    rows = [{**SETOSA, "petal_length_cm": 1.4 + i / 10, "sepal_width_cm": 3.5 - i / 20} for i in range(40)]
-    for row in rows:
-        assert predict(row) == champion
-    compared = 'sum(modelberth_inference_shadow_compared_rows_total{model="iris"})'
-    prom.wait(lambda: prom.value(compared) == len(rows), "the shadow-compared rows to be scraped")
-    agreement = prom.value('sum(modelberth_inference_shadow_agreeing_rows_total{model="iris"}) / ' + compared)
-    shadow = httpx.get(inference.url + "/v1/models/iris/versions", headers=headers, timeout=10.0).json()
-    assert shadow["shadow"]["compared_rows"] == len(rows)
-    assert abs(agreement - shadow["shadow"]["agreement"]) < 1e-6
-    assert 0.0 <= agreement <= 1.0
+    _challenger_answers_by_alias(inference, champion, challenger)
+    _shadowing_is_measured(inference, prom, champion)
 
     # promote: the running process switches at its next poll, no restart.
     promoted = _modelberth("models", "promote", "iris", "challenger", "--store", str(store_dir))
     assert promoted.returncode == 0, promoted.stderr
-    wait_for(challenger)
-    assert predict(sepals) == challenger
+    inference.wait_for(challenger)
+    assert inference.predicted_by(SEPALS) == challenger
 
     rolled = _modelberth("models", "rollback", "iris", "--store", str(store_dir))
     assert rolled.returncode == 0, rolled.stderr
-    wait_for(champion)
-    assert predict(SETOSA) == champion
-    assert inference.process.poll() is None
-    assert inference.process.pid == pid
+    inference.wait_for(champion)
+    assert inference.predicted_by(SETOSA) == champion
+    assert process.process.poll() is None
+    assert process.process.pid == pid
+    _history_lists_every_move(store_dir, champion, challenger)
 
+
+SEPALS = {k: v for k, v in SETOSA.items() if k not in PETALS}
+
+
+def _challenger_answers_by_alias(inference: _Inference, champion: str, challenger: str) -> None:
+    """The challenger answers by alias (V1) and by id (V2) without becoming champion; the listing shows
+    both."""
+    by_alias = inference.predict(SEPALS, "/v1/models/iris/versions/challenger/predict")
+    assert by_alias.status_code == 200, by_alias.text
+    assert by_alias.json()["version"] == challenger
+    v2 = {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in SEPALS.items()]}
+    infer = httpx.post(
+        inference.url + f"/v2/models/iris/versions/{challenger}/infer",
+        json=v2,
+        headers=inference.headers,
+        timeout=10.0,
+    )
+    assert infer.json()["model_version"] == challenger, infer.text
+    unknown = inference.predict(SEPALS, "/v1/models/iris/versions/nightly/predict")
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"].startswith("model 'iris' has no alias 'nightly'")
+    listing = inference.get("/v1/models/iris/versions")
+    assert [(v["version"], v["aliases"], v["loaded"]) for v in listing["versions"]] == [
+        (champion, [CHAMPION], True),
+        (challenger, [CHALLENGER, "latest"], True),
+    ]
+    assert inference.served() == champion
+
+
+def _shadowing_is_measured(inference: _Inference, prom: Any, champion: str) -> None:
+    """Every answered request is scored by the challenger too; Prometheus sees the agreement."""
+    deadline = time.monotonic() + 30
+    listing = inference.get("/v1/models/iris/versions")
+    while listing["shadow"].get("status") != "active":  # set up at the next poll after the gate
+        assert time.monotonic() < deadline, listing["shadow"]
+        time.sleep(0.1)
+        listing = inference.get("/v1/models/iris/versions")
+    rows = [{**SETOSA, "petal_length_cm": 1.4 + i / 10, "sepal_width_cm": 3.5 - i / 20} for i in range(40)]
+    for row in rows:
+        assert inference.predicted_by(row) == champion
+    compared = 'sum(modelberth_inference_shadow_compared_rows_total{model="iris"})'
+    prom.wait(lambda: prom.value(compared) == len(rows), "the shadow-compared rows to be scraped")
+    agreement = prom.value('sum(modelberth_inference_shadow_agreeing_rows_total{model="iris"}) / ' + compared)
+    shadow = inference.get("/v1/models/iris/versions")
+    assert shadow["shadow"]["compared_rows"] == len(rows)
+    assert abs(agreement - shadow["shadow"]["agreement"]) < 1e-6
+    assert 0.0 <= agreement <= 1.0
+
+
+def _history_lists_every_move(store_dir: Path, champion: str, challenger: str) -> None:
     history = _modelberth("models", "history", "iris", "--store", str(store_dir), "--json")
     assert history.returncode == 0, history.stderr
     moves = [
@@ -181,5 +200,6 @@ def test_train_gate_promote_and_rollback_under_a_running_inference(
         (CHAMPION, "gate", None, champion),
         (CHALLENGER, "gate", None, challenger),
         (CHAMPION, "promote", champion, challenger),
+        (CHALLENGER, "promote", challenger, None),  # the challenger became the champion: removed
         (CHAMPION, "rollback", challenger, champion),
     ]

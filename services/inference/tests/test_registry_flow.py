@@ -33,7 +33,7 @@ LOAD_SECONDS = 15.0
 
 def _modelberth(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", *args],
+        [sys.executable, "-m", "modelberth_cli", *args],
         capture_output=True,
         text=True,
         env=env,

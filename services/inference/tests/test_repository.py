@@ -95,6 +95,9 @@ def test_unload_frees_the_model_until_it_is_loaded_again_whatever_its_alias_does
         registry = client.app.state.registry  # type: ignore[attr-defined]
         assert "iris" not in registry.models
         assert registry.versions.versions("iris") == []
+        metrics = client.get("/metrics").text
+        assert 'rejected_requests_total{model="iris"' not in metrics
+        assert 'modelberth_inference_model_info{model="iris"' not in metrics
         assert _index(client, signer) == [{"name": "iris", "state": "UNAVAILABLE", "reason": "unloaded"}]
         for method, url in (
             ("post", "/v2/models/iris/infer"),
@@ -136,6 +139,12 @@ def test_load_and_unload_of_an_unknown_model_are_404(
     bad = client.post("/v2/repository/models/iris/load", content=b"[1]", headers=signer.headers())
     assert bad.status_code == 400
     assert bad.json() == {"error": "expected a JSON object"}
+    override = {"parameters": {"config": '{"backend": "python"}'}}
+    refused = client.post("/v2/repository/models/iris/load", json=override, headers=signer.headers())
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "error": "load takes no parameters: the model store holds each version's card and files"
+    }
 
 
 def test_an_unload_racing_a_poll_stays_unloaded(client: TestClient, signer: Any) -> None:

@@ -170,6 +170,10 @@ class FakeApi:
     versions: dict[str, Any] = field(default_factory=dict)
     """Body of ``GET /v1/models/{name}/versions`` per model; a model not in it answers 404 (an inference
     that does not list versions)."""
+    history: dict[str, Any] = field(default_factory=dict)
+    """Body of ``GET /v1/models/{name}/history`` per model; a model not in it answers 404."""
+    version_cards: dict[str, ModelCard] = field(default_factory=dict)
+    """``"model/version-or-alias"`` -> the card ``GET /v1/models/{name}/versions/{ref}/card`` answers."""
     requests: list[httpx.Request] = field(default_factory=list)
 
     def client(self, **kwargs: Any) -> ModelberthClient:
@@ -227,6 +231,17 @@ class FakeApi:
             },
         )
 
+    def _lifecycle(self, card: ModelCard, rest: list[str]) -> httpx.Response:
+        """``/history``, ``/versions`` and ``/versions/{ref}/card``: 404 for what this fake was not given."""
+        if rest == ["history"] and card.name in self.history:
+            return httpx.Response(200, json=self.history[card.name])
+        if rest == ["versions"] and card.name in self.versions:
+            return httpx.Response(200, json=self.versions[card.name])
+        other = self.version_cards.get(f"{card.name}/{rest[1]}") if rest[2:] == ["card"] else None
+        if other is not None:
+            return httpx.Response(200, json=other.model_dump(mode="json"))
+        return httpx.Response(404, json={"detail": "Not Found"})
+
     def _inference(self, request: httpx.Request, path: str) -> httpx.Response:
         parts = path.strip("/").split("/")
         if parts == ["v1", "models"]:
@@ -242,10 +257,8 @@ class FakeApi:
             if card.name not in self.reports:
                 return httpx.Response(404, json={"detail": "no report"})
             return httpx.Response(200, text=self.reports[card.name], headers={"content-type": "text/html"})
-        if rest == ["versions"]:
-            if card.name not in self.versions:
-                return httpx.Response(404, json={"detail": "Not Found"})
-            return httpx.Response(200, json=self.versions[card.name])
+        if rest[0] in ("history", "versions"):
+            return self._lifecycle(card, rest)
         if rest[0] == "examples":
             rows = self.examples.get(card.name, [])
             index = int(rest[1])

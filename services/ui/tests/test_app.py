@@ -32,6 +32,26 @@ def app_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     return make
 
 
+def test_invalid_settings_stop_the_ui_without_a_traceback_or_a_value(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before, pydantic's error went out as a traceback whose input_value held every UI_* value.
+    secret = "not-a-placeholder-0123456789"
+    monkeypatch.setenv("UI_ENVIRONMENT", "prod")
+    monkeypatch.setenv("UI_CLIENT_SECRET", "changeme")
+    monkeypatch.setenv("UI_CLIENT_ID", secret)
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exited:
+        create_app()
+    assert exited.value.code == 2
+    [record] = caplog.records
+    assert record.getMessage() == "invalid settings; ui does not start"
+    assert record.problems == [  # type: ignore[attr-defined]
+        "UI_SETTINGS: Value error, client_secret holds a placeholder secret; set a real one outside "
+        "environment=dev"
+    ]
+    assert secret not in str(record.__dict__)
+
+
 def test_the_ui_builds_and_the_probes_answer(
     app_factory: Any, fake_factory: Any, mixed_card: ModelCard
 ) -> None:
@@ -146,7 +166,19 @@ def test_the_versions_tab_loads_through_the_gate(
         "versions": [{"version": mixed_card.version, "metric": "roc_auc", "score": 0.82}],
         "shadow": {"enabled": False, "status": "off"},
     }
-    fake = fake_factory(mixed_card, versions={"loans": listing})
+    move = {
+        "model": "loans",
+        "alias": "champion",
+        "from_version": None,
+        "to_version": mixed_card.version,
+        "actor": "ci-bot",
+        "at": "2026-11-22T12:00:00Z",
+        "reason": "promote",
+        "digest": None,
+        "detail": None,
+    }
+    history = {"model": "loans", "total": 1, "events": [move]}  # fmt: skip
+    fake = fake_factory(mixed_card, versions={"loans": listing}, history={"loans": history})
     with TestClient(app_factory(fake)) as client:
         page = gradio_http(client)
         page.run("s1", "on_login", [None, "alice", "correct horse"])
@@ -157,4 +189,10 @@ def test_the_versions_tab_loads_through_the_gate(
     table = by_id[ids["mb-versions-table"]]
     assert table["value"]["data"] == [[mixed_card.version, "", "roc_auc", 0.82, "champion, latest"]]
     assert by_id[ids["mb-versions-shadow"]] == "Shadow traffic: off for this model."
+    moves = by_id[ids["mb-versions-history"]]
+    assert moves["value"]["data"] == [
+        ["2026-11-22 12:00:00", "champion", f"(none) → {mixed_card.version}", "ci-bot", "promote"]
+    ]
+    assert moves["visible"] is True
+    assert by_id[ids["mb-challenger-note"]] == "This model has no challenger."
     assert ("GET", "/v1/models/loans/versions") in [(r.method, r.url.path) for r in fake.requests]

@@ -41,6 +41,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "correct horse battery staple"
+TICKET = {"priority": 4.0, "channel": "phone", "text": "the payment page is down"}
+"""The ticket typed into the tickets model's form."""
 STEP_TIMEOUT_MS = 60_000
 """Generous: the machine is shared, and a gradio event is a websocket round trip plus a service call."""
 
@@ -73,7 +75,7 @@ def publish_tickets_artifact(model_dir: Path) -> Path:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from modelberth_trainer.train import versions
+    from modelberth_trainer.provenance import versions
 
     frame = pd.DataFrame(TICKETS, columns=["priority", "channel", "text", "label"])
     x, y = frame[["priority", "channel", "text"]], frame["label"].to_numpy()
@@ -258,7 +260,7 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
 
 def _add_user(name: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", "users", "add", name, "--password-stdin"],
+        [sys.executable, "-m", "modelberth_cli", "users", "add", name, "--password-stdin"],
         input=PASSWORD.encode(),
         check=True,
         env=os.environ.copy(),
@@ -268,7 +270,7 @@ def _add_user(name: str) -> None:
 
 def _cli(*args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", *args],
+        [sys.executable, "-m", "modelberth_cli", *args],
         check=True,
         env=os.environ.copy(),
         capture_output=True,
@@ -305,6 +307,7 @@ def _rotate_signing_key(journey: Journey, timeout: float = 60.0) -> str:
 def test_a_person_uses_the_ui_end_to_end(
     start_service: Callable[..., Any],
     tiny_model_dir: Path,
+    artifact_factory: Callable[..., Path],
     browser_page: Any,
     tmp_path: Path,
 ) -> None:
@@ -312,6 +315,7 @@ def test_a_person_uses_the_ui_end_to_end(
     for old in SHOTS.glob("*.png"):
         old.unlink()
     publish_tickets_artifact(tiny_model_dir)
+    artifact_factory(tiny_model_dir, rows=90, alias="challenger")  # a retrain the gate refused
     _add_user("alice")
     # Generous start timeouts: other test suites share this machine's two cores.
     auth = start_service("auth", timeout=180.0)
@@ -331,7 +335,7 @@ def test_a_person_uses_the_ui_end_to_end(
     token = httpx.post(f"{auth.url}/auth/login", json={"username": "alice", "password": PASSWORD}).json()
     with httpx.Client(base_url=inference.url, timeout=10.0) as api:
         journey = Journey(browser_page, ui.url, auth.url, api, token["access_token"])
-        _run(journey, tmp_path)
+        _run(journey, tmp_path, tiny_model_dir)
     assert journey.external == [], "the page must not fetch anything from outside"
     metrics = httpx.get(f"{ui.url}/metrics").text
     for sample in (
@@ -344,7 +348,20 @@ def test_a_person_uses_the_ui_end_to_end(
         assert sample in metrics
 
 
-def _run(journey: Journey, tmp_path: Path) -> None:
+def _run(journey: Journey, tmp_path: Path, store_dir: Path) -> None:
+    """The steps a person takes, in order; each leaves the page as the next expects it."""
+    _log_in(journey)
+    _predict_with_the_form(journey)
+    _predict_an_example(journey)
+    _predict_a_file(journey, tmp_path)
+    _read_the_model_card(journey)
+    _follow_the_versions(journey, store_dir)
+    _switch_models(journey)
+    _expire_the_session(journey)
+    _phone_then_log_out(journey)
+
+
+def _log_in(journey: Journey) -> None:
     page = journey.page
 
     # 1. The login form; a wrong password is refused with a clear message.
@@ -368,6 +385,10 @@ def _run(journey: Journey, tmp_path: Path) -> None:
     assert page.locator("#mb-login").is_hidden()
     journey.shot("logged-in")
 
+
+def _predict_with_the_form(journey: Journey) -> None:
+    page = journey.page
+
     # 3. Predict from the form: the probabilities shown equal the API's for the same row.
     row = {"sepal_length": 9.1, "sepal_width": 3.0, "petal_length": 4.5, "petal_width": 1.5}
     for name, value in row.items():
@@ -383,6 +404,10 @@ def _run(journey: Journey, tmp_path: Path) -> None:
     page.locator("#mb-form-plot").wait_for()
     journey.shot("predict-form")
 
+
+def _predict_an_example(journey: Journey) -> None:
+    page = journey.page
+
     # 4. By example: held-out row 2 and its prediction, as the API predicts it.
     page.get_by_role("tab", name="By example").click()
     page.locator("#mb-example-index input").fill("2")
@@ -397,6 +422,10 @@ def _run(journey: Journey, tmp_path: Path) -> None:
     assert "sepal_length" in table
     assert str(example["instance"]["sepal_length"]) in table
     journey.shot("by-example")
+
+
+def _predict_a_file(journey: Journey, tmp_path: Path) -> None:
+    page = journey.page
 
     # 5. Batch: one bad row is listed with its reason, the others are predicted; the download works.
     csv_path = tmp_path / "flowers.csv"
@@ -424,33 +453,65 @@ def _run(journey: Journey, tmp_path: Path) -> None:
     assert len(downloaded) == 5
     assert "'abc' is not a finite number" in downloaded[3]
 
+
+def _read_the_model_card(journey: Journey) -> None:
+    page = journey.page
+
     # 6. The model card: overview, metrics, leaderboard, data fingerprint, versions.
     page.get_by_role("tab", name="Model").click()
-    page.get_by_text("Selected:").wait_for()
+    page.locator("#mb-card-overview").get_by_text("Selected:").wait_for()
     page.locator("#mb-card-versions table").wait_for()
     assert "LogisticRegression" in page.locator("#mb-card-leaderboard").inner_text()
     assert "sklearn:iris" in page.locator("#mb-card-data").inner_text()
     journey.shot("model-card")
 
-    # 6b. The versions tab, read-only: the champion's test metrics from its card, and the versions with
-    #     their aliases when the inference lists them (otherwise a note says it does not).
+
+def _follow_the_versions(journey: Journey, store_dir: Path) -> None:
+    page = journey.page
+
+    # 6b. The versions tab, read-only: the versions with their aliases, champion against challenger, the
+    #     challenger's card, and the history of alias moves; a real promote and rollback (the CLI on the
+    #     store inference reads) show up in that history.
     auth = {"authorization": f"Bearer {journey.token}"}
     served = journey.api.get("/v1/models/iris", headers=auth).json()["version"]
-    listed = journey.api.get("/v1/models/iris/versions", headers=auth)
+    challenger = journey.api.get("/v1/models/iris/versions", headers=auth).json()["aliases"]["challenger"]
     page.get_by_role("tab", name="Versions").click()
     page.locator("#mb-versions-compare").get_by_text(f"champion {served}").first.wait_for()
+    assert f"challenger {challenger}" in page.locator("#mb-versions-compare").inner_text()
     assert "(primary)" in page.locator("#mb-versions-compare").inner_text()
     assert "Shadow" in page.locator("#mb-versions-shadow").inner_text()
     assert page.get_by_role("button", name="Promote").count() == 0
-    if listed.status_code == 404:
-        page.locator("#mb-versions-message").get_by_text("This inference does not list versions").wait_for()
-    else:
-        # Gradio's table also renders hidden copies of its cells: wait for the one shown.
-        page.locator("#mb-versions-table").get_by_text(served).filter(visible=True).first.wait_for()
-        assert "champion" in page.locator("#mb-versions-table").inner_text()
+    # Gradio's tables also render hidden copies of their cells: wait for the ones shown.
+    page.locator("#mb-versions-table").get_by_text(served).filter(visible=True).first.wait_for()
+    assert "champion" in page.locator("#mb-versions-table").inner_text()
+    # The challenger's card, as the Model tab shows the champion's.
+    page.locator("#mb-challenger-overview").get_by_text(challenger).first.wait_for()
+    assert "LogisticRegression" in page.locator("#mb-challenger-leaderboard").inner_text()
+    history = page.locator("#mb-versions-history")
+    history.get_by_text(f"(none) → {challenger}").filter(visible=True).first.wait_for()
     journey.shot("versions")
+
+    _cli("models", "promote", "iris", "challenger", "--store", str(store_dir), "--actor", "release-bot")
+    _cli("models", "rollback", "iris", "--store", str(store_dir), "--actor", "on-call")
     page.get_by_role("tab", name="Model").click()
-    page.get_by_text("Selected:").wait_for()
+    page.locator("#mb-card-overview").get_by_text("Selected:").wait_for()
+    page.get_by_role("tab", name="Versions").click()
+    history.get_by_text("on-call").filter(visible=True).first.wait_for()
+    for shown in (f"{served} → {challenger}", f"{challenger} → (removed)", f"{challenger} → {served}"):
+        history.get_by_text(shown).filter(visible=True).first.wait_for()
+    text = history.inner_text()
+    assert text.index("on-call") < text.index("release-bot")  # newest first
+    assert f"rollback: rolled back from {challenger}" in text
+    # Promoting the challenger removed its alias: the rolled-back model has none now.
+    page.locator("#mb-challenger-note").get_by_text("This model has no challenger.").wait_for()
+    page.locator("#mb-challenger-card").wait_for(state="hidden")
+    journey.shot("versions-history")
+    page.get_by_role("tab", name="Model").click()
+    page.locator("#mb-card-overview").get_by_text("Selected:").wait_for()
+
+
+def _switch_models(journey: Journey) -> None:
+    page = journey.page
 
     # 7. Another model: the form follows its card (a dropdown and a text box); the report's plot shows.
     page.locator("#mb-model input").click()
@@ -465,11 +526,14 @@ def _run(journey: Journey, tmp_path: Path) -> None:
     page.locator("#mb-field-priority input").fill("4")
     page.locator("#mb-predict").click()
     page.locator("#mb-form-result table").wait_for()
-    ticket = {"priority": 4.0, "channel": "phone", "text": "the payment page is down"}
-    expected = journey.api_predict("tickets", ticket)
+    expected = journey.api_predict("tickets", TICKET)
     shown = journey.shown_probabilities("mb-form-result")
     assert shown == {k: round(v, 4) for k, v in expected["probabilities"][0].items()}
     journey.shot("predict-tickets")
+
+
+def _expire_the_session(journey: Journey) -> None:
+    page = journey.page
 
     # 8. The session ends under the person's hands (the signing key is rotated away, so inference answers
     #    401): the page asks to log in again, and the form still holds what was typed.
@@ -486,12 +550,16 @@ def _run(journey: Journey, tmp_path: Path) -> None:
     assert kept == "the payment page is down"
     assert page.locator("#mb-field-priority input").input_value() == "2"
     page.locator("#mb-predict").click()
-    expected = journey.api_predict("tickets", {**ticket, "priority": 2.0})
+    expected = journey.api_predict("tickets", {**TICKET, "priority": 2.0})
     # The table of the last prediction before the session expired is still shown until this one lands.
     journey.wait_for_probabilities(
         "mb-form-result", {k: round(v, 4) for k, v in expected["probabilities"][0].items()}
     )
     journey.shot("logged-in-again")
+
+
+def _phone_then_log_out(journey: Journey) -> None:
+    page = journey.page
 
     # 9. Phone width: the same page, one column.
     page.set_viewport_size({"width": 390, "height": 844})

@@ -26,6 +26,7 @@ from modelberth_ui.client import (
     RateLimitedError,
     ServiceUnavailableError,
     SessionExpiredError,
+    Timeouts,
     UnexpectedResponseError,
     basic_credentials,
     parse_problems,
@@ -76,7 +77,7 @@ def test_transport_failures_are_service_unavailable(error: Exception, expected: 
 
 
 def test_explicit_timeouts_are_configured() -> None:
-    client = ModelberthClient("http://a", "http://i", connect_timeout=1.5, request_timeout=4.0)
+    client = ModelberthClient("http://a", "http://i", timeouts=Timeouts(connect=1.5, request=4.0))
     assert client._auth.timeout == httpx.Timeout(4.0, connect=1.5)
     assert client._inference.timeout == httpx.Timeout(4.0, connect=1.5)
 

@@ -39,7 +39,7 @@ def _file(path: str) -> dict[str, Any]:
 def ui_stack(start_service: Callable[..., Any], tiny_model_dir: Path, tmp_path: Path) -> dict[str, Any]:
     """Real auth, inference and UI processes; alice can log in; Gradio's folder is known."""
     subprocess.run(
-        [sys.executable, "-m", "modelberth_core.cli", "users", "add", "alice", "--password-stdin"],
+        [sys.executable, "-m", "modelberth_cli", "users", "add", "alice", "--password-stdin"],
         input=PASSWORD.encode(),
         check=True,
         env=os.environ.copy(),

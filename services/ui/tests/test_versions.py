@@ -48,6 +48,24 @@ def _listing(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+def _move(
+    alias: str, frm: str | None, to: str | None, reason: str, minute: int, **extra: Any
+) -> dict[str, Any]:
+    return {"model": "loans", "alias": alias, "from_version": frm, "to_version": to, "actor": "alice",
+            "at": f"2026-11-22T12:{minute:02d}:00Z", "reason": reason, "digest": None, "detail": None,
+            **extra}  # fmt: skip
+
+
+def _history(total: int | None = None) -> dict[str, Any]:
+    """What inference answers: newest first; a refused retrain, then the champion promoted by the gate."""
+    events = [
+        _move("challenger", None, V2, "gate", 30, actor="trainer", detail="metric worse by 0.03"),
+        _move("champion", V1, V3, "gate", 10, actor="trainer"),
+        _move("latest", None, V1, "publish", 0),
+    ]
+    return {"model": "loans", "total": total or len(events), "events": events}
+
+
 def _gated(card: ModelCard) -> ModelCard:
     gate = contract.GateResult(
         verdict="promoted",
@@ -138,6 +156,68 @@ def test_a_bad_model_name_never_reaches_the_network() -> None:
             client.list_versions("token-1", name)
 
 
+def test_the_client_reads_the_history_and_any_versions_card(fake_factory: Any, mixed_card: ModelCard) -> None:
+    challenger = mixed_card.model_copy(update={"version": V2})
+    fake = fake_factory(mixed_card, history={"loans": _history()}, version_cards={f"loans/{V2}": challenger})
+    client = fake.client()
+    history = client.get_history("token-1", "loans", limit=3)
+    assert (history.name, history.total) == ("loans", 3)
+    assert [(e.alias, e.from_version, e.to_version, e.reason) for e in history.events] == [
+        ("challenger", None, V2, "gate"),
+        ("champion", V1, V3, "gate"),
+        ("latest", None, V1, "publish"),
+    ]
+    assert history.events[0].actor == "trainer"
+    request = fake.requests[-1]
+    assert (request.url.path, request.url.params["limit"], request.headers["authorization"]) == (
+        "/v1/models/loans/history", "3", "Bearer token-1",
+    )  # fmt: skip
+    assert client.get_history("token-1", "loans", limit=10_000) is not None
+    assert fake.requests[-1].url.params["limit"] == "500"  # what inference accepts at most
+    assert client.get_version_card("token-1", "loans", V2) == challenger
+    assert fake.requests[-1].url.path == f"/v1/models/loans/versions/{V2}/card"
+    with pytest.raises(NotFoundError):
+        client.get_version_card("token-1", "loans", V1)
+    with pytest.raises(NotFoundError):
+        fake_factory(mixed_card).client().get_history("token-1", "loans")
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"model": "loans", "total": 1, "events": [{**_move("Champion", None, V1, "gate", 1)}]},
+        {"model": "loans", "total": 1, "events": [{**_move("champion", "../x", V1, "gate", 1)}]},
+        {"model": "loans", "total": 1, "events": [{**_move("champion", None, V1, "gate", 1), "at": "soon"}]},
+        {"model": "loans", "total": -1, "events": []},
+        {"model": "loans", "events": "nope"},
+        [],
+    ],
+)
+def test_a_history_of_the_wrong_shape_is_unexpected(
+    broken: Any, fake_factory: Any, mixed_card: ModelCard
+) -> None:
+    client = fake_factory(mixed_card, history={"loans": broken}).client()
+    with pytest.raises(UnexpectedResponseError):
+        client.get_history("token-1", "loans")
+
+
+def test_bad_names_and_versions_never_reach_the_network() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"sent {request.url}")
+
+    client = ModelberthClient(
+        "http://auth.test", "http://inference.test", transport=httpx.MockTransport(refuse)
+    )
+    for name in ("../auth", "loans/versions/x", "", "a b"):
+        with pytest.raises(NotFoundError):
+            client.get_history("token-1", name)
+        with pytest.raises(NotFoundError):
+            client.get_version_card("token-1", name, V1)
+    for version in ("../../auth", "Champion", f"{V1}/../x", "", "a" * 64, "champion?x=1"):
+        with pytest.raises(NotFoundError):
+            client.get_version_card("token-1", "loans", version)
+
+
 # --- the handler ----------------------------------------------------------------------------------
 
 
@@ -148,6 +228,10 @@ def test_the_view_lists_versions_and_compares_champion_with_challenger(
               "agreeing_rows": 183, "agreement": 0.915}  # fmt: skip
     fake = fake_factory(_gated(mixed_card), versions={"loans": _listing(shadow=shadow)})
     view = handlers.versions_view(fake.client(), _session(), mixed_card)
+    # This inference serves neither the history nor other versions' cards: said, and the rest still shows.
+    assert view.history is None
+    assert view.history_note.startswith("This inference does not serve the history")
+    assert (view.challenger, view.challenger_note) == (None, f"The card of challenger `{V2}` cannot be read.")
     assert (view.status, view.message) == ("ok", "")
     assert view.versions is not None
     assert view.versions.to_dict("records") == [
@@ -179,11 +263,71 @@ def test_the_view_lists_versions_and_compares_champion_with_challenger(
         f"Shadow agreement between champion `{V3}` and challenger `{V2}`: **91.5%** "
         "(183 of 200 compared rows)."
     )
-    # Read-only: the tab only reads (the card and the listing), never posts.
+    # Read-only: the tab only reads (the card, the listing, the history, the challenger's card), never posts.
     assert [(r.method, r.url.path) for r in fake.requests] == [
         ("GET", "/v1/models/loans"),
         ("GET", "/v1/models/loans/versions"),
+        ("GET", "/v1/models/loans/history"),
+        ("GET", f"/v1/models/loans/versions/{V2}/card"),
     ]
+
+
+def test_the_view_shows_the_history_and_the_challengers_full_card(
+    fake_factory: Any, mixed_card: ModelCard
+) -> None:
+    metrics = mixed_card.metrics.model_copy(update={"test": {"roc_auc": 0.79, "f1": 0.66, "brier": 0.2}})
+    challenger = mixed_card.model_copy(update={"version": V2, "metrics": metrics})
+    fake = fake_factory(
+        mixed_card,
+        versions={"loans": _listing()},
+        history={"loans": _history(total=120)},
+        version_cards={f"loans/{V2}": challenger},
+    )
+    view = handlers.versions_view(fake.client(), _session(), mixed_card)
+    assert view.status == "ok"
+    assert view.history is not None
+    assert view.history.to_dict("records") == [
+        {"time (UTC)": "2026-11-22 12:30:00", "alias": "challenger", "from → to": f"(none) → {V2}",
+         "who": "trainer", "why": "gate: metric worse by 0.03"},
+        {"time (UTC)": "2026-11-22 12:10:00", "alias": "champion", "from → to": f"{V1} → {V3}",
+         "who": "trainer", "why": "gate"},
+        {"time (UTC)": "2026-11-22 12:00:00", "alias": "latest", "from → to": f"(none) → {V1}",
+         "who": "alice", "why": "publish"},
+    ]  # fmt: skip
+    assert view.history_note == "The 3 newest of 120 moves; `modelberth models history loans` lists them all."
+    # The challenger's card, rendered as the Model tab renders the champion's.
+    assert view.challenger is not None
+    assert view.challenger_note == ""
+    assert view.challenger.overview == handlers.card_view.overview(challenger)
+    assert f"`{V2}`" in view.challenger.overview
+    assert view.challenger.metrics.equals(handlers.card_view.metrics_table(challenger))
+    assert view.challenger.leaderboard.equals(handlers.card_view.leaderboard_table(challenger))
+    assert view.challenger.fingerprint == handlers.card_view.fingerprint(challenger)
+    # With its card, every test metric is compared, not only the primary one.
+    assert view.comparison is not None
+    rows = {r["metric"]: r for r in view.comparison.to_dict("records")}
+    assert rows["f1"][f"challenger {V2}"] == 0.66
+    assert rows["f1"]["challenger − champion"] == pytest.approx(0.06)
+    assert rows["brier"][f"champion {V3}"] == "—"
+    assert "Its card is below" in view.notes
+
+
+def test_a_removed_challenger_shows_in_the_history_and_no_card_is_read(
+    fake_factory: Any, mixed_card: ModelCard
+) -> None:
+    history = _history()
+    history["events"].insert(
+        0, _move("challenger", V2, None, "promote", 40, detail=f"cleared: {V2} is the champion now")
+    )
+    history["total"] = 4
+    listing = _listing(aliases={"champion": V3, "latest": V2})
+    fake = fake_factory(mixed_card, versions={"loans": listing}, history={"loans": history})
+    view = handlers.versions_view(fake.client(), _session(), mixed_card)
+    assert view.history is not None
+    assert view.history.iloc[0]["from → to"] == f"{V2} → (removed)"
+    assert view.history.iloc[0]["why"] == f"promote: cleared: {V2} is the champion now"
+    assert (view.challenger, view.challenger_note) == (None, "This model has no challenger.")
+    assert not [r for r in fake.requests if r.url.path.endswith("/card")]
 
 
 def test_a_lower_is_better_challenger_that_wins_is_called_better(

@@ -63,6 +63,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog="Exit status: 0 promoted to champion, 3 refused by the gate (published as challenger), "
         "2 bad usage or input (nothing published), 1 other errors.",
     )
+    _data_flags(train)
+    _model_flags(train)
+    _output_flags(train)
+    _gate_flags(train)
+    train.set_defaults(handler=handle_train)
+
+
+def _data_flags(train: argparse.ArgumentParser) -> None:
+    """Where the data comes from and which column is the target."""
     source = train.add_argument_group("data")
     source.add_argument("--data", metavar="PATH", help="CSV/TSV file (separator , ; or tab, sniffed)")
     source.add_argument(
@@ -81,6 +90,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--target", metavar="COL", help="target column (default: dataset's, or the last column)"
     )
     source.add_argument("--drop", nargs="+", metavar="COL", help="columns to leave out")
+
+
+def _model_flags(train: argparse.ArgumentParser) -> None:
+    """What is learned and how: task, metric, budget, seed, threshold costs, candidates."""
     model = train.add_argument_group("model")
     model.add_argument("--task", choices=["auto", "classification", "regression"])
     model.add_argument("--metric", help="binary roc_auc, multiclass f1_macro, regression rmse by default")
@@ -102,6 +115,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--candidates", nargs="+", metavar="NAME", help="restrict the search to these candidates"
     )
     model.add_argument("--n-jobs", type=int, metavar="N", help="threads (default min(2, cores))")
+
+
+def _output_flags(train: argparse.ArgumentParser) -> None:
+    """Where the version is published and under which name."""
     output = train.add_argument_group("output")
     output.add_argument("--name", help="model name (default: dataset name or file stem)")
     output.add_argument(
@@ -118,6 +135,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="registry stores: push the artifact alone, without the static busybox copier (not runnable)",
     )
+
+
+def _gate_flags(train: argparse.ArgumentParser) -> None:
+    """How the promotion gate judges the new version."""
     gate = train.add_argument_group("promotion gate")
     gate.add_argument(
         "--gate-tolerance",
@@ -136,7 +157,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gate.add_argument(
         "--no-gate", action="store_true", default=None, help="promote to champion unconditionally (logged)"
     )
-    train.set_defaults(handler=handle_train)
 
 
 def settings_from_args(args: argparse.Namespace) -> object:

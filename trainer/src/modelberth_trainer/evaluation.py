@@ -12,8 +12,9 @@ from sklearn.pipeline import Pipeline
 
 from modelberth_core.contract import FairnessResult, Threshold
 from modelberth_trainer.errors import DataError
+from modelberth_trainer.prepare import Problem
 from modelberth_trainer.scoring import greater_is_better
-from modelberth_trainer.search import Problem, all_scores, predict_scores
+from modelberth_trainer.search import all_scores, predict_scores
 
 IMPORTANCE_ROWS = 1000
 MAX_SWAP_VALUES = 10

@@ -33,12 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from modelberth_core.contract import GateCheck, Threshold
 from modelberth_trainer.errors import DataError
 from modelberth_trainer.evaluation import fairness, hard_predictions
+from modelberth_trainer.prepare import Prepared
 from modelberth_trainer.search import predict_scores
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
-
-    from modelberth_trainer.train import Prepared
 
 MAX_FILE_BYTES = 1 << 20
 """An expectations file is a page of checks; anything larger is refused unread."""
@@ -158,53 +157,56 @@ def check_against(expectations: Expectations, prep: Prepared) -> None:
     """Refuse (DataError, before training) what cannot apply to this data: unknown columns, missing
     features in an example, unknown labels, a regression example without tolerance, a categorical
     directional column."""
-    problem = prep.problem
     columns = set(map(str, prep.raw_test.columns))
-    features = set(prep.plan.features)
-    classes = problem.classes or []
     for i, ex in enumerate(expectations.examples):
-        where = f"examples[{i}]"
-        unknown = sorted(set(ex.input) - columns)
-        if unknown:
-            raise DataError(f"expectations: {where}.input names columns the data does not have: {unknown}")
-        missing = sorted(features - set(ex.input))
-        if missing:
-            raise DataError(f"expectations: {where}.input lacks the model's features {missing}")
-        not_numbers = sorted(
-            f
-            for f in prep.plan.of("numeric")
-            if ex.input.get(f) is not None and not isinstance(ex.input[f], int | float)
-        )
-        if not_numbers:
-            raise DataError(f"expectations: {where}.input: numeric features need numbers: {not_numbers}")
-        if problem.classification:
-            if str(ex.expect) not in classes:
-                raise DataError(f"expectations: {where}.expect {str(ex.expect)!r} is not a class ({classes})")
-        elif ex.tolerance is None or isinstance(ex.expect, str | bool):
-            raise DataError(
-                f"expectations: {where}: a regression example needs a numeric expect and a tolerance"
-            )
+        _check_example(f"examples[{i}]", ex, columns, prep)
     for i, inv in enumerate(expectations.invariance):
         if inv.column not in columns:
             raise DataError(f"expectations: invariance[{i}].column {inv.column!r} is not in the data")
     for i, d in enumerate(expectations.directional):
-        where = f"directional[{i}]"
-        if d.column not in columns:
-            raise DataError(f"expectations: {where}.column {d.column!r} is not in the data")
-        if d.column in features and d.column not in prep.plan.of("numeric"):
-            raise DataError(
-                f"expectations: {where}.column {d.column!r} is not numeric; only numbers can be raised"
-            )
-        if problem.classification:
-            label = d.label or problem.positive
-            if label is None:
-                raise DataError(
-                    f"expectations: {where}: name the class whose probability is the score (label)"
-                )
-            if label not in classes:
-                raise DataError(f"expectations: {where}.label {label!r} is not a class ({classes})")
-        elif d.label is not None:
-            raise DataError(f"expectations: {where}.label applies to classifiers only")
+        _check_directional(f"directional[{i}]", d, columns, prep)
+
+
+def _check_example(where: str, ex: Example, columns: set[str], prep: Prepared) -> None:
+    problem = prep.problem
+    classes = problem.classes or []
+    unknown = sorted(set(ex.input) - columns)
+    if unknown:
+        raise DataError(f"expectations: {where}.input names columns the data does not have: {unknown}")
+    missing = sorted(set(prep.plan.features) - set(ex.input))
+    if missing:
+        raise DataError(f"expectations: {where}.input lacks the model's features {missing}")
+    not_numbers = sorted(
+        f
+        for f in prep.plan.of("numeric")
+        if ex.input.get(f) is not None and not isinstance(ex.input[f], int | float)
+    )
+    if not_numbers:
+        raise DataError(f"expectations: {where}.input: numeric features need numbers: {not_numbers}")
+    if problem.classification:
+        if str(ex.expect) not in classes:
+            raise DataError(f"expectations: {where}.expect {str(ex.expect)!r} is not a class ({classes})")
+    elif ex.tolerance is None or isinstance(ex.expect, str | bool):
+        raise DataError(f"expectations: {where}: a regression example needs a numeric expect and a tolerance")
+
+
+def _check_directional(where: str, d: Directional, columns: set[str], prep: Prepared) -> None:
+    problem = prep.problem
+    classes = problem.classes or []
+    if d.column not in columns:
+        raise DataError(f"expectations: {where}.column {d.column!r} is not in the data")
+    if d.column in prep.plan.features and d.column not in prep.plan.of("numeric"):
+        raise DataError(
+            f"expectations: {where}.column {d.column!r} is not numeric; only numbers can be raised"
+        )
+    if problem.classification:
+        label = d.label or problem.positive
+        if label is None:
+            raise DataError(f"expectations: {where}: name the class whose probability is the score (label)")
+        if label not in classes:
+            raise DataError(f"expectations: {where}.label {label!r} is not a class ({classes})")
+    elif d.label is not None:
+        raise DataError(f"expectations: {where}.label applies to classifiers only")
 
 
 def run(

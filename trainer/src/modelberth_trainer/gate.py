@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import joblib
 import numpy as np
 import sklearn
 from numpy.typing import NDArray
+from sklearn.pipeline import Pipeline
 
 from modelberth_core import contract
 from modelberth_core.contract import GateCheck, GateResult, LeakWarning, ModelCard, Threshold
@@ -31,15 +31,11 @@ from modelberth_core.store import (
     StoreError,
 )
 from modelberth_trainer import expectations as expectations_module
+from modelberth_trainer.expectations import Expectations
+from modelberth_trainer.prepare import Prepared
 from modelberth_trainer.scoring import greater_is_better
 from modelberth_trainer.search import all_scores, predict_scores
-
-if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
-
-    from modelberth_trainer.expectations import Expectations
-    from modelberth_trainer.settings import TrainerSettings
-    from modelberth_trainer.train import Prepared
+from modelberth_trainer.settings import TrainerSettings
 
 
 @dataclass(frozen=True)
@@ -64,24 +60,33 @@ class ChampionScores:
     refusal: str | None = None
 
 
+@dataclass(frozen=True)
+class Contender:
+    """The new version as the gate judges it: the fitted pipeline and the data it was prepared from, its
+    scores on the test rows, its threshold (binary), the leak guard's warnings and the target's spread
+    (regression, for the invariance checks)."""
+
+    pipeline: Pipeline
+    prep: Prepared
+    test_scores: NDArray[np.float64]
+    threshold: Threshold | None
+    leak_warnings: list[LeakWarning]
+    target_std: float | None
+
+
 def evaluate(
     store: ModelStore,
     name: str,
-    *,
-    pipeline: Pipeline,
-    prep: Prepared,
-    test_scores: NDArray[np.float64],
-    threshold: Threshold | None,
-    leak_warnings: list[LeakWarning],
+    contender: Contender,
     settings: TrainerSettings,
     expectations: Expectations | None,
-    target_std: float | None,
 ) -> GateOutcome:
-    """Compare the candidate with the champion and run every check; move nothing (see :func:`apply`)."""
+    """Compare the contender with the champion and run every check; move nothing (see :func:`apply`)."""
+    prep = contender.prep
     problem = prep.problem
     metric = problem.metric
     higher = greater_is_better(metric)
-    candidate_score = _finite(all_scores(problem, prep.y_test, test_scores).get(metric))
+    candidate_score = _finite(all_scores(problem, prep.y_test, contender.test_scores).get(metric))
     unreadable: str | None = None
     try:
         current = store.champion(name)
@@ -118,9 +123,11 @@ def evaluate(
             checks.append(
                 _metric_check(metric, higher, candidate_score, champion_score, settings.gate_tolerance)
             )
-    checks.append(_leak_check(leak_warnings, settings.allow_leaks))
+    checks.append(_leak_check(contender.leak_warnings, settings.allow_leaks))
     if expectations is not None:
-        checks += expectations_module.run(expectations, pipeline, prep, threshold, target_std)
+        checks += expectations_module.run(
+            expectations, contender.pipeline, prep, contender.threshold, contender.target_std
+        )
     failed = [c for c in checks if not c.passed]
     result = GateResult(
         verdict="refused" if failed else "promoted",

@@ -144,14 +144,44 @@ def tree_preprocessor(plan: ColumnPlan, *, impute: bool) -> tuple[ColumnTransfor
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0), mask
 
 
+@dataclass(frozen=True)
+class _Setting:
+    """What every candidate family is built for: the columns, the task, the class weights to try, the
+    seed, the threads and the number of training rows."""
+
+    plan: ColumnPlan
+    classification: bool
+    weights: list[Any]
+    seed: int
+    n_jobs: int
+    n_rows: int
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.plan.of("text"))
+
+
 def build_candidates(
     plan: ColumnPlan, *, classification: bool, imbalanced: bool, seed: int, n_jobs: int, n_rows: int
 ) -> list[Candidate]:
     """Linear, histogram gradient boosting and forest candidates for this task and data."""
     weights: list[Any] = [None, "balanced"] if classification and imbalanced else [None]
-    has_text = bool(plan.of("text"))
+    setting = _Setting(plan, classification, weights, seed, n_jobs, n_rows)
+    linear, boosting, forest = _linear(setting), _boosting(setting), _forest(setting)
+    # The likely strongest goes first, so a tight budget still reaches it: TF-IDF + linear for text,
+    # gradient boosting for tables.
+    if setting.has_text and len(plan.of("text")) == len(plan.types):
+        return [linear]  # trees on 50 SVD components of text alone only cost time
+    if setting.has_text:
+        return [linear, boosting, forest]
+    return [boosting, linear, forest]
 
-    def linear(params: dict[str, Any]) -> Pipeline:
+
+def _linear(setting: _Setting) -> Candidate:
+    """Logistic regression (TF-IDF + logistic for text) or ridge, on scaled and one-hot features."""
+    plan, classification = setting.plan, setting.classification
+
+    def build(params: dict[str, Any]) -> Pipeline:
         model: Any
         if classification:
             model = LogisticRegression(C=params["C"], class_weight=params["class_weight"], max_iter=2000)
@@ -159,7 +189,23 @@ def build_candidates(
             model = Ridge(alpha=params["alpha"])
         return Pipeline([("prep", linear_preprocessor(plan)), ("model", model)])
 
-    def boosting(params: dict[str, Any]) -> Pipeline:
+    default: dict[str, Any] = (
+        {"C": 30.0 if setting.has_text else 1.0, "class_weight": None} if classification else {"alpha": 1.0}
+    )
+    space: dict[str, Dimension] = (
+        {"C": LogUniform(1e-3, 1e3), "class_weight": setting.weights}
+        if classification
+        else {"alpha": LogUniform(1e-3, 1e3)}
+    )
+    name = ("linear_tfidf" if setting.has_text else "logistic") if classification else "ridge"
+    return Candidate(name, default, space, build)
+
+
+def _boosting(setting: _Setting) -> Candidate:
+    """Histogram gradient boosting, with native categorical splits and early stopping on large data."""
+    plan, classification, n_rows, seed = setting.plan, setting.classification, setting.n_rows, setting.seed
+
+    def build(params: dict[str, Any]) -> Pipeline:
         prep, mask = tree_preprocessor(plan, impute=False)
         common: dict[str, Any] = {
             "learning_rate": params["learning_rate"],
@@ -178,7 +224,31 @@ def build_candidates(
             model = HistGradientBoostingRegressor(**common)
         return Pipeline([("prep", prep), ("model", model)])
 
-    def forest(params: dict[str, Any]) -> Pipeline:
+    default: dict[str, Any] = {
+        "learning_rate": 0.1,
+        "max_iter": 300 if n_rows >= EARLY_STOPPING_ROWS else 100,
+        "max_leaf_nodes": 31,
+        "min_samples_leaf": 20,
+        "l2_regularization": 0.0,
+        "class_weight": None,
+    }
+    space: dict[str, Dimension] = {
+        "learning_rate": LogUniform(0.04, 0.3),
+        "max_iter": [200, 400] if n_rows >= EARLY_STOPPING_ROWS else [50, 100],
+        "max_leaf_nodes": [7, 15, 31, 63],
+        "min_samples_leaf": [5, 10, 20, 50, 100],
+        "l2_regularization": [0.0, 0.01, 0.1, 1.0, 10.0],
+        "class_weight": setting.weights,
+    }
+    return Candidate("hist_gradient_boosting", default, space, build)
+
+
+def _forest(setting: _Setting) -> Candidate:
+    """Random forest or extra trees (a searched choice), on imputed numerics and ordinal categories."""
+    plan, classification, n_rows, seed = setting.plan, setting.classification, setting.n_rows, setting.seed
+    n_jobs, weights = setting.n_jobs, setting.weights
+
+    def build(params: dict[str, Any]) -> Pipeline:
         prep, _ = tree_preprocessor(plan, impute=True)
         common: dict[str, Any] = {
             "n_estimators": params["n_estimators"],
@@ -198,55 +268,21 @@ def build_candidates(
         return Pipeline([("prep", prep), ("model", model)])
 
     many = n_rows > 20_000
-    linear_default: dict[str, Any] = (
-        {"C": 30.0 if has_text else 1.0, "class_weight": None} if classification else {"alpha": 1.0}
-    )
-    linear_space: dict[str, Dimension] = (
-        {"C": LogUniform(1e-3, 1e3), "class_weight": weights}
-        if classification
-        else {"alpha": LogUniform(1e-3, 1e3)}
-    )
-    boost_default: dict[str, Any] = {
-        "learning_rate": 0.1,
-        "max_iter": 300 if n_rows >= EARLY_STOPPING_ROWS else 100,
-        "max_leaf_nodes": 31,
-        "min_samples_leaf": 20,
-        "l2_regularization": 0.0,
-        "class_weight": None,
-    }
-    boost_space: dict[str, Dimension] = {
-        "learning_rate": LogUniform(0.04, 0.3),
-        "max_iter": [200, 400] if n_rows >= EARLY_STOPPING_ROWS else [50, 100],
-        "max_leaf_nodes": [7, 15, 31, 63],
-        "min_samples_leaf": [5, 10, 20, 50, 100],
-        "l2_regularization": [0.0, 0.01, 0.1, 1.0, 10.0],
-        "class_weight": weights,
-    }
-    forest_default: dict[str, Any] = {
+    default: dict[str, Any] = {
         "kind": "random_forest" if classification else "extra_trees",
         "n_estimators": 150 if many else (200 if n_rows >= EARLY_STOPPING_ROWS else 100),
         "max_features": "sqrt" if classification else 0.5,
         "min_samples_leaf": 1 if not many else 3,
         "class_weight": None,
     }
-    forest_space: dict[str, Dimension] = {
+    space: dict[str, Dimension] = {
         "kind": ["random_forest", "extra_trees"],
         "n_estimators": [100, 200] if many or n_rows < EARLY_STOPPING_ROWS else [100, 200, 400],
         "max_features": ["sqrt", 0.3, 0.5, 1.0],
         "min_samples_leaf": [1, 2, 5, 10],
         "class_weight": [*weights, "balanced_subsample"] if len(weights) > 1 else weights,
     }
-    linear_name = ("linear_tfidf" if has_text else "logistic") if classification else "ridge"
-    linear_candidate = Candidate(linear_name, linear_default, linear_space, linear)
-    boosting_candidate = Candidate("hist_gradient_boosting", boost_default, boost_space, boosting)
-    forest_candidate = Candidate("forest", forest_default, forest_space, forest)
-    # The likely strongest goes first, so a tight budget still reaches it: TF-IDF + linear for text,
-    # gradient boosting for tables.
-    if has_text and len(plan.of("text")) == len(plan.types):
-        return [linear_candidate]  # trees on 50 SVD components of text alone only cost time
-    if has_text:
-        return [linear_candidate, boosting_candidate, forest_candidate]
-    return [boosting_candidate, linear_candidate, forest_candidate]
+    return Candidate("forest", default, space, build)
 
 
 def estimator_name(pipeline: Pipeline) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -19,9 +19,7 @@ from sklearn import metrics as skm
 
 from modelberth_core.contract import ModelCard, Threshold
 from modelberth_trainer.leakage import GuardResult
-
-if TYPE_CHECKING:
-    from modelberth_trainer.train import Prepared
+from modelberth_trainer.prepare import Prepared
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
@@ -318,6 +316,25 @@ def render_report(
     champion_scores: NDArray[np.float64] | None = None,
 ) -> str:
     """The whole report as one HTML string; ``champion_scores`` are the champion's on the same test rows."""
+    parts = _summary(card, threshold)
+    parts += _gate_section(card, prep, scores, champion_scores)
+    parts += _leak_section(card, guard)
+    parts += _leaderboard_section(card)
+    parts += _metrics_section(card)
+    parts += _plots_section(card, prep, scores, threshold)
+    parts += _fairness_section(card)
+    parts += _features_section(card)
+    parts += _data_sections(card)
+    title = f"{card.name} {card.version} — modelberth report"
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+        f"<body><main>{''.join(parts)}</main></body></html>\n"
+    )
+
+
+def _summary(card: ModelCard, threshold: Threshold | None) -> list[str]:
+    """The title, one line on what was trained from what, and the headline numbers as cards."""
     m = card.metrics
     primary = m.primary
     cards = [
@@ -331,7 +348,7 @@ def render_report(
     if threshold:
         cards.append((f"{threshold.value:.3f}", f"threshold ({threshold.strategy})"))
     cards.append((f"{card.timings.get('total_seconds', 0):.1f}s", "training time"))
-    parts = [
+    return [
         f"<h1>{_e(card.name)} <span class=sub>{_e(card.version)}</span></h1>",
         f"<div class=sub>{_e(card.task)} of <code>{_e(card.target)}</code> from {_e(card.data.source)}"
         f" · {card.data.rows} rows · selected <b>{_e(card.selected.candidate)}</b>"
@@ -341,8 +358,11 @@ def render_report(
         + "".join(f"<div class=card><b>{v}</b><span>{_e(k)}</span></div>" for v, k in cards)
         + "</div>",
     ]
-    parts += _gate_section(card, prep, scores, champion_scores)
-    parts.append("<h2>Leak guard</h2>")
+
+
+def _leak_section(card: ModelCard, guard: GuardResult) -> list[str]:
+    """Whether a column predicts the target suspiciously well, and the single-column scores."""
+    parts = ["<h2>Leak guard</h2>"]
     if card.leak_warnings:
         for w in card.leak_warnings:
             parts.append(
@@ -358,7 +378,13 @@ def render_report(
             f"<p class=sub>Single-column cross-validated {_e(guard.metric)} (training part), top 10:</p>"
         )
         parts.append(_table(["column", guard.metric], [[k, f"{v:.4f}"] for k, v in top], {1}))
-    parts.append("<h2>Leaderboard</h2>")
+    return parts
+
+
+def _leaderboard_section(card: ModelCard) -> list[str]:
+    """Every candidate: its cross-validated score, configurations tried, time and best parameters."""
+    primary = card.metrics.primary
+    parts = ["<h2>Leaderboard</h2>"]
     parts.append(
         _table(
             [
@@ -389,7 +415,13 @@ def render_report(
             {3, 4, 5, 6},
         )
     )
-    parts.append("<h2>Metrics</h2>")
+    return parts
+
+
+def _metrics_section(card: ModelCard) -> list[str]:
+    """Every metric on the training part (cross-validated) and on the test part."""
+    m = card.metrics
+    parts = ["<h2>Metrics</h2>"]
     keys = sorted(set(m.cv) | set(m.test))
     header = ["metric", "cv (training part)", "test"]
     rows = [[k, _fmt(m.cv.get(k)), _fmt(m.test.get(k))] for k in keys]
@@ -398,6 +430,14 @@ def render_report(
         for row in rows:
             row.append(_fmt(m.test_at_threshold.get(str(row[0]))))
     parts.append(_table(header, rows, {1, 2, 3}))
+    return parts
+
+
+def _plots_section(
+    card: ModelCard, prep: Prepared, scores: NDArray[np.float64], threshold: Threshold | None
+) -> list[str]:
+    """Class balance, then the confusion matrix and curves (classifier) or residuals (regressor), then
+    the permutation importance."""
     plots = [_class_balance(prep)]
     if card.task == "classification":
         plots.append(_confusion(card))
@@ -406,8 +446,12 @@ def render_report(
         plots += _residuals(prep, scores)
     if card.feature_importance:
         plots.append(_importance(card))
-    parts.append("<h2>Plots</h2><div class=plots>" + "".join(plots) + "</div>")
-    parts.append("<h2>Fairness</h2>")
+    return ["<h2>Plots</h2><div class=plots>" + "".join(plots) + "</div>"]
+
+
+def _fairness_section(card: ModelCard) -> list[str]:
+    """How many predictions change when a protected attribute is swapped."""
+    parts = ["<h2>Fairness</h2>"]
     if card.fairness:
         parts.append(
             _table(
@@ -426,7 +470,12 @@ def render_report(
         )
     else:
         parts.append("<p class=sub>No protected attributes were named (<code>--protected COL</code>).</p>")
-    parts.append("<h2>Features</h2>")
+    return parts
+
+
+def _features_section(card: ModelCard) -> list[str]:
+    """What the model reads: each feature's type, range or categories, an example and its importance."""
+    parts = ["<h2>Features</h2>"]
     parts.append(
         _table(
             ["feature", "type", "required", "range / categories", "example", "importance"],
@@ -450,7 +499,12 @@ def render_report(
             {5},
         )
     )
-    parts.append("<h2>Dropped columns</h2>")
+    return parts
+
+
+def _data_sections(card: ModelCard) -> list[str]:
+    """Dropped columns, the data, the timings, the notes and the library versions."""
+    parts = ["<h2>Dropped columns</h2>"]
     parts.append(
         _table(["column", "reason"], [[d.name, d.reason] for d in card.dropped_columns])
         if card.dropped_columns
@@ -490,9 +544,4 @@ def render_report(
         f" · numpy {_e(v.numpy)}"
         f" · modelberth {_e(v.modelberth)} · model sha256 {_e(card.model_sha256[:16])}…</p>"
     )
-    title = f"{card.name} {card.version} — modelberth report"
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
-        f"<body><main>{''.join(parts)}</main></body></html>\n"
-    )
+    return parts

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -19,25 +18,10 @@ from sklearn.pipeline import Pipeline
 
 from modelberth_core.contract import LeaderboardRow
 from modelberth_trainer.pipelines import Candidate, estimator_name
+from modelberth_trainer.prepare import Problem, Say
 from modelberth_trainer.scoring import classification_scores, greater_is_better, regression_scores
 
 Folds = list[tuple[NDArray[np.intp], NDArray[np.intp]]]
-Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """What is being learned: the task, the classes (model order) and the selection metric."""
-
-    task: str
-    metric: str
-    classes: list[str] | None = None
-    positive: str | None = None
-
-    @property
-    def classification(self) -> bool:
-        """True for a classification task."""
-        return self.task == "classification"
 
 
 @dataclass
@@ -170,134 +154,187 @@ def _improves(a: Evaluation, b: Evaluation | None, metric: str) -> bool:
     return bool(a.score > b.score + margin if greater_is_better(metric) else a.score < b.score - margin)
 
 
-def run_search(
-    candidates: list[Candidate],
-    x: pd.DataFrame,
-    y: NDArray[Any],
-    folds: Folds,
-    problem: Problem,
-    *,
-    deadline: float,
-    hard_end: float,
-    started: float,
-    budget: float,
-    max_configs: int,
-    patience: int,
-    seed: int,
-    say: Say,
-) -> SearchResult:
-    """Spread the time left before ``deadline`` (a ``time.monotonic()`` value) across the candidates.
+@dataclass(frozen=True)
+class Clock:
+    """The search's time limits, as ``time.monotonic()`` values: when the run started and how long it may
+    take (for the progress lines), when the search should end, and when the whole run must end."""
 
-    ``hard_end`` is the end of the whole budget: the search also stops early enough to refit and
+    started: float
+    budget: float
+    deadline: float
+    hard_end: float
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many configurations a candidate may try, how many in a row may bring no progress, and the
+    seed of the configuration sampler."""
+
+    max_configs: int
+    patience: int
+    seed: int
+
+
+@dataclass
+class TrainingData:
+    """The training part and its cross-validation folds: what every configuration is scored on."""
+
+    x: pd.DataFrame
+    y: NDArray[Any]
+    folds: Folds
+    problem: Problem
+
+
+@dataclass
+class _Tally:
+    """One candidate's turn: the time it spent, the configurations it tried (and how many failed)."""
+
+    spent: float = 0.0
+    tried: int = 0
+    failures: int = 0
+    best: Evaluation | None = None
+    last_error: str = ""
+
+
+def run_search(
+    candidates: list[Candidate], data: TrainingData, clock: Clock, limits: Limits, say: Say
+) -> SearchResult:
+    """Spread the time left before ``clock.deadline`` across the candidates.
+
+    ``clock.hard_end`` is the end of the whole budget: the search also stops early enough to refit and
     evaluate the current leader before it.
 
     Each candidate gets an equal share of what is left when its turn comes, so time a fast candidate
-    does not use flows to the next. A candidate stops early after ``patience`` configurations in a row
-    that do not improve on its best by more than the noise. The first (default) configuration of the
+    does not use flows to the next. A candidate stops early after ``limits.patience`` configurations in a
+    row that do not improve on its best by more than the noise. The first (default) configuration of the
     first candidate always runs; later candidates are skipped once the budget is spent.
     """
-    rng = np.random.default_rng(seed)
-    rows: list[LeaderboardRow] = []
-    best: dict[str, Evaluation] = {}
-    leader: Evaluation | None = None
-    seen: set[str] = set()
-    n = len(candidates)
+    return _Search(candidates, data, clock, limits, say).run()
 
-    def limit() -> float:
-        # Leave time to refit the leader on all training rows and evaluate it (about 2.5 folds' fits).
+
+class _Search:
+    """The state of one search: the sampler, the leader so far, the leaderboard rows, the warnings seen."""
+
+    def __init__(
+        self, candidates: list[Candidate], data: TrainingData, clock: Clock, limits: Limits, say: Say
+    ) -> None:
+        self.candidates, self.data, self.clock, self.limits, self.say = candidates, data, clock, limits, say
+        self.rng = np.random.default_rng(limits.seed)
+        self.rows: list[LeaderboardRow] = []
+        self.best: dict[str, Evaluation] = {}
+        self.leader: Evaluation | None = None
+        self.seen: set[str] = set()
+
+    def limit(self) -> float:
+        """When the search must stop: its deadline, or earlier to leave time to refit and evaluate the
+        leader on all training rows before the hard end (about 2.5 folds' fits)."""
+        leader = self.leader
         reserve = 2.5 * leader.seconds / max(1, leader.folds) if leader is not None else 0.0
-        return min(deadline, hard_end - reserve)
+        return min(self.clock.deadline, self.clock.hard_end - reserve)
 
-    for i, candidate in enumerate(candidates, start=1):
-        now = time.monotonic()
-        if now >= limit() and leader is not None:
-            say(f"[{i}/{n}] {candidate.name:<24} skipped: time budget spent")
-            rows.append(
-                LeaderboardRow(
-                    candidate=candidate.name,
-                    estimator=estimator_name(candidate.build(candidate.default)),
-                    cv_score=None,
-                    cv_std=None,
-                    fit_seconds=0.0,
-                    n_configs=0,
-                    params=_jsonable(candidate.default),
-                    status="skipped",
-                    message="time budget spent before this candidate's turn",
+    def run(self) -> SearchResult:
+        n = len(self.candidates)
+        for i, candidate in enumerate(self.candidates, start=1):
+            tag = f"[{i}/{n}] {candidate.name:<24}"
+            now = time.monotonic()
+            if now >= self.limit() and self.leader is not None:
+                self.say(f"{tag} skipped: time budget spent")
+                self.rows.append(
+                    _unscored_row(
+                        candidate, "skipped", "time budget spent before this candidate's turn", _Tally()
+                    )
                 )
-            )
-            continue
-        share_end = now + max(0.0, limit() - now) / (n - i + 1)
-        spent, tried, failures, stale = 0.0, 0, 0, 0
-        cand_best: Evaluation | None = None
-        last_error = ""
-        while tried < max_configs and stale < patience:
-            share_end = min(share_end, limit())
-            if tried and time.monotonic() + spent / tried > share_end:
+                continue
+            tally = self._turn(candidate, tag, share_end=now + max(0.0, self.limit() - now) / (n - i + 1))
+            self._record(candidate, tag, tally)
+        if self.leader is None:
+            raise RuntimeError("no candidate could be trained; see the leaderboard messages")
+        reverse = greater_is_better(self.data.problem.metric)
+        self.rows.sort(
+            key=lambda r: (r.cv_score is None, -(r.cv_score or 0.0) if reverse else (r.cv_score or 0.0)),
+        )
+        return SearchResult(self.rows, self.best, self.leader, self.seen)
+
+    def _turn(self, candidate: Candidate, tag: str, share_end: float) -> _Tally:
+        """Try configurations of one candidate until its share of the time, its configurations or its
+        patience run out."""
+        data, metric = self.data, self.data.problem.metric
+        tally = _Tally()
+        stale = 0
+        while tally.tried < self.limits.max_configs and stale < self.limits.patience:
+            share_end = min(share_end, self.limit())
+            if tally.tried and time.monotonic() + tally.spent / tally.tried > share_end:
                 break
-            params = candidate.default if tried == 0 else candidate.sample(rng)
-            tried += 1
+            params = candidate.default if tally.tried == 0 else candidate.sample(self.rng)
+            tally.tried += 1
             t0 = time.monotonic()
             try:
                 # The default configuration always completes; later ones are abandoned at the share's end.
-                stop_at = None if tried == 1 else share_end
-                evaluation = cross_validate(candidate, params, x, y, folds, problem, seen, stop_at)
+                stop_at = None if tally.tried == 1 else share_end
+                evaluation = cross_validate(
+                    candidate, params, data.x, data.y, data.folds, data.problem, self.seen, stop_at
+                )
             except OverBudget:
-                spent += time.monotonic() - t0
-                say(f"[{i}/{n}] {candidate.name:<24} config {tried:>2}  abandoned: time share spent")
+                tally.spent += time.monotonic() - t0
+                self.say(f"{tag} config {tally.tried:>2}  abandoned: time share spent")
                 break
             except Exception as exc:  # a configuration that cannot be fitted is recorded, not fatal
-                failures += 1
-                last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                spent += time.monotonic() - t0
+                tally.failures += 1
+                tally.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                tally.spent += time.monotonic() - t0
                 continue
-            spent += time.monotonic() - t0
-            stale = 0 if _improves(evaluation, cand_best, problem.metric) else stale + 1
-            if _better(evaluation, cand_best, problem.metric):
-                cand_best = evaluation
-            if _better(evaluation, leader, problem.metric):
-                leader = evaluation
-            assert cand_best is not None
-            assert leader is not None
-            say(
-                f"[{i}/{n}] {candidate.name:<24} config {tried:>2}"
-                f"  cv {problem.metric}={evaluation.score:.4f}"
-                f" ±{evaluation.std:.4f}  best {cand_best.score:.4f}"
-                f"  elapsed {time.monotonic() - started:5.1f}s / {budget:.0f}s"
+            tally.spent += time.monotonic() - t0
+            stale = 0 if _improves(evaluation, tally.best, metric) else stale + 1
+            if _better(evaluation, tally.best, metric):
+                tally.best = evaluation
+            if _better(evaluation, self.leader, metric):
+                self.leader = evaluation
+            assert tally.best is not None
+            self.say(
+                f"{tag} config {tally.tried:>2}"
+                f"  cv {metric}={evaluation.score:.4f}"
+                f" ±{evaluation.std:.4f}  best {tally.best.score:.4f}"
+                f"  elapsed {time.monotonic() - self.clock.started:5.1f}s / {self.clock.budget:.0f}s"
             )
-        if cand_best is None:
-            rows.append(
-                LeaderboardRow(
-                    candidate=candidate.name,
-                    estimator=estimator_name(candidate.build(candidate.default)),
-                    cv_score=None,
-                    cv_std=None,
-                    fit_seconds=round(spent, 3),
-                    n_configs=tried,
-                    params=_jsonable(candidate.default),
-                    status="failed",
-                    message=last_error or "no configuration could be evaluated",
-                )
-            )
-            say(f"[{i}/{n}] {candidate.name:<24} failed: {last_error}")
-            continue
-        best[candidate.name] = cand_best
-        rows.append(
+        return tally
+
+    def _record(self, candidate: Candidate, tag: str, tally: _Tally) -> None:
+        """The candidate's leaderboard row: its best configuration, or why it has none."""
+        best = tally.best
+        if best is None:
+            message = tally.last_error or "no configuration could be evaluated"
+            self.rows.append(_unscored_row(candidate, "failed", message, tally))
+            self.say(f"{tag} failed: {tally.last_error}")
+            return
+        self.best[candidate.name] = best
+        failed = f"{tally.failures} configuration(s) failed: {tally.last_error}" if tally.failures else None
+        self.rows.append(
             LeaderboardRow(
                 candidate=candidate.name,
-                estimator=cand_best.estimator,
-                cv_score=cand_best.score,
-                cv_std=cand_best.std,
-                fit_seconds=round(spent, 3),
-                n_configs=tried,
-                params=cand_best.params,
+                estimator=best.estimator,
+                cv_score=best.score,
+                cv_std=best.std,
+                fit_seconds=round(tally.spent, 3),
+                n_configs=tally.tried,
+                params=best.params,
                 status="ok",
-                message=f"{failures} configuration(s) failed: {last_error}" if failures else None,
+                message=failed,
             )
         )
-    if leader is None:
-        raise RuntimeError("no candidate could be trained; see the leaderboard messages")
-    reverse = greater_is_better(problem.metric)
-    rows.sort(
-        key=lambda r: (r.cv_score is None, -(r.cv_score or 0.0) if reverse else (r.cv_score or 0.0)),
+
+
+def _unscored_row(
+    candidate: Candidate, status: Literal["failed", "skipped"], message: str, tally: _Tally
+) -> LeaderboardRow:
+    """The row of a candidate that was skipped or of which no configuration could be fitted."""
+    return LeaderboardRow(
+        candidate=candidate.name,
+        estimator=estimator_name(candidate.build(candidate.default)),
+        cv_score=None,
+        cv_std=None,
+        fit_seconds=round(tally.spent, 3),
+        n_configs=tally.tried,
+        params=_jsonable(candidate.default),
+        status=status,
+        message=message,
     )
-    return SearchResult(rows, best, leader, seen)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelberth_core.cli import build_parser, main
+from modelberth_cli.main import build_parser, main
 from modelberth_trainer.cli import settings_from_args
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modelberth_core.cli import build_parser
+from modelberth_cli.main import build_parser
 
 REPO = Path(__file__).resolve().parents[3]
 READMES = [REPO / "README.md", REPO / "trainer" / "README.md"]

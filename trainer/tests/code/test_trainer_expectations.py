@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from modelberth_core.cli import main
+from modelberth_cli.main import main
 from modelberth_trainer import expectations
 from modelberth_trainer.errors import DataError
+from modelberth_trainer.prepare import prepare
 from modelberth_trainer.settings import TrainerSettings
-from modelberth_trainer.train import prepare
 
 SETOSA = "{sepal_length_cm: 5.1, sepal_width_cm: 3.5, petal_length_cm: 1.4, petal_width_cm: 0.2}"
 GOOD = f"""

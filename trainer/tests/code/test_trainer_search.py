@@ -10,7 +10,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from modelberth_trainer.columns import ColumnPlan
 from modelberth_trainer.pipelines import build_candidates
-from modelberth_trainer.search import Problem, run_search
+from modelberth_trainer.prepare import Problem
+from modelberth_trainer.search import Clock, Limits, TrainingData, run_search
 
 
 def _data() -> tuple[pd.DataFrame, np.ndarray, ColumnPlan]:
@@ -30,18 +31,10 @@ def _search(deadline_in: float, patience: int, max_configs: int) -> tuple[object
     now = time.monotonic()
     result = run_search(
         candidates,
-        x,
-        y,
-        folds,
-        Problem("classification", "roc_auc", ["p", "q"], "p"),
-        deadline=now + deadline_in,
-        hard_end=now + deadline_in + 60,
-        started=now,
-        budget=deadline_in,
-        max_configs=max_configs,
-        patience=patience,
-        seed=0,
-        say=lines.append,
+        TrainingData(x, y, folds, Problem("classification", "roc_auc", ["p", "q"], "p")),
+        Clock(started=now, budget=deadline_in, deadline=now + deadline_in, hard_end=now + deadline_in + 60),
+        Limits(max_configs=max_configs, patience=patience, seed=0),
+        lines.append,
     )
     return result, lines
 

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from modelberth_core import contract
+from modelberth_trainer.prepare import prepare
 from modelberth_trainer.settings import TrainerSettings
-from modelberth_trainer.train import prepare, run
+from modelberth_trainer.train import run
 
 
 def _write(path: Path, frame: pd.DataFrame) -> Path:

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelberth_cli.main import main
 from modelberth_core import contract
-from modelberth_core.cli import main
 from modelberth_core.store import CHALLENGER, CHAMPION, LATEST, FilesystemStore, Resolved
 from modelberth_trainer import gate
 from modelberth_trainer.artifact import Trained

@@ -71,16 +71,12 @@ spec:
         - {{ . | quote }}
         {{- end }}
       env:
-        - name: MODELBERTH_STATE_DIR
-          value: /tmp/modelberth
+        # The image sets MODELBERTH_STATE_DIR, MPLCONFIGDIR and caches under /tmp; HOME moves there too
+        # because the root filesystem is read-only here.
         - name: HOME
           value: /tmp
         - name: TMPDIR
           value: /tmp
-        - name: MPLCONFIGDIR
-          value: /tmp/matplotlib
-        - name: PYTHONDONTWRITEBYTECODE
-          value: "1"
         {{- if $d.urlSecret.name }}
         # The URL comes from a Secret (a presigned URL is a credential); it is never printed.
         - name: TRAINER_DATA_URL

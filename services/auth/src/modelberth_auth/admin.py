@@ -5,12 +5,16 @@ printed only once (a new client's secret); files are written atomically with mod
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import getpass
 import json
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Literal
 
 from modelberth_auth.files import locked
 from modelberth_auth.principals import (
@@ -20,6 +24,7 @@ from modelberth_auth.principals import (
     SCOPES,
     ClientRecord,
     PrincipalsError,
+    PrincipalsFile,
     Scope,
     UserRecord,
     hash_secret,
@@ -29,7 +34,9 @@ from modelberth_auth.principals import (
     read_document,
     write_document,
 )
-from modelberth_core.cli import EXIT_USAGE
+
+EXIT_USAGE = 2
+"""Bad input (an unknown name, a bad flag): nothing was written."""
 
 EXIT_REFUSED = 1
 DEFAULT_USER_SCOPES: tuple[Scope, ...] = ("predict", "models:read")
@@ -64,10 +71,6 @@ def _scopes(given: list[str] | None, default: tuple[Scope, ...]) -> list[Scope] 
     if len(set(wanted)) != len(scopes):
         return None
     return scopes
-
-
-def _valid_name(name: str) -> bool:
-    return re.fullmatch(NAME_PATTERN, name) is not None
 
 
 # -- keys ---------------------------------------------------------------------------------------------
@@ -134,6 +137,85 @@ def keys_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- users and clients: the entries of one file, edited alike ---------------------------------------
+
+
+class Refused(Exception):
+    """A command that stops without writing anything: ``message`` on stderr, exit status ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _command(run: Command) -> Command:
+    """``run``, with :class:`Refused` and an unreadable users file turned into an error line and a code."""
+
+    @functools.wraps(run)
+    def command(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except Refused as exc:
+            return _fail(str(exc), exc.code)
+        except PrincipalsError as exc:
+            return _fail(str(exc))
+
+    return command
+
+
+Section = Literal["users", "clients"]
+"""Which entries of the users file: people, or API clients."""
+
+
+def _entries(document: PrincipalsFile, section: Section) -> dict[str, Any]:
+    entries: dict[str, Any] = document.users if section == "users" else document.clients
+    return entries
+
+
+@contextlib.contextmanager
+def _editing(args: argparse.Namespace, section: Section) -> Iterator[dict[str, Any]]:
+    """The ``section`` of the users file, read under its lock and written back when the block ends (not
+    when it raises)."""
+    path = _users_path(args)
+    with locked(path):
+        document = read_document(path)
+        yield _entries(document, section)
+        write_document(path, document)
+
+
+def _checked_name(args: argparse.Namespace, noun: str) -> str:
+    if re.fullmatch(NAME_PATTERN, args.name) is None:
+        raise Refused(f"{noun} names are 1-64 of A-Z a-z 0-9 . _ @ - (starting alphanumeric)", EXIT_USAGE)
+    name: str = args.name
+    return name
+
+
+def _checked_scopes(given: list[str] | None, default: tuple[Scope, ...]) -> list[Scope]:
+    scopes = _scopes(given, default)
+    if scopes is None:
+        raise Refused(f"unknown scope; choose from {', '.join(SCOPES)}", EXIT_USAGE)
+    return scopes
+
+
+Row = Callable[[str, Any], dict[str, Any]]
+"""An entry (name, record) as a JSON object, for ``--json``."""
+Line = Callable[[str, Any], str]
+"""An entry (name, record) as one line of text."""
+
+
+def _list(args: argparse.Namespace, section: Section, row: Row, line: Line) -> int:
+    """Print each entry of ``section`` (never a hash): a JSON list with ``--json``, else a line each."""
+    entries = sorted(_entries(read_document(_users_path(args)), section).items())
+    if args.json:
+        print(json.dumps([row(name, entry) for name, entry in entries]))
+    else:
+        print("".join(line(name, entry) + "\n" for name, entry in entries), end="")
+    return 0
+
+
 # -- users --------------------------------------------------------------------------------------------
 
 
@@ -149,61 +231,44 @@ def _read_password(from_stdin: bool) -> str | None:
     return None
 
 
+@_command
 def users_add(args: argparse.Namespace) -> int:
     """Add (or with ``--replace`` update) a user; the password comes from stdin."""
-    if not _valid_name(args.name):
-        return _fail("user names are 1-64 of A-Z a-z 0-9 . _ @ - (starting alphanumeric)", EXIT_USAGE)
-    scopes = _scopes(args.scope, DEFAULT_USER_SCOPES)
-    if scopes is None:
-        return _fail(f"unknown scope; choose from {', '.join(SCOPES)}", EXIT_USAGE)
+    name = _checked_name(args, "user")
+    scopes = _checked_scopes(args.scope, DEFAULT_USER_SCOPES)
     password = _read_password(args.password_stdin)
     if password is None:
-        return _fail("no password: pipe it in with --password-stdin", EXIT_USAGE)
+        raise Refused("no password: pipe it in with --password-stdin", EXIT_USAGE)
     if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
-        return _fail(
+        raise Refused(
             f"the password must have {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters", EXIT_USAGE
         )
-    path = _users_path(args)
     record = UserRecord(password_hash=hash_secret(password), scopes=scopes, created_at=now_utc())
-    with locked(path):
-        try:
-            document = read_document(path)
-        except PrincipalsError as exc:
-            return _fail(str(exc))
-        if args.name in document.users and not args.replace:
-            return _fail(f"user {args.name} exists; use --replace to change it")
-        document.users[args.name] = record
-        write_document(path, document)
-    print(f"user {args.name} saved with scopes: {' '.join(scopes)}")
+    with _editing(args, "users") as users:
+        if name in users and not args.replace:
+            raise Refused(f"user {name} exists; use --replace to change it")
+        users[name] = record
+    print(f"user {name} saved with scopes: {' '.join(scopes)}")
     return 0
 
 
+@_command
 def users_list(args: argparse.Namespace) -> int:
     """Print users and their scopes (never hashes)."""
-    try:
-        document = read_document(_users_path(args))
-    except PrincipalsError as exc:
-        return _fail(str(exc))
-    rows = [{"name": name, "scopes": list(u.scopes)} for name, u in sorted(document.users.items())]
-    if args.json:
-        print(json.dumps(rows))
-    else:
-        for row in rows:
-            print(f"{row['name']}\t{' '.join(row['scopes'])}")
-    return 0
+    return _list(
+        args,
+        "users",
+        lambda name, user: {"name": name, "scopes": list(user.scopes)},
+        lambda name, user: f"{name}\t{' '.join(user.scopes)}",
+    )
 
 
+@_command
 def users_remove(args: argparse.Namespace) -> int:
     """Remove a user (their refresh tokens stop working at the next refresh)."""
-    path = _users_path(args)
-    with locked(path):
-        try:
-            document = read_document(path)
-        except PrincipalsError as exc:
-            return _fail(str(exc))
-        if document.users.pop(args.name, None) is None:
-            return _fail(f"no user {args.name}")
-        write_document(path, document)
+    with _editing(args, "users") as users:
+        if users.pop(args.name, None) is None:
+            raise Refused(f"no user {args.name}")
     print(f"removed user {args.name}")
     return 0
 
@@ -216,38 +281,54 @@ MIN_CLIENT_SECRET_CHARS = 32
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 
 
-def _client_secret(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """``(secret, problem)``: read from stdin with ``--secret-stdin``, else newly generated."""
+def _client_secret(args: argparse.Namespace) -> str:
+    """The secret: read from stdin with ``--secret-stdin``, else newly generated."""
     if not args.secret_stdin:
-        return new_client_secret(), None
+        return new_client_secret()
     secret = sys.stdin.readline().rstrip("\r\n")
     if not MIN_CLIENT_SECRET_CHARS <= len(secret) <= MAX_PASSWORD_CHARS:
-        return None, f"a client secret must have {MIN_CLIENT_SECRET_CHARS} to {MAX_PASSWORD_CHARS} characters"
-    return secret, None
+        raise Refused(
+            f"a client secret must have {MIN_CLIENT_SECRET_CHARS} to {MAX_PASSWORD_CHARS} characters",
+            EXIT_USAGE,
+        )
+    return secret
 
 
+def _client_scopes(args: argparse.Namespace) -> list[Scope]:
+    if not args.forwards_user_address:
+        return _checked_scopes(args.scope, DEFAULT_CLIENT_SCOPES)
+    if args.scope:
+        raise Refused("a forwarder client gets no scopes: it only vouches for user addresses", EXIT_USAGE)
+    return []
+
+
+def _show_client(record: ClientRecord, secret: str | None, as_json: bool) -> None:
+    shown: dict[str, str | bool] = {"client_id": record.client_id, "scope": " ".join(record.scopes)}
+    if secret is not None:
+        shown["client_secret"] = secret
+    if record.forwards_user_address:
+        shown["forwards_user_address"] = True
+    if as_json:
+        print(json.dumps(shown))
+        return
+    print("\n".join(f"{key}: {json.dumps(v) if isinstance(v, bool) else v}" for key, v in shown.items()))
+    if secret is not None:
+        print("the secret is shown only now; store it safely", file=sys.stderr)
+
+
+@_command
 def clients_add(args: argparse.Namespace) -> int:
     """Add a client and print its id (and its secret, once, unless it came from stdin).
 
     ``--forwards-user-address`` makes a trusted forwarder (the UI): it may name the user's address on
     ``POST /auth/login`` and nothing else (no scopes, no grants), so its secret cannot mint tokens.
     """
-    if not _valid_name(args.name):
-        return _fail("client names are 1-64 of A-Z a-z 0-9 . _ @ - (starting alphanumeric)", EXIT_USAGE)
+    name = _checked_name(args, "client")
     if args.client_id is not None and re.fullmatch(CLIENT_ID_PATTERN, args.client_id) is None:
-        return _fail("client ids are 1-128 of A-Z a-z 0-9 . _ -", EXIT_USAGE)
-    if args.forwards_user_address and args.scope:
-        return _fail("a forwarder client gets no scopes: it only vouches for user addresses", EXIT_USAGE)
-    scopes: list[Scope] | None = (
-        [] if args.forwards_user_address else _scopes(args.scope, DEFAULT_CLIENT_SCOPES)
-    )
-    if scopes is None:
-        return _fail(f"unknown scope; choose from {', '.join(SCOPES)}", EXIT_USAGE)
-    secret, problem = _client_secret(args)
-    if secret is None:
-        return _fail(problem or "no client secret", EXIT_USAGE)
-    path = _users_path(args)
-    client_id = args.client_id or new_client_id(args.name.replace("@", "-"))
+        raise Refused("client ids are 1-128 of A-Z a-z 0-9 . _ -", EXIT_USAGE)
+    scopes = _client_scopes(args)
+    secret = _client_secret(args)
+    client_id = args.client_id or new_client_id(name.replace("@", "-"))
     record = ClientRecord(
         client_id=client_id,
         secret_hash=hash_secret(secret),
@@ -256,69 +337,44 @@ def clients_add(args: argparse.Namespace) -> int:
         forwards_user_address=args.forwards_user_address,
         created_at=now_utc(),
     )
-    with locked(path):
-        try:
-            document = read_document(path)
-        except PrincipalsError as exc:
-            return _fail(str(exc))
-        if args.name in document.clients and not args.replace:
-            return _fail(f"client {args.name} exists; use --replace for a new id and secret")
-        if any(c.client_id == client_id for n, c in document.clients.items() if n != args.name):
-            return _fail(f"another client already has the id {client_id}")
-        document.clients[args.name] = record
-        write_document(path, document)
-    shown: dict[str, str | bool] = {"client_id": client_id, "scope": " ".join(scopes)}
-    if not args.secret_stdin:
-        shown["client_secret"] = secret
-    if args.forwards_user_address:
-        shown["forwards_user_address"] = True
-    if args.json:
-        print(json.dumps(shown))
-    else:
-        print("\n".join(f"{key}: {json.dumps(v) if isinstance(v, bool) else v}" for key, v in shown.items()))
-        if not args.secret_stdin:
-            print("the secret is shown only now; store it safely", file=sys.stderr)
+    with _editing(args, "clients") as clients:
+        if name in clients and not args.replace:
+            raise Refused(f"client {name} exists; use --replace for a new id and secret")
+        if any(c.client_id == client_id for n, c in clients.items() if n != name):
+            raise Refused(f"another client already has the id {client_id}")
+        clients[name] = record
+    _show_client(record, None if args.secret_stdin else secret, args.json)
     return 0
 
 
+@_command
 def clients_list(args: argparse.Namespace) -> int:
     """Print clients, their ids and scopes (never secrets)."""
-    try:
-        document = read_document(_users_path(args))
-    except PrincipalsError as exc:
-        return _fail(str(exc))
-    rows = [
-        {
+
+    def row(name: str, client: ClientRecord) -> dict[str, Any]:
+        return {
             "name": name,
-            "client_id": c.client_id,
-            "scopes": list(c.scopes),
-            "forwards_user_address": c.forwards_user_address,
+            "client_id": client.client_id,
+            "scopes": list(client.scopes),
+            "forwards_user_address": client.forwards_user_address,
         }
-        for name, c in sorted(document.clients.items())
-    ]
-    if args.json:
-        print(json.dumps(rows))
-    else:
-        for name, c in sorted(document.clients.items()):
-            role = "\tforwards user addresses" if c.forwards_user_address else ""
-            print(f"{name}\t{c.client_id}\t{' '.join(c.scopes)}{role}")
-    return 0
+
+    def line(name: str, client: ClientRecord) -> str:
+        role = "\tforwards user addresses" if client.forwards_user_address else ""
+        return f"{name}\t{client.client_id}\t{' '.join(client.scopes)}{role}"
+
+    return _list(args, "clients", row, line)
 
 
+@_command
 def clients_remove(args: argparse.Namespace) -> int:
     """Remove a client by name or client id; its tokens stop being issued at once."""
-    path = _users_path(args)
-    with locked(path):
-        try:
-            document = read_document(path)
-        except PrincipalsError as exc:
-            return _fail(str(exc))
-        name = args.name if args.name in document.clients else None
+    with _editing(args, "clients") as clients:
+        name = args.name if args.name in clients else None
         if name is None:
-            name = next((n for n, c in document.clients.items() if c.client_id == args.name), None)
+            name = next((n for n, c in clients.items() if c.client_id == args.name), None)
         if name is None:
-            return _fail(f"no client {args.name}")
-        del document.clients[name]
-        write_document(path, document)
+            raise Refused(f"no client {args.name}")
+        del clients[name]
     print(f"removed client {name}")
     return 0

@@ -6,21 +6,19 @@ Run it with ``modelberth serve auth`` (or ``uvicorn --factory modelberth_auth.ap
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 
 from modelberth_auth.errors import install_auth_error_handlers
 from modelberth_auth.keys import KeyRing, KeyRingSource, KeysetError, create_keyset
 from modelberth_auth.limits import BodyLimitMiddleware
+from modelberth_auth.metrics import AuthMetrics
 from modelberth_auth.oauth import Authority
 from modelberth_auth.principals import PrincipalsError, PrincipalStore
 from modelberth_auth.refresh import FileRefreshStore, RefreshStore
@@ -29,17 +27,11 @@ from modelberth_auth.routes import health, login, oauth, wellknown
 from modelberth_auth.schemas import SECURITY_SCHEMES
 from modelberth_auth.settings import Settings
 from modelberth_auth.state import StateMetrics, StateStore
-from modelberth_auth.telemetry import AuthMetrics
 from modelberth_auth.throttle import MemoryThrottle, Throttle
 from modelberth_auth.throttle_redis import RedisThrottle
-from modelberth_core.metrics import (
-    FASTAPI_TELEMETRY,
-    HttpMetrics,
-    RequestContextMiddleware,
-    metrics_router,
-    new_registry,
-)
 from modelberth_core.security import TokenVerifier
+from modelberth_core.service import ServiceBuilder
+from modelberth_core.settings import load_settings
 
 log = logging.getLogger("modelberth.auth")
 
@@ -60,25 +52,15 @@ class AuthState:
 
 def build_state(settings: Settings, registry: CollectorRegistry) -> AuthState:
     """In-process state, unless ``AUTH_STATE_URL`` names a shared store (then one pool for both)."""
-    address = settings.state
-    if address is None:
+    config = settings.state_config()
+    if config is None:
         file = FileRefreshStore(
             settings.refresh_store_path,
             settings.refresh_token_ttl_seconds,
             settings.max_refresh_tokens_per_subject,
         )
         return AuthState(file, MemoryThrottle(settings.throttle_policy), file=file)
-    password = settings.state_password.get_secret_value() if settings.state_password else None
-    store = StateStore(
-        address,
-        password=password or None,
-        prefix=settings.state_prefix,
-        timeout_seconds=settings.state_timeout_seconds,
-        retry_seconds=settings.state_retry_seconds,
-        max_connections=settings.state_max_connections,
-        ca_file=settings.state_ca_file,
-        metrics=StateMetrics(registry),
-    )
+    store = StateStore(config, metrics=StateMetrics(registry))
     refresh = RedisRefreshStore(
         store, settings.refresh_token_ttl_seconds, settings.max_refresh_tokens_per_subject
     )
@@ -105,6 +87,9 @@ class Startup:
             self.state.file.load()
         for problem in await self.problems():
             log.error("not ready", extra={"problem": problem})
+        where = "in this process" if self.state.store is None else self.state.store.address.display
+        ready = self.keys.loaded and self.principals.loaded
+        log.info("auth ready" if ready else "auth started, not ready", extra={"state": where})
 
     def ensure_loaded(self) -> list[str]:
         """Try to load what is not loaded yet; the problems that remain."""
@@ -131,25 +116,6 @@ class Startup:
         return problems
 
 
-def load_settings() -> Settings:
-    """Settings from ``AUTH_*``; invalid ones stop the process with each problem named on one log line.
-
-    Never pydantic's own message: it repeats the values, and a password typed into ``AUTH_STATE_URL``
-    (which is refused) must not end up in a log.
-    """
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = [
-            f"AUTH_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
-            for e in exc.errors()
-        ]
-    except SettingsError as exc:
-        problems = [str(exc).split(" from source", 1)[0]]
-    log.error("invalid settings; auth does not start", extra={"problems": problems})
-    raise SystemExit(2)
-
-
 def install_openapi(app: FastAPI) -> None:
     """Generate the OpenAPI document once, with the security schemes the routes refer to."""
 
@@ -174,41 +140,30 @@ def install_openapi(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the auth app (settings from ``AUTH_*`` unless given)."""
-    settings = settings or load_settings()
-    registry = new_registry()
-    http_metrics = HttpMetrics("auth", registry)
-    auth_metrics = AuthMetrics(registry)
+    settings = settings or load_settings(Settings, "auth")
+    service = ServiceBuilder("auth")
+    auth_metrics = AuthMetrics(service.registry)
     keys = KeyRing(settings.keyset_path, settings.reload_interval_seconds)
     auth_metrics.signing_keys.set_function(lambda: keys.count)
     principals = PrincipalStore(
         settings.users_path, settings.reload_interval_seconds, require_file=settings.environment != "dev"
     )
-    state = build_state(settings, registry)
+    state = build_state(settings, service.registry)
     authority = Authority(settings, keys, principals, state.refresh, state.throttle, auth_metrics)
     verifier = TokenVerifier(KeyRingSource(keys), issuer=settings.issuer, audience=settings.audience)
     startup = Startup(settings, keys, principals, state)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await startup.run()
-        where = "in this process" if state.store is None else state.store.address.display
-        ready = keys.loaded and principals.loaded
-        log.info("auth ready" if ready else "auth started, not ready", extra={"state": where})
-        try:
-            yield
-        finally:
-            if state.store is not None:
-                await state.store.aclose()
-
-    app = FastAPI(
+    service.on_startup(startup.run)
+    if state.store is not None:
+        service.on_shutdown(state.store.aclose)
+    app = service.build(
+        settings,
         title="modelberth auth",
         version=VERSION,
         description="OAuth2 token endpoint (client credentials, refresh tokens), first-party login, JWKS.",
-        lifespan=lifespan,
-        telemetry=FASTAPI_TELEMETRY,
+        routers=[health.router, oauth.router, login.router, wellknown.router],
+        errors=install_auth_error_handlers,
+        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)],
     )
-    app.state.settings = settings
-    app.state.registry = registry
     app.state.auth_metrics = auth_metrics
     app.state.keys = keys
     app.state.principals = principals
@@ -218,13 +173,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authority = authority
     app.state.verifier = verifier
     app.state.startup = startup
-    install_auth_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(metrics_router(registry))
-    app.include_router(oauth.router)
-    app.include_router(login.router)
-    app.include_router(wellknown.router)
     install_openapi(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
     return app

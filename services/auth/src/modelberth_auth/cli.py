@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
 
 
 def _run(name: str) -> Callable[[argparse.Namespace], int]:
@@ -42,39 +43,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _file_option(kremove, "keyset", "AUTH_KEYSET_FILE")
     kremove.set_defaults(handler=_run("keys_remove"))
 
-    users = subparsers.add_parser("users", help="manage people who log in with a password")
-    users_sub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
-    uadd = users_sub.add_parser("add", help="add a user (password read from stdin, never from argv)")
-    uadd.add_argument("name")
-    uadd.add_argument(
-        "--scope",
-        action="append",
-        metavar="SCOPE",
-        help="predict, models:read, models:admin (repeatable; default: predict models:read)",
-    )
+    uadd = _entry_commands(subparsers, USERS)
     uadd.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    uadd.add_argument("--replace", action="store_true", help="replace an existing user's password and scopes")
-    _file_option(uadd, "users", "AUTH_USERS_FILE")
-    uadd.set_defaults(handler=_run("users_add"))
-    ulist = users_sub.add_parser("list", help="list users and their scopes")
-    ulist.add_argument("--json", action="store_true", help="print JSON")
-    _file_option(ulist, "users", "AUTH_USERS_FILE")
-    ulist.set_defaults(handler=_run("users_list"))
-    uremove = users_sub.add_parser("remove", help="remove a user")
-    uremove.add_argument("name")
-    _file_option(uremove, "users", "AUTH_USERS_FILE")
-    uremove.set_defaults(handler=_run("users_remove"))
-
-    clients = subparsers.add_parser("clients", help="manage API clients (client credentials grant)")
-    clients_sub = clients.add_subparsers(dest="clients_command", metavar="ACTION", required=True)
-    cadd = clients_sub.add_parser("add", help="add a client; prints its id and secret once")
-    cadd.add_argument("name")
-    cadd.add_argument(
-        "--scope",
-        action="append",
-        metavar="SCOPE",
-        help="predict, models:read, models:admin (repeatable; default: predict)",
-    )
+    cadd = _entry_commands(subparsers, CLIENTS)
     cadd.add_argument("--json", action="store_true", help='print {"client_id": ..., "client_secret": ...}')
     cadd.add_argument(
         "--client-id", help="this client id instead of NAME-<random hex> (ids are public anyway)"
@@ -90,14 +61,63 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a trusted forwarder such as the UI: may send X-Modelberth-User-Address on /auth/login; "
         "no scopes, no grants",
     )
-    cadd.add_argument("--replace", action="store_true", help="replace an existing client (new id and secret)")
-    _file_option(cadd, "users", "AUTH_USERS_FILE")
-    cadd.set_defaults(handler=_run("clients_add"))
-    clist = clients_sub.add_parser("list", help="list clients, their ids and scopes")
-    clist.add_argument("--json", action="store_true", help="print JSON")
-    _file_option(clist, "users", "AUTH_USERS_FILE")
-    clist.set_defaults(handler=_run("clients_list"))
-    cremove = clients_sub.add_parser("remove", help="remove a client by name or client id")
-    cremove.add_argument("name")
-    _file_option(cremove, "users", "AUTH_USERS_FILE")
-    cremove.set_defaults(handler=_run("clients_remove"))
+
+
+@dataclass(frozen=True, slots=True)
+class Entries:
+    """The words of one kind of entry in the users file, for its ``add``, ``list`` and ``remove`` commands."""
+
+    section: str
+    """The command and the file's section: ``users`` or ``clients``."""
+    help: str
+    add: str
+    default_scopes: str
+    replace: str
+    list: str
+    remove: str
+
+
+USERS = Entries(
+    section="users",
+    help="manage people who log in with a password",
+    add="add a user (password read from stdin, never from argv)",
+    default_scopes="predict models:read",
+    replace="replace an existing user's password and scopes",
+    list="list users and their scopes",
+    remove="remove a user",
+)
+CLIENTS = Entries(
+    section="clients",
+    help="manage API clients (client credentials grant)",
+    add="add a client; prints its id and secret once",
+    default_scopes="predict",
+    replace="replace an existing client (new id and secret)",
+    list="list clients, their ids and scopes",
+    remove="remove a client by name or client id",
+)
+
+
+def _entry_commands(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], entries: Entries
+) -> argparse.ArgumentParser:
+    """``<section> add|list|remove``, alike for users and clients; the ``add`` parser, for its own options."""
+    section = entries.section
+    group = subparsers.add_parser(section, help=entries.help)
+    actions = group.add_subparsers(dest=f"{section}_command", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help=entries.add)
+    add.add_argument("name")
+    add.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help=f"predict, models:read, models:admin (repeatable; default: {entries.default_scopes})",
+    )
+    add.add_argument("--replace", action="store_true", help=entries.replace)
+    listing = actions.add_parser("list", help=entries.list)
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    remove = actions.add_parser("remove", help=entries.remove)
+    remove.add_argument("name")
+    for action, parser in (("add", add), ("list", listing), ("remove", remove)):
+        _file_option(parser, "users", "AUTH_USERS_FILE")
+        parser.set_defaults(handler=_run(f"{section}_{action}"))
+    return add

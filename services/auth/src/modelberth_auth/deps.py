@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from modelberth_auth.metrics import AuthMetrics
 from modelberth_auth.oauth import Authority
 from modelberth_auth.settings import Settings
-from modelberth_auth.telemetry import AuthMetrics
 from modelberth_core.security import TokenVerifier
 
 

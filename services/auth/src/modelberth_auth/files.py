@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, Generic, TypeVar
+
+log = logging.getLogger("modelberth.auth.files")
+
+T = TypeVar("T")
 
 PRIVATE_MODE = 0o600
 """Keys, password hashes and refresh-token hashes are readable by their owner only."""
@@ -108,3 +114,66 @@ class FileStamp:
         except FileNotFoundError:
             return None
         return cls(st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+_UNSEEN: Final = FileStamp(-1, -1, -1)
+"""The stamp of a file never looked at: differs from every real stamp and from None (absent)."""
+
+
+class WatchedFile(Generic[T]):
+    """A file the service reads once and again whenever its stamp (inode, size, mtime) changes, looking at
+    most once per ``interval_seconds``: ``modelberth keys|users|clients`` take effect without a restart.
+
+    ``read(path)`` parses the file into a value, or raises ``unusable`` (for an absent file too, unless an
+    absent file means something, such as "no users"). A changed file that cannot be used is logged once and
+    skipped: the last good value stays until the file changes again.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        read: Callable[[Path], T],
+        *,
+        unusable: type[Exception],
+        what: str,
+        interval_seconds: float = 1.0,
+    ) -> None:
+        self.path = path
+        self.what = what
+        """What the file is, for log lines (``keyset file``)."""
+        self._read = read
+        self._unusable = unusable
+        self._value: T | None = None
+        self._stamp: FileStamp | None = _UNSEEN
+        self._recheck = RecheckGate(interval_seconds)
+
+    @property
+    def value(self) -> T | None:
+        """The value last read (None before the first good read), without looking at the file."""
+        return self._value
+
+    def load(self) -> T:
+        """Read the file now; raise ``unusable`` if it cannot be used (the last good value then stays)."""
+        stamp = FileStamp.of(self.path)
+        value = self._read(self.path)
+        self._value, self._stamp = value, stamp
+        return value
+
+    def current(self) -> T | None:
+        """The value, read again first if the file changed since the last look (at most once per interval)."""
+        with self._recheck.due() as due:
+            if due:
+                self._reload_if_changed()
+        return self._value
+
+    def _reload_if_changed(self) -> None:
+        stamp = FileStamp.of(self.path)
+        if stamp == self._stamp:
+            return
+        try:
+            self.load()
+        except self._unusable as exc:
+            log.warning(
+                f"{self.what} changed but is unusable; keeping the last good one", extra={"error": str(exc)}
+            )
+            self._stamp = stamp  # said once: not read again until it changes again

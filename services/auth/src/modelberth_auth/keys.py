@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
-from modelberth_auth.files import FileStamp, RecheckGate, atomic_write, create_exclusive
+from modelberth_auth.files import WatchedFile, atomic_write, create_exclusive
 from modelberth_core.security import TokenError
 
 log = logging.getLogger("modelberth.auth.keys")
@@ -97,72 +98,59 @@ def public_jwks(keys: KeySet) -> dict[str, Any]:
     return {"keys": [key.as_dict(private=False) for key in keys.keys]}
 
 
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    private: KeySet
+    public: KeySet
+
+
+def _read_keys(path: Path) -> _Keys:
+    keys = read_keyset(path)
+    public = KeySet.import_key_set(public_jwks(keys))  # type: ignore[arg-type]
+    log.info("keyset loaded", extra={"keys": len(keys.keys), "signing_kid": keys.keys[-1].kid})
+    return _Keys(keys, public)
+
+
 class KeyRing:
     """The service's view of the keyset file, reloaded when the file changes (checked at most once per
-    ``interval_seconds``). A broken new file is logged and ignored: the last good keys stay in use."""
+    ``interval_seconds``). A broken or missing new file is logged and ignored: the last good keys stay."""
 
     def __init__(self, path: Path, interval_seconds: float = 1.0) -> None:
         self.path = path
-        self.interval_seconds = interval_seconds
-        self._keys: KeySet | None = None
-        self._public: KeySet | None = None
-        self._stamp: FileStamp | None = None
-        self._recheck = RecheckGate(interval_seconds)
+        self._file = WatchedFile(
+            path, _read_keys, unusable=KeysetError, what="keyset file", interval_seconds=interval_seconds
+        )
 
     @property
     def loaded(self) -> bool:
         """True once a valid keyset was read."""
-        return self._keys is not None
+        return self._file.value is not None
 
     @property
     def count(self) -> int:
         """Keys in the loaded keyset (0 before the first load)."""
-        return len(self._keys.keys) if self._keys is not None else 0
+        keys = self._file.value
+        return len(keys.private.keys) if keys is not None else 0
 
     def load(self) -> None:
         """Read the file now; raise :class:`KeysetError` if it is unusable."""
-        stamp = FileStamp.of(self.path)
-        keys = read_keyset(self.path)
-        self._set(keys, stamp)
+        self._file.load()
 
-    def _set(self, keys: KeySet, stamp: FileStamp | None) -> None:
-        public = KeySet.import_key_set(public_jwks(keys))  # type: ignore[arg-type]
-        self._keys, self._public, self._stamp = keys, public, stamp
-        log.info("keyset loaded", extra={"keys": len(keys.keys), "signing_kid": keys.keys[-1].kid})
-
-    def maybe_reload(self) -> None:
-        """Reload if the file changed since the last look (at most once per interval)."""
-        with self._recheck.due() as due:
-            if not due:
-                return
-            stamp = FileStamp.of(self.path)
-            if stamp is None or stamp == self._stamp:
-                return
-            try:
-                keys = read_keyset(self.path)
-            except KeysetError as exc:
-                log.warning(
-                    "keyset file changed but is unusable; keeping the loaded keys", extra={"error": str(exc)}
-                )
-                self._stamp = stamp
-                return
-            self._set(keys, stamp)
+    def _keys(self) -> _Keys:
+        keys = self._file.current()
+        if keys is None:
+            raise KeysetError("no keyset loaded")
+        return keys
 
     def signing_key(self) -> ECKey:
         """The newest (last) key."""
-        self.maybe_reload()
-        if self._keys is None:
-            raise KeysetError("no keyset loaded")
-        key = self._keys.keys[-1]
+        key = self._keys().private.keys[-1]
         assert isinstance(key, ECKey)
         return key
 
     def public_keys(self) -> KeySet:
         """Every key's public half (what verifiers get)."""
-        self.maybe_reload()
-        if self._public is None:
-            raise KeysetError("no keyset loaded")
-        return self._public
+        return self._keys().public
 
 
 class KeyRingSource:

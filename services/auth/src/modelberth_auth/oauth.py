@@ -24,11 +24,11 @@ from starlette.concurrency import run_in_threadpool
 
 from modelberth_auth.errors import OAuthError, invalid_client
 from modelberth_auth.keys import KeyRing
+from modelberth_auth.metrics import AuthMetrics
 from modelberth_auth.principals import ClientRecord, PrincipalStore, UserRecord, verify_secret
 from modelberth_auth.refresh import RefreshError, RefreshStore
 from modelberth_auth.settings import Settings
 from modelberth_auth.state import StateUnavailable
-from modelberth_auth.telemetry import AuthMetrics
 from modelberth_auth.throttle import Throttle
 from modelberth_auth.tokens import mint_access_token
 from modelberth_core.security import SCOPES, TokenError, single_authorization

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -19,7 +20,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from modelberth_auth.files import FileStamp, RecheckGate, atomic_write
+from modelberth_auth.files import WatchedFile, atomic_write
 
 log = logging.getLogger("modelberth.auth.principals")
 
@@ -156,68 +157,51 @@ def write_document(path: Path, document: PrincipalsFile) -> None:
     atomic_write(path, data)
 
 
+@dataclass(frozen=True, slots=True)
+class _Principals:
+    document: PrincipalsFile
+    clients_by_id: dict[str, tuple[str, ClientRecord]]
+
+
 class PrincipalStore:
     """The service's view of the users/clients file, reloaded when it changes.
 
-    A broken new version is logged and ignored (the last good one stays); an absent file means no users.
+    A broken new version is logged and ignored (the last good one stays); an absent file means no users,
+    unless ``require_file`` (then the last good one stays, and a first load fails).
     """
 
     def __init__(self, path: Path, interval_seconds: float = 1.0, require_file: bool = False) -> None:
         self.path = path
-        self.interval_seconds = interval_seconds
         self.require_file = require_file
-        self._document: PrincipalsFile | None = None
-        self._clients_by_id: dict[str, tuple[str, ClientRecord]] = {}
-        self._stamp: FileStamp | None = None
-        self._recheck = RecheckGate(interval_seconds)
+        self._file = WatchedFile(
+            path, self._read, unusable=PrincipalsError, what="users file", interval_seconds=interval_seconds
+        )
         # Unknown users are checked against this hash, so they cost the same time as a wrong password.
         self.dummy_hash = hash_secret(secrets.token_urlsafe(16))
+
+    def _read(self, path: Path) -> _Principals:
+        if self.require_file and not path.exists():
+            raise PrincipalsError(f"users file {path} does not exist")
+        document = read_document(path)
+        log.info("users file loaded", extra={"users": len(document.users), "clients": len(document.clients)})
+        by_id = {c.client_id: (name, c) for name, c in document.clients.items()}
+        return _Principals(document, by_id)
 
     @property
     def loaded(self) -> bool:
         """True once the file was read (or found absent, when that is allowed)."""
-        return self._document is not None
+        return self._file.value is not None
 
     def load(self) -> None:
         """Read the file now; raise :class:`PrincipalsError` if it is unusable (or absent but required)."""
-        stamp = FileStamp.of(self.path)
-        if stamp is None and self.require_file:
-            raise PrincipalsError(f"users file {self.path} does not exist")
-        self._set(read_document(self.path), stamp)
-
-    def _set(self, document: PrincipalsFile, stamp: FileStamp | None) -> None:
-        self._document = document
-        self._clients_by_id = {c.client_id: (name, c) for name, c in document.clients.items()}
-        self._stamp = stamp
-        log.info("users file loaded", extra={"users": len(document.users), "clients": len(document.clients)})
-
-    def maybe_reload(self) -> None:
-        """Reload if the file changed since the last look (at most once per interval)."""
-        with self._recheck.due() as due:
-            if not due:
-                return
-            stamp = FileStamp.of(self.path)
-            if stamp == self._stamp and self._document is not None:
-                return
-            if stamp is None and self.require_file:
-                log.warning("users file disappeared; keeping the loaded users")
-                return
-            try:
-                document = read_document(self.path)
-            except PrincipalsError as exc:
-                log.warning(
-                    "users file changed but is unusable; keeping the loaded one", extra={"error": str(exc)}
-                )
-                self._stamp = stamp
-                return
-            self._set(document, stamp)
+        self._file.load()
 
     def user(self, name: str) -> UserRecord | None:
         """The user called ``name``, if any."""
-        self.maybe_reload()
-        return self._document.users.get(name) if self._document else None
+        principals = self._file.current()
+        return principals.document.users.get(name) if principals else None
 
     def client(self, client_id: str) -> tuple[str, ClientRecord] | None:
         """``(name, record)`` of the client with ``client_id``, if any."""
-        self.maybe_reload()
-        return self._clients_by_id.get(client_id)
+        principals = self._file.current()
+        return principals.clients_by_id.get(client_id) if principals else None

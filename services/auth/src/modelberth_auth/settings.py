@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from modelberth_auth.state import StateAddress, parse_state_url
+from modelberth_auth.state import StateAddress, StateConfig, parse_state_url
 from modelberth_auth.throttle import ThrottlePolicy
 from modelberth_core.settings import PLACEHOLDER_SECRETS, ServiceSettings, state_dir
 
@@ -158,6 +158,22 @@ class Settings(ServiceSettings):
     def state(self) -> StateAddress | None:
         """Where the shared state store is, or None for in-process state."""
         return None if self.state_url is None else parse_state_url(self.state_url)
+
+    def state_config(self) -> StateConfig | None:
+        """How to reach the shared state store, or None for in-process state."""
+        address = self.state
+        if address is None:
+            return None
+        password = self.state_password.get_secret_value() if self.state_password else None
+        return StateConfig(
+            address,
+            password=password or None,
+            prefix=self.state_prefix,
+            timeout_seconds=self.state_timeout_seconds,
+            retry_seconds=self.state_retry_seconds,
+            max_connections=self.state_max_connections,
+            ca_file=self.state_ca_file,
+        )
 
     @property
     def may_generate_keyset(self) -> bool:

@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -106,6 +106,25 @@ def parse_state_url(url: str) -> StateAddress:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """How to reach the store and the limits every call keeps (``AUTH_STATE_*``)."""
+
+    address: StateAddress
+    prefix: str
+    """Put before every key, so installs can share one store."""
+    timeout_seconds: float
+    """The one deadline of a whole call: a free connection, connecting, sending and the answer."""
+    retry_seconds: float
+    """How long the store counts as down after a failed call (calls then fail at once)."""
+    max_connections: int
+    """Connections in the pool."""
+    password: str | None = field(default=None, repr=False)
+    """The store's password (``AUTH`` or, with a user name in the address, its ACL password)."""
+    ca_file: Path | None = None
+    """CA bundle that signs a ``rediss://`` store's certificate (None: the system's)."""
+
+
 class StateMetrics:
     """``modelberth_auth_state_up`` and ``modelberth_auth_state_errors_total{operation}``."""
 
@@ -131,48 +150,18 @@ class StateStore:
 
     def __init__(
         self,
-        address: StateAddress,
+        config: StateConfig,
         *,
-        password: str | None,
-        prefix: str,
-        timeout_seconds: float,
-        retry_seconds: float,
-        max_connections: int,
-        ca_file: Path | None = None,
         metrics: StateMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.address = address
-        self.prefix = prefix
-        self.timeout_seconds = timeout_seconds
-        self.retry_seconds = retry_seconds
+        self.address = config.address
+        self.prefix = config.prefix
+        self.timeout_seconds = config.timeout_seconds
+        self.retry_seconds = config.retry_seconds
         self.metrics = metrics
         self.clock = clock
-        tls: dict[str, Any] = {}
-        if address.tls:
-            tls = {"connection_class": SSLConnection, "ssl_check_hostname": True, "ssl_cert_reqs": "required"}
-            if ca_file is not None:
-                tls["ssl_ca_certs"] = str(ca_file)
-        pool = BlockingConnectionPool(
-            max_connections=max_connections,
-            timeout=timeout_seconds,  # waiting for a free connection
-            **({"connection_class": Connection} | tls),
-            host=address.host,
-            port=address.port,
-            db=address.db,
-            username=address.username,
-            password=password,
-            # run() puts one deadline on each call. redis-py's own per-read timeout is off: on Python 3.11
-            # it wraps every send in asyncio.wait_for, a task per command, which cost more CPU than the rest.
-            socket_timeout=None,
-            socket_connect_timeout=timeout_seconds,
-            # Retry once, on a new connection, when a connection broke; never after a timeout (the store is
-            # slow: a retry only doubles the wait). The scripts are idempotent, so a retry is safe.
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            decode_responses=True,
-            client_name="modelberth-auth",
-        )
-        self.redis: Redis = Redis.from_pool(pool)
+        self.redis: Redis = Redis.from_pool(_pool(config))
         self._down_until = 0.0
         self._probing = False
         self._down = False
@@ -258,3 +247,32 @@ def describe(exc: BaseException) -> str:
         return "TimeoutError: no answer in time"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _pool(config: StateConfig) -> BlockingConnectionPool:
+    """The connection pool: TLS that checks the certificate and its name, one retry on a broken one."""
+    address, timeout_seconds = config.address, config.timeout_seconds
+    tls: dict[str, Any] = {}
+    if address.tls:
+        tls = {"connection_class": SSLConnection, "ssl_check_hostname": True, "ssl_cert_reqs": "required"}
+        if config.ca_file is not None:
+            tls["ssl_ca_certs"] = str(config.ca_file)
+    return BlockingConnectionPool(
+        max_connections=config.max_connections,
+        timeout=timeout_seconds,  # waiting for a free connection
+        **({"connection_class": Connection} | tls),
+        host=address.host,
+        port=address.port,
+        db=address.db,
+        username=address.username,
+        password=config.password,
+        # run() puts one deadline on each call. redis-py's own per-read timeout is off: on Python 3.11
+        # it wraps every send in asyncio.wait_for, a task per command, which cost more CPU than the rest.
+        socket_timeout=None,
+        socket_connect_timeout=timeout_seconds,
+        # Retry once, on a new connection, when a connection broke; never after a timeout (the store is
+        # slow: a retry only doubles the wait). The scripts are idempotent, so a retry is safe.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        decode_responses=True,
+        client_name="modelberth-auth",
+    )

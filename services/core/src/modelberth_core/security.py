@@ -270,6 +270,13 @@ class TokenVerifier:
         return principal
 
     async def _verify_uncached(self, token: str) -> tuple[Principal, str]:
+        """The checks in order: the header (no key needed), the key, the signature, then the claims."""
+        kid = self._key_id(token)
+        keys = await self._keys_holding(kid)
+        return _principal(self._verified_claims(token, keys)), kid
+
+    def _key_id(self, token: str) -> str:
+        """The ``kid`` of a token whose header names an allowed algorithm and the expected type."""
         if token.count(".") != 2:
             raise TokenError("malformed token")
         header = _unverified_header(token)
@@ -283,12 +290,20 @@ class TokenVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise TokenError("token has no key id")
+        return kid
+
+    async def _keys_holding(self, kid: str) -> KeySet:
+        """The key set, fetched again (rate-limited) when it lacks ``kid``: the issuer may have rotated."""
         keys = await self.keys.key_set()
         if not _has_kid(keys, kid):
             if await self.keys.refresh():
                 keys = await self.keys.key_set()
             if not _has_kid(keys, kid):
                 raise TokenError("token signed by an unknown key")
+        return keys
+
+    def _verified_claims(self, token: str, keys: KeySet) -> dict[str, Any]:
+        """The claims of a token whose signature verifies, once iss, aud, exp and sub check out."""
         try:
             decoded = jwt.decode(token, keys, algorithms=self.algorithms)
         except JoseError as exc:
@@ -300,18 +315,21 @@ class TokenVerifier:
             self._claims_registry().validate(claims)
         except JoseError as exc:
             raise TokenError(f"token claims rejected: {exc.description or exc.error}") from exc
-        scope = claims.get("scope", "")
-        if not isinstance(scope, str):
-            raise TokenError("token scope must be a space-separated string")
-        jti = claims.get("jti")
-        principal = Principal(
-            subject=str(claims["sub"]),
-            scopes=frozenset(scope.split()),
-            expires_at=int(claims["exp"]),
-            token_id=jti if isinstance(jti, str) else None,
-            claims=claims,
-        )
-        return principal, kid
+        return claims
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise TokenError("token scope must be a space-separated string")
+    jti = claims.get("jti")
+    return Principal(
+        subject=str(claims["sub"]),
+        scopes=frozenset(scope.split()),
+        expires_at=int(claims["exp"]),
+        token_id=jti if isinstance(jti, str) else None,
+        claims=claims,
+    )
 
 
 def _has_kid(keys: KeySet, kid: str) -> bool:

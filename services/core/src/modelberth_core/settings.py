@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+log = logging.getLogger("modelberth.settings")
 
 Environment = Literal["dev", "test", "prod"]
 
@@ -45,3 +48,34 @@ class ServiceSettings(BaseSettings):
             ):
                 raise ValueError(f"{name} holds a placeholder secret; set a real one outside environment=dev")
         return self
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+EXIT_INVALID_SETTINGS = 2
+"""Exit status of a service whose settings are invalid (a usage error, as for the ``modelberth`` command)."""
+
+
+def settings_problems(exc: ValidationError, env_prefix: str) -> list[str]:
+    """Each problem as ``<PREFIX><FIELD>: <why>`` (``<PREFIX>SETTINGS`` when it concerns several fields).
+
+    Never pydantic's own message: it repeats the values, and a secret (or a password typed into a URL)
+    must not end up in a log.
+    """
+    return [
+        f"{env_prefix}{'_'.join(str(part) for part in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
+        for err in exc.errors()
+    ]
+
+
+def load_settings(cls: type[S], service: str) -> S:
+    """``cls()`` from the environment; invalid settings stop the process with one error line naming each
+    variable and why, without its value (status :data:`EXIT_INVALID_SETTINGS`, no traceback)."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = settings_problems(exc, str(cls.model_config.get("env_prefix", "")))
+    except SettingsError as exc:  # a value that is not JSON where JSON is expected, say
+        problems = [str(exc).split(" from source", 1)[0]]
+    log.error(f"invalid settings; {service} does not start", extra={"problems": problems})
+    raise SystemExit(EXIT_INVALID_SETTINGS)

@@ -5,23 +5,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
 from joserfc.errors import JoseError
 from pydantic import ValidationError
 
-from modelberth_core.metrics import (
-    FASTAPI_TELEMETRY,
-    HttpMetrics,
-    RequestContextMiddleware,
-    metrics_router,
-    new_registry,
-)
 from modelberth_core.security import JwksKeySource, KeySource, TokenVerifier
+from modelberth_core.service import ServiceBuilder
+from modelberth_core.settings import settings_problems
 from modelberth_inference import __version__
 from modelberth_inference.dataplane import DataPlane
 from modelberth_inference.drift import DriftCollector
@@ -32,9 +24,6 @@ from modelberth_inference.registry import ModelRegistry
 from modelberth_inference.rest import install_inference_error_handlers
 from modelberth_inference.routes import health, models, v1, v2
 from modelberth_inference.settings import Settings
-
-if TYPE_CHECKING:
-    from modelberth_inference.transports.grpc_server import GrpcServer
 
 log = logging.getLogger("modelberth.inference")
 
@@ -69,26 +58,9 @@ async def _initial_load(registry: ModelRegistry) -> None:
     gc.freeze()
 
 
-async def _start_grpc(plane: DataPlane, metrics: HttpMetrics) -> GrpcServer | None:
-    """The gRPC listener, started (None when ``grpc_port`` is 0)."""
-    if plane.settings.grpc_port == 0:
-        return None
-    # Imported here: its generated messages claim the proto package ``inference`` in the process, which a
-    # process that turned gRPC off (or a test that also imports tritonclient.grpc) must not pay for.
-    from modelberth_inference.transports.grpc_server import GrpcServer
-
-    server = GrpcServer(plane, metrics)
-    await server.start()
-    return server
-
-
 def _settings_error(exc: ValidationError) -> str:
     """A settings error as one line naming each variable, without the value (it may be a secret)."""
-    parts = []
-    for err in exc.errors():
-        name = "_".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"INFERENCE_{name.upper()}: {err.get('msg', 'invalid')}")
-    return "invalid settings: " + "; ".join(parts)
+    return "invalid settings: " + "; ".join(settings_problems(exc, "INFERENCE_"))
 
 
 def create_app(settings: Settings | None = None, *, keys: KeySource | None = None) -> FastAPI:
@@ -112,11 +84,10 @@ def create_app(settings: Settings | None = None, *, keys: KeySource | None = Non
 
 
 def _build(settings: Settings, keys: KeySource | None) -> FastAPI:
-    metrics_registry = new_registry()
-    http_metrics = HttpMetrics("inference", metrics_registry)
-    metrics = InferenceMetrics(metrics_registry)
+    service = ServiceBuilder("inference")
+    metrics = InferenceMetrics(service.registry)
     registry = ModelRegistry(settings, metrics)
-    metrics_registry.register(DriftCollector(registry.drift_trackers))
+    service.registry.register(DriftCollector(registry.drift_trackers))
     key_source: KeySource = keys if keys is not None else JwksKeySource(settings.auth_jwks_url)
     verifier = TokenVerifier(key_source, issuer=settings.auth_issuer, audience=settings.auth_audience)
     prediction_log: PredictionLog | None = None
@@ -127,52 +98,50 @@ def _build(settings: Settings, keys: KeySource | None) -> FastAPI:
             redact=settings.redacted_fields(),
             max_bytes=settings.prediction_log_max_bytes,
             backups=settings.prediction_log_backups,
-            registry=metrics_registry,
+            registry=service.registry,
         )
+        service.on_shutdown(prediction_log.close)
+    # Load in the background so /healthz answers at once; /readyz turns 200 when loading is done.
+    service.in_background(lambda: _initial_load(registry))
+    if isinstance(key_source, JwksKeySource):
+        jwks = key_source
+        service.on_shutdown(jwks.aclose)
+        service.in_background(lambda: _fetch_keys_until_loaded(jwks))
+    if settings.poll_seconds > 0:
+        service.in_background(lambda: registry.poll(settings.poll_seconds))
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Load in the background so /healthz answers at once; /readyz turns 200 when loading is done.
-        tasks = [asyncio.create_task(_initial_load(registry))]
-        if isinstance(key_source, JwksKeySource):
-            tasks.append(asyncio.create_task(_fetch_keys_until_loaded(key_source)))
-        if settings.poll_seconds > 0:
-            tasks.append(asyncio.create_task(registry.poll(settings.poll_seconds)))
-        grpc_server = await _start_grpc(app.state.dataplane, http_metrics)
-        try:
-            yield
-        finally:
-            if grpc_server is not None:
-                await grpc_server.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if isinstance(key_source, JwksKeySource):
-                await key_source.aclose()
-            if prediction_log is not None:
-                prediction_log.close()
-
-    app = FastAPI(
+    app = service.build(
+        settings,
         title="modelberth inference",
         version=__version__,
         description="Validated predictions (V1 JSON, Open Inference Protocol V2) behind bearer tokens.",
-        lifespan=lifespan,
-        telemetry=FASTAPI_TELEMETRY,
+        # The prediction routes first: route matching walks the list in order, and they carry the traffic.
+        routers=[
+            v1.router,
+            v2.infer_router,
+            health.router,
+            models.router,
+            v1.examples_router,
+            v2.router,
+        ],
+        errors=install_inference_error_handlers,
     )
-    app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
-    app.state.metrics_registry = metrics_registry
-    app.state.dataplane = DataPlane(settings, registry, metrics, verifier, prediction_log)
-    install_inference_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
-    # The prediction routes first: route matching walks the list in order, and they carry the traffic.
-    app.include_router(v1.router)
-    app.include_router(v2.infer_router)
-    app.include_router(health.router)
-    app.include_router(metrics_router(metrics_registry))
-    app.include_router(models.router)
-    app.include_router(v1.examples_router)
-    app.include_router(v2.router)
+    app.state.dataplane = plane = DataPlane(settings, registry, metrics, verifier, prediction_log)
+    if settings.grpc_port:
+        _serve_grpc(service, plane)
     install_openapi(app)
     return app
+
+
+def _serve_grpc(service: ServiceBuilder, plane: DataPlane) -> None:
+    """Start the OIP gRPC listener with the app (before it takes requests) and stop it at shutdown, gracefully
+    (before the prediction log closes: shutdown hooks run last registered first)."""
+    # Imported here: its generated messages claim the proto package ``inference`` in the process, which a
+    # process with gRPC off (or a test that also imports tritonclient.grpc) must not pay for.
+    from modelberth_inference.transports.grpc_server import GrpcServer
+
+    server = GrpcServer(plane, service.http_metrics)
+    service.on_startup(server.start)
+    service.on_shutdown(server.stop)

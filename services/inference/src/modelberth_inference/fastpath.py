@@ -40,6 +40,41 @@ def build_fast_path(
     Sub-transformers over ``numeric`` columns made only of SimpleImputer/StandardScaler, and a final
     LogisticRegression, are replaced by the same numpy arithmetic (the loader still checks the output).
     """
+    prep = _column_transformer(pipeline, features)
+    if prep is None:
+        return None
+    parts = _parts(prep, numeric)
+    if not parts:
+        return None
+    sparse_output = bool(getattr(prep, "sparse_output_", False))
+    tail = pipeline[1:] if len(pipeline.steps) > 2 else pipeline.steps[-1][1]
+    compiled_final = _compile_final(tail, method)
+    if compiled_final is not None and not sparse_output and all(_all_numeric(p, numeric) for p in parts):
+        return _feature_major(parts, compiled_final)
+    final = compiled_final.rows if compiled_final is not None else getattr(tail, method)
+    run = _row_major(parts, final, sparse_output)
+    calls_sklearn = compiled_final is None or any(
+        t is not None and not isinstance(t, _Compiled) for t, _ in parts
+    )
+    if not calls_sklearn:
+        return run  # plain numpy: no sklearn config or warning filters to set up per call
+
+    def predict(columns: dict[str, npt.NDArray[Any]]) -> Any:
+        # Inputs were validated (finite, typed) by our own validator, so sklearn's repeated checks are waste.
+        with (
+            warnings.catch_warnings(),
+            sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
+        ):
+            # Sub-transformers were fitted on DataFrames; the numpy input holds the same columns in order.
+            warnings.filterwarnings("ignore", message=_FEATURE_NAME_WARNING, category=UserWarning)
+            return run(columns)
+
+    return predict
+
+
+def _column_transformer(pipeline: Any, features: Sequence[str]) -> Any:
+    """The pipeline's fitted leading ColumnTransformer over exactly ``features``, with default output
+    (numpy) everywhere; None for any other pipeline."""
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
@@ -50,45 +85,42 @@ def build_fast_path(
         return None
     if any(_output_config(step) not in ("default", None) for _, step in pipeline.steps):
         return None
-    fitted_names = list(getattr(prep, "feature_names_in_", []))
-    if sorted(fitted_names) != sorted(features):
+    if sorted(getattr(prep, "feature_names_in_", [])) != sorted(features):
         return None
+    return prep
+
+
+def _parts(prep: Any, numeric: frozenset[str]) -> list[tuple[Any, list[str] | str]] | None:
+    """(transformer or None for passthrough, its columns) per kept sub-transformer, numeric ones compiled
+    when they can be; None when a column selection or transformer cannot be followed."""
+    fitted_names = list(prep.feature_names_in_)
     parts: list[tuple[Any, list[str] | str]] = []
     for _, transformer, columns in prep.transformers_:
         if isinstance(transformer, str) and transformer == "drop":
             continue
         selected = _column_names(columns, fitted_names)
-        if selected is None:
+        if selected is None or (isinstance(transformer, str) and transformer != "passthrough"):
             return None
-        if isinstance(transformer, str):
-            if transformer != "passthrough":
-                return None
-            transformer = None
+        step = None if isinstance(transformer, str) else transformer
         if selected == []:
             continue
-        if transformer is not None and not isinstance(selected, str) and set(selected) <= numeric:
-            transformer = _compile_numeric(transformer) or transformer
-        parts.append((transformer, selected))
-    if not parts:
-        return None
-    sparse_output = bool(getattr(prep, "sparse_output_", False))
-    tail = pipeline[1:] if len(pipeline.steps) > 2 else pipeline.steps[-1][1]
-    compiled_final = _compile_final(tail, method)
-    if (
-        compiled_final is not None
-        and not sparse_output
-        and all(
-            not isinstance(selected, str)
-            and set(selected) <= numeric
-            and (transformer is None or isinstance(transformer, _Compiled))
-            for transformer, selected in parts
-        )
-    ):
-        return _feature_major(parts, compiled_final)
-    final = compiled_final.rows if compiled_final is not None else getattr(tail, method)
-    calls_sklearn = compiled_final is None or any(
-        t is not None and not isinstance(t, _Compiled) for t, _ in parts
+        if step is not None and not isinstance(selected, str) and set(selected) <= numeric:
+            step = _compile_numeric(step) or step
+        parts.append((step, selected))
+    return parts
+
+
+def _all_numeric(part: tuple[Any, list[str] | str], numeric: frozenset[str]) -> bool:
+    transformer, selected = part
+    return (
+        not isinstance(selected, str)
+        and set(selected) <= numeric
+        and (transformer is None or isinstance(transformer, _Compiled))
     )
+
+
+def _row_major(parts: list[tuple[Any, list[str] | str]], final: Fn, sparse_output: bool) -> FastPredict:
+    """Each part's block (rows, columns) transformed, stacked, then ``final``: like the ColumnTransformer."""
 
     def run(columns: dict[str, npt.NDArray[Any]]) -> Any:
         blocks = []
@@ -110,20 +142,7 @@ def build_fast_path(
             stacked = dense[0] if len(dense) == 1 else np.hstack(dense)
         return final(stacked)
 
-    if not calls_sklearn:
-        return run  # plain numpy: no sklearn config or warning filters to set up per call
-
-    def predict(columns: dict[str, npt.NDArray[Any]]) -> Any:
-        # Inputs were validated (finite, typed) by our own validator, so sklearn's repeated checks are waste.
-        with (
-            warnings.catch_warnings(),
-            sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
-        ):
-            # Sub-transformers were fitted on DataFrames; the numpy input holds the same columns in order.
-            warnings.filterwarnings("ignore", message=_FEATURE_NAME_WARNING, category=UserWarning)
-            return run(columns)
-
-    return predict
+    return run
 
 
 def _feature_major(parts: list[tuple[Any, list[str] | str]], final: _Compiled) -> FastPredict:

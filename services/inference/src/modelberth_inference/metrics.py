@@ -77,6 +77,7 @@ class BulkHistogram(Collector):
 class InferenceMetrics:
     """Every inference-specific metric, registered on the app's own registry."""
 
+    # Long on purpose: one declaration per metric, read as the list of the service's metrics.
     def __init__(self, registry: CollectorRegistry) -> None:
         self.predictions = Counter(
             "modelberth_inference_predictions_total",

@@ -116,31 +116,9 @@ class RotatingFile:
     # -- opening -------------------------------------------------------------------------------------
 
     def _open_at_start(self) -> None:
-        path = self.path
-        where = f"prediction log {path}"
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not path.parent.is_dir():
-                raise PredictionLogError(f"{where}: {path.parent} is not a directory")
-        except (FileExistsError, NotADirectoryError):
-            raise PredictionLogError(f"{where}: a part of its directory is a file, not a directory") from None
-        except PermissionError:
-            raise PredictionLogError(f"{where}: no permission to create its directory") from None
-        except OSError as exc:
-            raise PredictionLogError(f"{where}: cannot create its directory ({exc.strerror})") from None
-        try:
-            mode = path.stat().st_mode
-        except FileNotFoundError:
-            mode = stat.S_IFREG
-        except OSError as exc:
-            raise PredictionLogError(f"{where}: cannot inspect it ({exc.strerror})") from None
-        if stat.S_ISDIR(mode):
-            raise PredictionLogError(
-                f"{where}: is a directory; give a file path, e.g. {path}/predictions.jsonl"
-            )
-        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
-            raise PredictionLogError(f"{where}: is neither a regular file nor a character device")
-        self._regular = stat.S_ISREG(mode)
+        where = f"prediction log {self.path}"
+        self._make_directory(where)
+        self._regular = stat.S_ISREG(self._kind(where))
         if self._regular:
             self._take_lock(where)
         try:
@@ -156,6 +134,36 @@ class RotatingFile:
             if isinstance(exc, PermissionError):
                 raise PredictionLogError(f"{where}: permission denied") from None
             raise PredictionLogError(f"{where}: cannot be opened ({exc.strerror})") from None
+
+    def _make_directory(self, where: str) -> None:
+        """The log's directory, created 0700 if missing (PredictionLogError when it cannot be)."""
+        parent = self.path.parent
+        try:
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not parent.is_dir():
+                raise PredictionLogError(f"{where}: {parent} is not a directory")
+        except (FileExistsError, NotADirectoryError):
+            raise PredictionLogError(f"{where}: a part of its directory is a file, not a directory") from None
+        except PermissionError:
+            raise PredictionLogError(f"{where}: no permission to create its directory") from None
+        except OSError as exc:
+            raise PredictionLogError(f"{where}: cannot create its directory ({exc.strerror})") from None
+
+    def _kind(self, where: str) -> int:
+        """The path's file mode: a regular file (also when it does not exist yet) or a character device."""
+        try:
+            mode = self.path.stat().st_mode
+        except FileNotFoundError:
+            mode = stat.S_IFREG
+        except OSError as exc:
+            raise PredictionLogError(f"{where}: cannot inspect it ({exc.strerror})") from None
+        if stat.S_ISDIR(mode):
+            raise PredictionLogError(
+                f"{where}: is a directory; give a file path, e.g. {self.path}/predictions.jsonl"
+            )
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+            raise PredictionLogError(f"{where}: is neither a regular file nor a character device")
+        return mode
 
     def _take_lock(self, where: str) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")

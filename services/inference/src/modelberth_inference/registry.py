@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from modelberth_core.contract import VERSION_PATTERN
+from modelberth_core.contract import VERSION_PATTERN, ModelCard
 from modelberth_core.store import (
     ALIAS_PATTERN,
     CHALLENGER,
@@ -34,6 +34,7 @@ from modelberth_core.store import (
     VersionInfo,
     open_store,
 )
+from modelberth_core.store import VersionNotFound as StoreVersionNotFound
 from modelberth_inference.drift import DriftTracker
 from modelberth_inference.errors import (
     ModelNotFound,
@@ -245,6 +246,7 @@ class ModelRegistry:
                 self._forget_series(name, str(retired))
             self.versions.put(name, current.model)  # held: a rollback to it is instant
         self.metrics.model_info.labels(name, model.version).set(1)
+        self.metrics.rejected.labels(name, "queue_full")  # 0 from the start: rates and alerts see no gap
         self.metrics.models_ready.set(len(self.models))
         self.metrics.model_load_seconds.observe(model.load_seconds)
         log.info(
@@ -305,6 +307,7 @@ class ModelRegistry:
             versions = [*held, *([served.model.version] if served is not None else [])]
             if served is not None:
                 self.metrics.model_info.remove(name, served.model.version)
+                self.metrics.rejected.remove(name, "queue_full")
             retired = self._retired.pop(name, None)
             for version in {*versions, *([retired] if retired else [])}:
                 self._forget_series(name, version)
@@ -477,6 +480,33 @@ class ModelRegistry:
             ],
             "shadow": {"enabled": self.settings.shadowed(name), **self._shadow_state(name, scorer)},
         }
+
+    async def history(self, name: str, limit: int) -> dict[str, Any]:
+        """``GET /v1/models/{name}/history``: the ``limit`` newest alias moves, newest first, and how many
+        the store holds. Raises what the store raises."""
+        events = await asyncio.to_thread(self.store.history, name)
+        newest = events[: -limit - 1 : -1] if limit > 0 else []
+        return {
+            "model": name,
+            "total": len(events),
+            "events": [event.model_dump(mode="json") for event in newest],
+        }
+
+    async def card_of(self, name: str, text: str) -> ModelCard:
+        """The card of the version ``text`` (a version id or an alias) names, read from the store; the
+        model is not loaded. Raises :class:`VersionNotFound` (404) or what the store raises."""
+        version = text
+        if not re.match(VERSION_PATTERN, text):
+            aliases = await self.versions.aliases(name)
+            found = aliases.get(text)
+            if found is None:
+                known = ", ".join(sorted(aliases)) or "none"
+                raise VersionNotFound(f"model {name!r} has no alias {text!r} (aliases: {known})")
+            version = found
+        try:
+            return await asyncio.to_thread(self.versions.read_card, name, version)
+        except StoreVersionNotFound:
+            raise VersionNotFound(f"model {name!r} has no version {version}") from None
 
     def _shadow_state(self, name: str, scorer: ShadowScorer | None) -> dict[str, Any]:
         if scorer is not None:

@@ -30,6 +30,7 @@ from modelberth_inference.errors import (
     error_text,
     one_line,
 )
+from modelberth_inference.registry import ModelRegistry
 
 V2_PREFIX = "/v2"
 
@@ -41,6 +42,11 @@ def plane(request: Request) -> DataPlane:
     """The app's data plane."""
     dataplane: DataPlane = request.app.state.dataplane
     return dataplane
+
+
+def registry(request: Request) -> ModelRegistry:
+    """The app's model registry (what is served, held, listed)."""
+    return plane(request).registry
 
 
 async def caller(request: Request) -> Principal:
@@ -58,6 +64,7 @@ def _require(scope: str) -> Any:
 
 
 PlaneDep = Annotated[DataPlane, Depends(plane)]
+RegistryDep = Annotated[ModelRegistry, Depends(registry)]
 CallerDep = Annotated[Principal, Depends(caller)]
 """The caller, scope not checked yet: the data plane checks the scope of each call."""
 ReadPrincipal = Annotated[Principal, Depends(_require("models:read"))]

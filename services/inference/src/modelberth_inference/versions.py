@@ -260,16 +260,21 @@ class HeldVersions:
         self._catalogues[name] = (now, versions, aliases)
         return versions, aliases
 
-    def card(self, name: str, version: str) -> ModelCard | None:
-        """One version's card (versions are immutable: read once), None when it cannot be read."""
+    def read_card(self, name: str, version: str) -> ModelCard:
+        """One version's card (versions are immutable: read once), without loading the model; raises what
+        the store raises (:class:`StoreError`, :class:`ContractError`, :class:`OSError`)."""
         key = (name, version)
         card = self._cards.get(key)
         if card is None:
-            try:
-                card = self._cards[key] = self.store.card(name, version)
-            except (StoreError, ContractError, OSError):  # missing or invalid: the version is not documented
-                return None
+            card = self._cards[key] = self.store.card(name, version)
         return card
+
+    def card(self, name: str, version: str) -> ModelCard | None:
+        """One version's card, None when it cannot be read."""
+        try:
+            return self.read_card(name, version)
+        except (StoreError, ContractError, OSError):  # missing or invalid: the version is not documented
+            return None
 
     def refused(self, name: str, version: str) -> bool:
         """Whether a request for this version is answered 409 now (it failed to load not long ago)."""

@@ -7,22 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.routing import Mount
 
-from modelberth_core.errors import install_error_handlers
-from modelberth_core.metrics import (
-    FASTAPI_TELEMETRY,
-    HttpMetrics,
-    RequestContextMiddleware,
-    metrics_router,
-    new_registry,
-)
+from modelberth_core.service import ServiceBuilder
+from modelberth_core.settings import load_settings
 from modelberth_ui.batch import BatchLimits
 from modelberth_ui.client import ModelberthClient
 from modelberth_ui.gate import EventExists, GradioGate
@@ -46,7 +38,7 @@ def _prepare_gradio_environment(settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None, *, client: ModelberthClient | None = None) -> FastAPI:
     """Build the UI app; ``client`` lets tests aim it at a fake transport."""
-    settings = settings or Settings()
+    settings = settings or load_settings(Settings, "ui")
     _prepare_gradio_environment(settings)
     import gradio as gr
 
@@ -58,31 +50,13 @@ def create_app(settings: Settings | None = None, *, client: ModelberthClient | N
             "UI_CLIENT_SECRET is not set: auth sees every login through the UI as coming from the UI "
             "itself, so all UI users share one failed-login throttle"
         )
-    registry = new_registry()
-    http_metrics = HttpMetrics("ui", registry)
-    ui_metrics = UiMetrics(registry)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        api.close()
-
-    app = FastAPI(
-        title="modelberth ui",
-        lifespan=lifespan,
-        telemetry=FASTAPI_TELEMETRY,
-        # Swagger UI would load scripts from a CDN; the UI promises to work offline and has no API of note.
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-    app.state.settings = settings
+    service = ServiceBuilder("ui")
+    ui_metrics = UiMetrics(service.registry)
+    service.on_shutdown(api.close)
+    # Swagger UI would load scripts from a CDN; the UI promises to work offline and has no API of note.
+    app = service.build(settings, title="modelberth ui", docs=False)
     app.state.client = api
-    app.state.registry = registry
     app.state.ui_metrics = ui_metrics
-    install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
-    app.include_router(metrics_router(registry))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

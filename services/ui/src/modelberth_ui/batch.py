@@ -123,39 +123,9 @@ def human_bytes(size: int) -> str:
 
 def read_csv(path: Path, card: ModelCard, limits: BatchLimits) -> ParsedBatch:
     """Read and check an uploaded CSV; raise :class:`BatchRefusedError` when the whole file is unusable."""
-    size = path.stat().st_size
-    if size > limits.max_bytes:
-        raise BatchRefusedError(
-            f"The file is {human_bytes(size)}, above the {human_bytes(limits.max_bytes)} limit. "
-            "Split it into smaller files."
-        )
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BatchRefusedError("The file is not UTF-8 text. Save it as CSV (UTF-8) and try again.") from exc
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [name.strip() for name in next(reader)]
-    except StopIteration as exc:
-        raise BatchRefusedError("The file is empty.") from exc
-    except csv.Error as exc:
-        raise BatchRefusedError(f"The header line is not valid CSV ({exc}).") from exc
-    duplicates = sorted({name for name in header if header.count(name) > 1})
-    if duplicates:
-        raise BatchRefusedError(f"Columns appear twice: {', '.join(duplicates)}.")
-    missing = [f.name for f in card.features if f.name not in header]
-    required_missing = [f.name for f in card.features if f.required and f.name in missing]
-    if required_missing:
-        raise BatchRefusedError(
-            f"Missing column(s): {', '.join(required_missing)}. The header must name the model's "
-            f"features: {', '.join(card.feature_names)}."
-        )
-    notes: list[str] = []
-    if missing:
-        notes.append(f"Optional column(s) not in the file, sent as empty: {', '.join(missing)}.")
-    ignored = [name for name in header if name not in card.feature_names]
-    if ignored:
-        notes.append(f"Ignored column(s): {', '.join(ignored)}.")
+    reader = csv.reader(io.StringIO(_read_text(path, limits), newline=""))
+    header = _read_header(reader)
+    notes = _check_header(header, card)
     rows: list[Row] = []
     cells: dict[int, dict[str, str]] = {}
     rejected: list[Rejection] = []
@@ -175,13 +145,7 @@ def read_csv(path: Path, card: ModelCard, limits: BatchLimits) -> ParsedBatch:
                 reason = f"has {len(record)} values, the header has {len(header)}"
                 rejected.append(Rejection(number, None, reason))
                 continue
-            instance: dict[str, Any] = {}
-            problems: list[Rejection] = []
-            for feature in card.features:
-                value, problem = convert_value(feature, values.get(feature.name))
-                if problem:
-                    problems.append(Rejection(number, feature.name, problem))
-                instance[feature.name] = value
+            instance, problems = _convert_row(number, values, card)
             if problems:
                 rejected.extend(problems)
             else:
@@ -191,6 +155,64 @@ def read_csv(path: Path, card: ModelCard, limits: BatchLimits) -> ParsedBatch:
     if number == 0:
         raise BatchRefusedError("The file has a header but no rows.")
     return ParsedBatch(rows, cells, rejected, notes)
+
+
+def _read_text(path: Path, limits: BatchLimits) -> str:
+    """The file's text, refused when it is too large or not UTF-8 (a BOM is dropped)."""
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise BatchRefusedError(
+            f"The file is {human_bytes(size)}, above the {human_bytes(limits.max_bytes)} limit. "
+            "Split it into smaller files."
+        )
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BatchRefusedError("The file is not UTF-8 text. Save it as CSV (UTF-8) and try again.") from exc
+
+
+def _read_header(reader: Iterator[list[str]]) -> list[str]:
+    try:
+        return [name.strip() for name in next(reader)]
+    except StopIteration as exc:
+        raise BatchRefusedError("The file is empty.") from exc
+    except csv.Error as exc:
+        raise BatchRefusedError(f"The header line is not valid CSV ({exc}).") from exc
+
+
+def _check_header(header: list[str], card: ModelCard) -> list[str]:
+    """Refuse a header without every required feature or with a column twice; notes on the others."""
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise BatchRefusedError(f"Columns appear twice: {', '.join(duplicates)}.")
+    missing = [f.name for f in card.features if f.name not in header]
+    required_missing = [f.name for f in card.features if f.required and f.name in missing]
+    if required_missing:
+        raise BatchRefusedError(
+            f"Missing column(s): {', '.join(required_missing)}. The header must name the model's "
+            f"features: {', '.join(card.feature_names)}."
+        )
+    notes: list[str] = []
+    if missing:
+        notes.append(f"Optional column(s) not in the file, sent as empty: {', '.join(missing)}.")
+    ignored = [name for name in header if name not in card.feature_names]
+    if ignored:
+        notes.append(f"Ignored column(s): {', '.join(ignored)}.")
+    return notes
+
+
+def _convert_row(
+    number: int, values: dict[str, str], card: ModelCard
+) -> tuple[dict[str, Any], list[Rejection]]:
+    """One row's instance, and a rejection per value that does not fit its feature."""
+    instance: dict[str, Any] = {}
+    problems: list[Rejection] = []
+    for feature in card.features:
+        value, problem = convert_value(feature, values.get(feature.name))
+        if problem:
+            problems.append(Rejection(number, feature.name, problem))
+        instance[feature.name] = value
+    return instance, problems
 
 
 def chunks(rows: list[Row], limits: BatchLimits) -> Iterator[list[Row]]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,58 @@ def _prediction_updates(view: PredictionView) -> tuple[Any, Any]:
     return summary, gr.BarPlot(value=view.probabilities, visible=True)
 
 
+@dataclass
+class _Shell:
+    """What every tab shares: the states, the login column, the app column and the model chooser."""
+
+    session: gr.State
+    card_state: gr.State
+    current_tab: gr.State
+    login_col: gr.Column
+    app_col: gr.Column
+    login_msg: gr.Markdown
+    username: gr.Textbox
+    password: gr.Textbox
+    login_btn: gr.Button
+    model_dd: gr.Dropdown
+    logout_btn: gr.Button
+    model_info: gr.Markdown
+
+    @property
+    def relogin(self) -> list[Any]:
+        """The outputs of :func:`_relogin_updates`."""
+        return [self.session, self.login_col, self.app_col, self.login_msg]
+
+
+@dataclass
+class _Tabs:
+    """The components of every tab that events write to (outputs lists, in the order handlers return)."""
+
+    predict: gr.Tab
+    form_area: gr.Column
+    form: list[Any]
+    """The form's summary and probability plot."""
+    example: gr.Tab
+    example_index: gr.Number
+    example_btn: gr.Button
+    example_out: list[Any]
+    """The example's row, summary and probability plot."""
+    batch: gr.Tab
+    upload: gr.File
+    batch_btn: gr.Button
+    batch_out: list[Any]
+    """Message, download, rejected rows, distribution, results."""
+    model: gr.Tab
+    model_out: list[Any]
+    versions: gr.Tab
+    versions_out: list[Any]
+
+    @property
+    def results(self) -> list[Any]:
+        """Every prediction output (cleared when another model is chosen)."""
+        return [*self.form, *self.example_out, *self.batch_out]
+
+
 def build_ui(
     client: ModelberthClient,
     *,
@@ -87,403 +141,483 @@ def build_ui(
 
     ui = gr.Blocks(title="modelberth", analytics_enabled=False, delete_cache=delete_cache)
     with ui:
-        session = gr.State(None)
-        card_state = gr.State(None)
-        current_tab = gr.State("predict")
-
-        with gr.Row(elem_id="mb-header"):
-            gr.Markdown("## modelberth")
-
-        with gr.Column(elem_id="mb-login") as login_col:
-            gr.Markdown("### Log in")
-            login_msg = gr.Markdown(elem_id="mb-login-message")
-            username = gr.Textbox(label="Username", elem_id="mb-username")
-            password = gr.Textbox(label="Password", type="password", elem_id="mb-password")
-            login_btn = gr.Button("Log in", variant="primary", elem_id="mb-login-button")
-
-        with gr.Column(visible=False, elem_id="mb-app") as app_col:
-            with gr.Row():
-                model_dd = gr.Dropdown(label="Model", choices=[], scale=4, min_width=200, elem_id="mb-model")
-                logout_btn = gr.Button(
-                    "Log out", size="sm", variant="secondary", scale=0, min_width=90, elem_id="mb-logout"
-                )
-            model_info = gr.Markdown(elem_id="mb-model-info")
-
-            with gr.Tabs():
-                with gr.Tab("Predict", id="predict") as predict_tab:
-                    form_area = gr.Column()
-                    with gr.Row():
-                        with gr.Column(min_width=280):
-                            form_summary = gr.Markdown(elem_id="mb-form-result")
-                        with gr.Column(min_width=280):
-                            form_plot = _probability_plot("mb-form-plot")
-
-                with gr.Tab("By example", id="example") as example_tab:
-                    gr.Markdown("Pick a held-out example (a test row the model never trained on).")
-                    with gr.Row(equal_height=True):
-                        example_index = gr.Number(
-                            label="Example index", value=0, precision=0, minimum=0, elem_id="mb-example-index"
-                        )
-                        example_btn = gr.Button(
-                            "Show and predict", variant="primary", elem_id="mb-example-go"
-                        )
-                    example_row = gr.Dataframe(
-                        value=EMPTY_ROW, label="Example", interactive=False, elem_id="mb-example-row"
-                    )
-                    with gr.Row():
-                        with gr.Column(min_width=280):
-                            example_summary = gr.Markdown(elem_id="mb-example-result")
-                        with gr.Column(min_width=280):
-                            example_plot = _probability_plot("mb-example-plot")
-
-                with gr.Tab("Batch", id="batch") as batch_tab:
-                    gr.Markdown(
-                        "Upload a comma-separated file whose header names the model's features "
-                        "(other columns are ignored). Row 1 is the first line after the header."
-                    )
-                    upload = gr.File(
-                        label="CSV file", file_types=[".csv"], type="filepath", elem_id="mb-upload"
-                    )
-                    batch_btn = gr.Button("Predict file", variant="primary", elem_id="mb-batch-go")
-                    batch_msg = gr.Markdown(elem_id="mb-batch-result")
-                    batch_download = gr.DownloadButton(
-                        "Download results (CSV)", visible=False, elem_id="mb-batch-download"
-                    )
-                    batch_rejected = gr.Dataframe(
-                        label="Rejected rows", interactive=False, visible=False, elem_id="mb-batch-rejected"
-                    )
-                    batch_plot = gr.BarPlot(
-                        x="class", y="rows", y_lim=[0, None], label="Predicted class distribution",
-                        visible=False, height=260,
-                        elem_id="mb-batch-plot",
-                    )  # fmt: skip
-                    batch_results = gr.Dataframe(
-                        label="Predictions", interactive=False, visible=False, max_height=420,
-                        elem_id="mb-batch-table",
-                    )  # fmt: skip
-
-                with gr.Tab("Model", id="model") as model_tab:
-                    model_msg = gr.Markdown(elem_id="mb-card-message")
-                    card_overview = gr.Markdown(elem_id="mb-card-overview")
-                    gr.Markdown("#### Metrics")
-                    card_metrics = gr.Dataframe(interactive=False, elem_id="mb-card-metrics")
-                    card_confusion = gr.Dataframe(
-                        label="Confusion matrix (test set): rows are the actual class",
-                        interactive=False, visible=False, elem_id="mb-card-confusion",
-                    )  # fmt: skip
-                    gr.Markdown("#### Report plots")
-                    card_plots = gr.HTML(elem_id="mb-card-plots")
-                    card_importance = gr.BarPlot(
-                        x="feature", y="importance", y_lim=[0, None], label="Feature importance",
-                        x_label_angle=-40, sort="-y", visible=False, elem_id="mb-card-importance",
-                    )  # fmt: skip
-                    gr.Markdown("#### Leaderboard")
-                    card_leaderboard = gr.Dataframe(interactive=False, elem_id="mb-card-leaderboard")
-                    gr.Markdown("#### Training data")
-                    card_fingerprint = gr.Markdown(elem_id="mb-card-data")
-                    gr.Markdown("#### Versions")
-                    card_versions = gr.Markdown(elem_id="mb-card-versions")
-
-                with gr.Tab("Versions", id="versions") as versions_tab:
-                    gr.Markdown(
-                        "Read-only: aliases move with `modelberth models promote` / `rollback` and the "
-                        "trainer's gate."
-                    )
-                    versions_msg = gr.Markdown(elem_id="mb-versions-message")
-                    versions_table = gr.Dataframe(
-                        label="Versions (newest first)", interactive=False, visible=False,
-                        elem_id="mb-versions-table",
-                    )  # fmt: skip
-                    gr.Markdown("#### Champion and challenger (test set)")
-                    versions_compare = gr.Dataframe(interactive=False, elem_id="mb-versions-compare")
-                    versions_notes = gr.Markdown(elem_id="mb-versions-notes")
-                    gr.Markdown("#### The champion's promotion gate")
-                    versions_gate = gr.Markdown(elem_id="mb-versions-gate")
-                    versions_checks = gr.Dataframe(
-                        interactive=False, visible=False, elem_id="mb-versions-checks"
-                    )
-                    gr.Markdown("#### Shadow traffic")
-                    versions_shadow = gr.Markdown(elem_id="mb-versions-shadow")
-
-        relogin_outputs = [session, login_col, app_col, login_msg]
-        model_outputs = [
-            model_msg, card_overview, card_metrics, card_confusion, card_plots, card_importance,
-            card_leaderboard, card_fingerprint, card_versions,
-        ]  # fmt: skip
-        versions_outputs = [
-            versions_msg, versions_table, versions_compare, versions_notes, versions_gate, versions_checks,
-            versions_shadow,
-        ]  # fmt: skip
-        result_outputs = [
-            form_summary, form_plot, example_row, example_summary, example_plot, batch_msg, batch_download,
-            batch_rejected, batch_plot, batch_results,
-        ]  # fmt: skip
-        cleared_versions = (
-            "", gr.Dataframe(value=None, visible=False), None, "", "",
-            gr.Dataframe(value=None, visible=False), "",
-        )  # fmt: skip
-        cleared_results = (
-            "", gr.BarPlot(visible=False), EMPTY_ROW, "", gr.BarPlot(visible=False), "",
-            gr.DownloadButton(visible=False), gr.Dataframe(visible=False), gr.BarPlot(visible=False),
-            gr.Dataframe(visible=False),
-        )  # fmt: skip
-
-        # --- log in / log out ---------------------------------------------------------------------
-
-        def on_login(
-            previous: Session | None, user: str, secret: str, request: gr.Request
-        ) -> tuple[Any, ...]:
-            # The browser's address as uvicorn saw it (behind a proxy: as the trusted proxy forwarded it).
-            address = request.client.host if request is not None and request.client else None
-            result = handlers.login(client, previous, user, secret, metrics, address)
-            if not result.ok:
-                message = gr.Markdown(result.message, elem_classes=["mb-error"])
-                return (result.session, gr.skip(), gr.skip(), message, "", gr.skip(), gr.skip(), gr.skip(),
-                        gr.skip())  # fmt: skip
-            cleared = gr.Markdown("", elem_classes=[])
-            shown = (result.session, gr.Column(visible=False), gr.Column(visible=True), cleared, "")
-            if result.relogin:  # same person, same model, same form: nothing to redo
-                return (*shown, gr.skip(), gr.skip(), gr.skip(), gr.skip())
-            choices = [(f"{m.name} ({m.version})" if m.version else m.name, m.name) for m in result.models]
-            info = handlers.describe_model(result.card) or result.message
-            # Someone new starts without the file the last person uploaded in this browser.
-            return (*shown, gr.Dropdown(choices=choices, value=result.selected),
-                    _card_state(result.card, result.session), info, None)  # fmt: skip
-
-        gr.on(
-            [login_btn.click, password.submit],
-            on_login,
-            inputs=[session, username, password],
-            outputs=[
-                session,
-                login_col,
-                app_col,
-                login_msg,
-                password,
-                model_dd,
-                card_state,
-                model_info,
-                upload,
-            ],
-            api_visibility="private",
-        )
-
-        def on_logout(current: Session | None) -> tuple[Any, ...]:
-            message = gr.Markdown(handlers.logout(client, current), elem_classes=[])
-            return (None, None, gr.Column(visible=True), gr.Column(visible=False), message, "",
-                    gr.Dropdown(choices=[], value=None), "", None)  # fmt: skip
-
-        logout_btn.click(
-            on_logout,
-            inputs=[session],
-            outputs=[
-                session,
-                card_state,
-                login_col,
-                app_col,
-                login_msg,
-                password,
-                model_dd,
-                model_info,
-                upload,
-            ],
-            api_visibility="private",
-        )
-
-        # --- choosing a model ---------------------------------------------------------------------
-
-        def on_choose(current: Session | None, name: str | None, shown: Any) -> tuple[Any, ...]:
-            choice = handlers.choose_model(client, current, name)
-            if choice.status != "ok":
-                # Keep the chooser on the model whose form is on the page.
-                previous = gr.Dropdown(value=shown["card"]["name"]) if shown else gr.skip()
-                message = gr.skip() if choice.status == "expired" else choice.message
-                return (*_relogin_updates(choice.status, choice.session), gr.skip(), message, previous)
-            return (choice.session, gr.skip(), gr.skip(), gr.skip(), _card_state(choice.card, choice.session),
-                    handlers.describe_model(choice.card), gr.skip())  # fmt: skip
-
-        model_dd.input(
-            on_choose,
-            inputs=[session, model_dd, card_state],
-            outputs=[*relogin_outputs, card_state, model_info, model_dd],
-            api_visibility="private",
-        )
-
-        def on_card_change() -> tuple[Any, ...]:
-            return (*cleared_results, "", *([None] * 8), *cleared_versions)
-
-        def on_card_refresh(tab: str, current: Session | None, card_json: Any) -> tuple[Any, ...]:
-            skipped_versions = tuple(gr.skip() for _ in versions_outputs)
-            if tab == "model" and card_json:
-                return (*_model_updates(current, card_json), *skipped_versions)
-            if tab == "versions" and card_json:
-                updates = _versions_updates(current, card_json)
-                return (*updates[:4], *(gr.skip() for _ in model_outputs), *updates[4:])
-            return tuple(gr.skip() for _ in range(4 + len(model_outputs) + len(versions_outputs)))
-
-        card_state.change(
-            on_card_change,
-            outputs=[*result_outputs, *model_outputs, *versions_outputs],
-            api_visibility="private",
-        ).then(
-            on_card_refresh,
-            inputs=[current_tab, session, card_state],
-            outputs=[*relogin_outputs, *model_outputs, *versions_outputs],
-            api_visibility="private",
-        )
-
-        # --- predict: the form, drawn from the card -----------------------------------------------
-
-        with form_area:
-
-            @gr.render(inputs=[card_state], triggers=[card_state.change])  # type: ignore[untyped-decorator]
-            def draw_form(card_json: Any) -> None:
-                card = _card(card_json)
-                if card is None:
-                    gr.Markdown(PLACEHOLDER)
-                    return
-                specs = handlers.form_spec(card)
-                fields: list[Any] = []
-                warnings: list[Any] = []
-                per_row = 3
-                for start in range(0, len(specs), per_row):
-                    with gr.Row():
-                        row = specs[start : start + per_row]
-                        for spec in row:
-                            with gr.Column(min_width=220):
-                                key = f"{card_json['login']}/{card.name}/{card.version}/{spec.name}"
-                                fields.append(_field_component(spec, key, _field_id(spec.name)))
-                                warnings.append(
-                                    gr.Markdown(
-                                        visible=False, elem_classes=["mb-field-warning"], key=key + "/warn"
-                                    )
-                                )
-                        for _ in range(per_row - len(row)):
-                            gr.Column(min_width=220)  # keeps the last row's fields as wide as the others
-                predict_btn = gr.Button("Predict", variant="primary", elem_id="mb-predict")
-
-                def on_predict(current: Session | None, card_value: Any, *values: Any) -> tuple[Any, ...]:
-                    view = handlers.predict_form(client, current, _card(card_value), values, metrics)
-                    notes = [
-                        gr.Markdown(f"⚠ {view.field_messages[s.name]}", visible=True)
-                        if s.name in view.field_messages
-                        else gr.Markdown(visible=False)
-                        for s in specs
-                    ]
-                    return (*_relogin_updates(view.status, view.session), *_prediction_updates(view), *notes)
-
-                predict_btn.click(
-                    on_predict,
-                    inputs=[session, card_state, *fields],
-                    outputs=[*relogin_outputs, form_summary, form_plot, *warnings],
-                    api_visibility="private",
-                )
-
-        # --- by example ---------------------------------------------------------------------------
-
-        def on_example(current: Session | None, card_json: Any, index: float | None) -> tuple[Any, ...]:
-            view = handlers.predict_example(client, current, _card(card_json), index, metrics)
-            row = gr.skip() if view.prediction.status == "expired" else view.row
-            return (*_relogin_updates(view.prediction.status, view.prediction.session), row,
-                    *_prediction_updates(view.prediction))  # fmt: skip
-
-        example_btn.click(
-            on_example,
-            inputs=[session, card_state, example_index],
-            outputs=[*relogin_outputs, example_row, example_summary, example_plot],
-            api_visibility="private",
-        )
-
-        # --- batch --------------------------------------------------------------------------------
-
-        def on_batch(current: Session | None, card_json: Any, path: str | None) -> tuple[Any, ...]:
-            view = handlers.predict_batch(
-                client, current, _card(card_json), path, limits, results_dir, metrics
-            )
-            tables = view.tables
-            if view.status == "expired":
-                return (*_relogin_updates(view.status, view.session), *([gr.skip()] * 5))
-            css = [] if view.status == "ok" else ["mb-error"]
-            if tables is None:
-                hidden = (gr.DownloadButton(visible=False), gr.Dataframe(visible=False),
-                          gr.BarPlot(visible=False), gr.Dataframe(visible=False))  # fmt: skip
-                message = gr.Markdown(view.message, elem_classes=css)
-                return (*_relogin_updates(view.status, view.session), message, *hidden)
-            return (
-                *_relogin_updates(view.status, view.session),
-                gr.Markdown(view.message, elem_classes=css),
-                gr.DownloadButton(value=str(tables.csv_path), visible=tables.csv_path is not None),
-                gr.Dataframe(value=tables.rejected, visible=not tables.rejected.empty),
-                gr.BarPlot(value=tables.distribution, visible=not tables.distribution.empty),
-                gr.Dataframe(value=tables.results, visible=not tables.results.empty),
-            )
-
-        gr.on(
-            [upload.upload, batch_btn.click],
-            on_batch,
-            inputs=[session, card_state, upload],
-            outputs=[*relogin_outputs, batch_msg, batch_download, batch_rejected, batch_plot, batch_results],
-            api_visibility="private",
-        )
-
-        # --- the model card -----------------------------------------------------------------------
-
-        def _model_updates(current: Session | None, card_json: Any) -> tuple[Any, ...]:
-            view = handlers.model_view(client, current, _card(card_json))
-            if view.status != "ok":
-                message = gr.skip() if view.status == "expired" else view.message
-                return (*_relogin_updates(view.status, view.session), message, *([gr.skip()] * 8))
-            confusion, importance = view.confusion, view.importance
-            return (
-                view.session, gr.skip(), gr.skip(), gr.skip(), view.message, view.overview, view.metrics,
-                gr.Dataframe(value=confusion, visible=confusion is not None and not confusion.empty),
-                view.plots,
-                gr.BarPlot(value=importance, visible=importance is not None and not importance.empty),
-                view.leaderboard, view.fingerprint, view.versions,
-            )  # fmt: skip
-
-        def on_model_tab(current: Session | None, card_json: Any) -> tuple[Any, ...]:
-            return ("model", *_model_updates(current, card_json))
-
-        model_tab.select(
-            on_model_tab,
-            inputs=[session, card_state],
-            outputs=[current_tab, *relogin_outputs, *model_outputs],
-            api_visibility="private",
-        )
-        # --- versions (read-only) -----------------------------------------------------------------
-
-        def _versions_updates(current: Session | None, card_json: Any) -> tuple[Any, ...]:
-            view = handlers.versions_view(client, current, _card(card_json))
-            if view.status != "ok":
-                message = (
-                    gr.skip()
-                    if view.status == "expired"
-                    else gr.Markdown(view.message, elem_classes=["mb-error"])
-                )
-                return (*_relogin_updates(view.status, view.session), message, *([gr.skip()] * 6))
-            table, checks = view.versions, view.checks
-            return (
-                view.session, gr.skip(), gr.skip(), gr.skip(), gr.Markdown(view.message, elem_classes=[]),
-                gr.Dataframe(value=table, visible=table is not None),
-                view.comparison, view.notes, view.gate,
-                gr.Dataframe(value=checks, visible=checks is not None and not checks.empty),
-                view.shadow,
-            )  # fmt: skip
-
-        def on_versions_tab(current: Session | None, card_json: Any) -> tuple[Any, ...]:
-            return ("versions", *_versions_updates(current, card_json))
-
-        versions_tab.select(
-            on_versions_tab,
-            inputs=[session, card_state],
-            outputs=[current_tab, *relogin_outputs, *versions_outputs],
-            api_visibility="private",
-        )
-        for tab, name in ((predict_tab, "predict"), (example_tab, "example"), (batch_tab, "batch")):
-            tab.select(_constant(name), outputs=[current_tab], api_visibility="private")
-
+        shell, tabs = _layout()
+        _wire_login(client, shell, tabs, metrics)
+        _wire_model_choice(client, shell, tabs)
+        _wire_form(client, shell, tabs, metrics)
+        _wire_example(client, shell, tabs, metrics)
+        _wire_batch(client, shell, tabs, limits, results_dir, metrics)
+        _wire_model_tab(client, shell, tabs)
+        _wire_versions_tab(client, shell, tabs)
+        for tab, name in ((tabs.predict, "predict"), (tabs.example, "example"), (tabs.batch, "batch")):
+            tab.select(_constant(name), outputs=[shell.current_tab], api_visibility="private")
     return ui
+
+
+# --- layout -----------------------------------------------------------------------------------------
+
+
+def _layout() -> tuple[_Shell, _Tabs]:
+    session, card_state, current_tab = gr.State(None), gr.State(None), gr.State("predict")
+    with gr.Row(elem_id="mb-header"):
+        gr.Markdown("## modelberth")
+    with gr.Column(elem_id="mb-login") as login_col:
+        gr.Markdown("### Log in")
+        login_msg = gr.Markdown(elem_id="mb-login-message")
+        username = gr.Textbox(label="Username", elem_id="mb-username")
+        password = gr.Textbox(label="Password", type="password", elem_id="mb-password")
+        login_btn = gr.Button("Log in", variant="primary", elem_id="mb-login-button")
+    with gr.Column(visible=False, elem_id="mb-app") as app_col:
+        with gr.Row():
+            model_dd = gr.Dropdown(label="Model", choices=[], scale=4, min_width=200, elem_id="mb-model")
+            logout_btn = gr.Button(
+                "Log out", size="sm", variant="secondary", scale=0, min_width=90, elem_id="mb-logout"
+            )
+        model_info = gr.Markdown(elem_id="mb-model-info")
+        with gr.Tabs():
+            predict, form_area, form = _predict_tab()
+            example, example_index, example_btn, example_out = _example_tab()
+            batch, upload, batch_btn, batch_out = _batch_tab()
+            model, model_out = _model_tab()
+            versions, versions_out = _versions_tab()
+    shell = _Shell(
+        session, card_state, current_tab, login_col, app_col, login_msg, username, password, login_btn,
+        model_dd, logout_btn, model_info,
+    )  # fmt: skip
+    tabs = _Tabs(
+        predict, form_area, form, example, example_index, example_btn, example_out, batch, upload, batch_btn,
+        batch_out, model, model_out, versions, versions_out,
+    )  # fmt: skip
+    return shell, tabs
+
+
+def _predict_tab() -> tuple[gr.Tab, gr.Column, list[Any]]:
+    with gr.Tab("Predict", id="predict") as tab:
+        form_area = gr.Column()
+        with gr.Row():
+            with gr.Column(min_width=280):
+                summary = gr.Markdown(elem_id="mb-form-result")
+            with gr.Column(min_width=280):
+                plot = _probability_plot("mb-form-plot")
+    return tab, form_area, [summary, plot]
+
+
+def _example_tab() -> tuple[gr.Tab, gr.Number, gr.Button, list[Any]]:
+    with gr.Tab("By example", id="example") as tab:
+        gr.Markdown("Pick a held-out example (a test row the model never trained on).")
+        with gr.Row(equal_height=True):
+            index = gr.Number(
+                label="Example index", value=0, precision=0, minimum=0, elem_id="mb-example-index"
+            )
+            button = gr.Button("Show and predict", variant="primary", elem_id="mb-example-go")
+        row = gr.Dataframe(value=EMPTY_ROW, label="Example", interactive=False, elem_id="mb-example-row")
+        with gr.Row():
+            with gr.Column(min_width=280):
+                summary = gr.Markdown(elem_id="mb-example-result")
+            with gr.Column(min_width=280):
+                plot = _probability_plot("mb-example-plot")
+    return tab, index, button, [row, summary, plot]
+
+
+def _batch_tab() -> tuple[gr.Tab, gr.File, gr.Button, list[Any]]:
+    with gr.Tab("Batch", id="batch") as tab:
+        gr.Markdown(
+            "Upload a comma-separated file whose header names the model's features "
+            "(other columns are ignored). Row 1 is the first line after the header."
+        )
+        upload = gr.File(label="CSV file", file_types=[".csv"], type="filepath", elem_id="mb-upload")
+        button = gr.Button("Predict file", variant="primary", elem_id="mb-batch-go")
+        message = gr.Markdown(elem_id="mb-batch-result")
+        download = gr.DownloadButton("Download results (CSV)", visible=False, elem_id="mb-batch-download")
+        rejected = gr.Dataframe(
+            label="Rejected rows", interactive=False, visible=False, elem_id="mb-batch-rejected"
+        )
+        plot = gr.BarPlot(
+            x="class", y="rows", y_lim=[0, None], label="Predicted class distribution", visible=False,
+            height=260, elem_id="mb-batch-plot",
+        )  # fmt: skip
+        results = gr.Dataframe(
+            label="Predictions", interactive=False, visible=False, max_height=420, elem_id="mb-batch-table"
+        )
+    return tab, upload, button, [message, download, rejected, plot, results]
+
+
+def _card_parts(prefix: str, between: Callable[[], list[Any]] | None = None) -> tuple[list[Any], list[Any]]:
+    """A card as the Model tab shows it: overview, metrics, confusion matrix, leaderboard, training data
+    (:class:`handlers.CardParts`); ``prefix`` starts each element id. ``between`` draws what comes after
+    the metrics (the report's plots); its components are returned second."""
+    overview = gr.Markdown(elem_id=f"{prefix}-overview")
+    gr.Markdown("#### Metrics")
+    metrics = gr.Dataframe(interactive=False, elem_id=f"{prefix}-metrics")
+    confusion = gr.Dataframe(
+        label="Confusion matrix (test set): rows are the actual class", interactive=False, visible=False,
+        elem_id=f"{prefix}-confusion",
+    )  # fmt: skip
+    extra = between() if between is not None else []
+    gr.Markdown("#### Leaderboard")
+    leaderboard = gr.Dataframe(interactive=False, elem_id=f"{prefix}-leaderboard")
+    gr.Markdown("#### Training data")
+    data = gr.Markdown(elem_id=f"{prefix}-data")
+    return [overview, metrics, confusion, leaderboard, data], extra
+
+
+def _report_plots() -> list[Any]:
+    gr.Markdown("#### Report plots")
+    plots = gr.HTML(elem_id="mb-card-plots")
+    importance = gr.BarPlot(
+        x="feature", y="importance", y_lim=[0, None], label="Feature importance", x_label_angle=-40,
+        sort="-y", visible=False, elem_id="mb-card-importance",
+    )  # fmt: skip
+    return [plots, importance]
+
+
+def _model_tab() -> tuple[gr.Tab, list[Any]]:
+    with gr.Tab("Model", id="model") as tab:
+        message = gr.Markdown(elem_id="mb-card-message")
+        (overview, metrics, confusion, leaderboard, data), (plots, importance) = _card_parts(
+            "mb-card", _report_plots
+        )
+        gr.Markdown("#### Versions")
+        versions = gr.Markdown(elem_id="mb-card-versions")
+    return tab, [message, overview, metrics, confusion, plots, importance, leaderboard, data, versions]
+
+
+def _versions_tab() -> tuple[gr.Tab, list[Any]]:
+    with gr.Tab("Versions", id="versions") as tab:
+        gr.Markdown(
+            "Read-only: aliases move with `modelberth models promote` / `rollback` and the trainer's gate."
+        )
+        message = gr.Markdown(elem_id="mb-versions-message")
+        table = gr.Dataframe(
+            label="Versions (newest first)", interactive=False, visible=False, elem_id="mb-versions-table"
+        )
+        gr.Markdown("#### History of alias moves (newest first)")
+        history = gr.Dataframe(interactive=False, visible=False, elem_id="mb-versions-history")
+        history_note = gr.Markdown(elem_id="mb-versions-history-note")
+        gr.Markdown("#### Champion and challenger (test set)")
+        compare = gr.Dataframe(interactive=False, elem_id="mb-versions-compare")
+        notes = gr.Markdown(elem_id="mb-versions-notes")
+        gr.Markdown("#### The champion's promotion gate")
+        gate = gr.Markdown(elem_id="mb-versions-gate")
+        checks = gr.Dataframe(interactive=False, visible=False, elem_id="mb-versions-checks")
+        gr.Markdown("#### Shadow traffic")
+        shadow = gr.Markdown(elem_id="mb-versions-shadow")
+        gr.Markdown("### The challenger's card")
+        challenger_note = gr.Markdown(elem_id="mb-challenger-note")
+        with gr.Column(visible=False, elem_id="mb-challenger-card") as challenger_box:
+            challenger, _ = _card_parts("mb-challenger")
+    outputs = [
+        message, table, history, history_note, compare, notes, gate, checks, shadow, challenger_note,
+        challenger_box, *challenger,
+    ]  # fmt: skip
+    return tab, outputs
+
+
+# --- log in / log out ---------------------------------------------------------------------------------
+
+
+def _wire_login(client: ModelberthClient, shell: _Shell, tabs: _Tabs, metrics: UiMetrics | None) -> None:
+    def on_login(previous: Session | None, user: str, secret: str, request: gr.Request) -> tuple[Any, ...]:
+        # The browser's address as uvicorn saw it (behind a proxy: as the trusted proxy forwarded it).
+        address = request.client.host if request is not None and request.client else None
+        result = handlers.login(client, previous, user, secret, metrics, address)
+        if not result.ok:
+            message = gr.Markdown(result.message, elem_classes=["mb-error"])
+            return (result.session, gr.skip(), gr.skip(), message, "", gr.skip(), gr.skip(), gr.skip(),
+                    gr.skip())  # fmt: skip
+        cleared = gr.Markdown("", elem_classes=[])
+        shown = (result.session, gr.Column(visible=False), gr.Column(visible=True), cleared, "")
+        if result.relogin:  # same person, same model, same form: nothing to redo
+            return (*shown, gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        choices = [(f"{m.name} ({m.version})" if m.version else m.name, m.name) for m in result.models]
+        info = handlers.describe_model(result.card) or result.message
+        # Someone new starts without the file the last person uploaded in this browser.
+        return (*shown, gr.Dropdown(choices=choices, value=result.selected),
+                _card_state(result.card, result.session), info, None)  # fmt: skip
+
+    gr.on(
+        [shell.login_btn.click, shell.password.submit],
+        on_login,
+        inputs=[shell.session, shell.username, shell.password],
+        outputs=[
+            *shell.relogin,
+            shell.password,
+            shell.model_dd,
+            shell.card_state,
+            shell.model_info,
+            tabs.upload,
+        ],
+        api_visibility="private",
+    )
+
+    def on_logout(current: Session | None) -> tuple[Any, ...]:
+        message = gr.Markdown(handlers.logout(client, current), elem_classes=[])
+        return (None, None, gr.Column(visible=True), gr.Column(visible=False), message, "",
+                gr.Dropdown(choices=[], value=None), "", None)  # fmt: skip
+
+    shell.logout_btn.click(
+        on_logout,
+        inputs=[shell.session],
+        outputs=[
+            shell.session,
+            shell.card_state,
+            shell.login_col,
+            shell.app_col,
+            shell.login_msg,
+            shell.password,
+            shell.model_dd,
+            shell.model_info,
+            tabs.upload,
+        ],
+        api_visibility="private",
+    )
+
+
+# --- choosing a model -----------------------------------------------------------------------------------
+
+
+def _cleared_results() -> tuple[Any, ...]:
+    return (
+        "", gr.BarPlot(visible=False), EMPTY_ROW, "", gr.BarPlot(visible=False), "",
+        gr.DownloadButton(visible=False), gr.Dataframe(visible=False), gr.BarPlot(visible=False),
+        gr.Dataframe(visible=False),
+    )  # fmt: skip
+
+
+def _cleared_versions() -> tuple[Any, ...]:
+    hidden = gr.Dataframe(value=None, visible=False)
+    return ("", hidden, hidden, "", None, "", "", hidden, "", "", *_card_updates(None))
+
+
+def _wire_model_choice(client: ModelberthClient, shell: _Shell, tabs: _Tabs) -> None:
+    def on_choose(current: Session | None, name: str | None, shown: Any) -> tuple[Any, ...]:
+        choice = handlers.choose_model(client, current, name)
+        if choice.status != "ok":
+            # Keep the chooser on the model whose form is on the page.
+            previous = gr.Dropdown(value=shown["card"]["name"]) if shown else gr.skip()
+            message = gr.skip() if choice.status == "expired" else choice.message
+            return (*_relogin_updates(choice.status, choice.session), gr.skip(), message, previous)
+        return (choice.session, gr.skip(), gr.skip(), gr.skip(), _card_state(choice.card, choice.session),
+                handlers.describe_model(choice.card), gr.skip())  # fmt: skip
+
+    shell.model_dd.input(
+        on_choose,
+        inputs=[shell.session, shell.model_dd, shell.card_state],
+        outputs=[*shell.relogin, shell.card_state, shell.model_info, shell.model_dd],
+        api_visibility="private",
+    )
+
+    def on_card_change() -> tuple[Any, ...]:
+        return (*_cleared_results(), "", *([None] * 8), *_cleared_versions())
+
+    def on_card_refresh(tab: str, current: Session | None, card_json: Any) -> tuple[Any, ...]:
+        skipped_versions = tuple(gr.skip() for _ in tabs.versions_out)
+        if tab == "model" and card_json:
+            return (*_model_updates(client, current, card_json), *skipped_versions)
+        if tab == "versions" and card_json:
+            updates = _versions_updates(client, current, card_json)
+            return (*updates[:4], *(gr.skip() for _ in tabs.model_out), *updates[4:])
+        return tuple(gr.skip() for _ in range(4 + len(tabs.model_out) + len(tabs.versions_out)))
+
+    shell.card_state.change(
+        on_card_change,
+        outputs=[*tabs.results, *tabs.model_out, *tabs.versions_out],
+        api_visibility="private",
+    ).then(
+        on_card_refresh,
+        inputs=[shell.current_tab, shell.session, shell.card_state],
+        outputs=[*shell.relogin, *tabs.model_out, *tabs.versions_out],
+        api_visibility="private",
+    )
+
+
+# --- predict: the form, drawn from the card ---------------------------------------------------------------
+
+
+def _wire_form(client: ModelberthClient, shell: _Shell, tabs: _Tabs, metrics: UiMetrics | None) -> None:
+    with tabs.form_area:
+
+        @gr.render(inputs=[shell.card_state], triggers=[shell.card_state.change])  # type: ignore[untyped-decorator]
+        def draw_form(card_json: Any) -> None:
+            card = _card(card_json)
+            if card is None:
+                gr.Markdown(PLACEHOLDER)
+                return
+            specs = handlers.form_spec(card)
+            fields, warnings = _draw_fields(specs, f"{card_json['login']}/{card.name}/{card.version}")
+            predict_btn = gr.Button("Predict", variant="primary", elem_id="mb-predict")
+
+            def on_predict(current: Session | None, card_value: Any, *values: Any) -> tuple[Any, ...]:
+                view = handlers.predict_form(client, current, _card(card_value), values, metrics)
+                notes = [
+                    gr.Markdown(f"⚠ {view.field_messages[s.name]}", visible=True)
+                    if s.name in view.field_messages
+                    else gr.Markdown(visible=False)
+                    for s in specs
+                ]
+                return (*_relogin_updates(view.status, view.session), *_prediction_updates(view), *notes)
+
+            predict_btn.click(
+                on_predict,
+                inputs=[shell.session, shell.card_state, *fields],
+                outputs=[*shell.relogin, *tabs.form, *warnings],
+                api_visibility="private",
+            )
+
+
+def _draw_fields(
+    specs: list[handlers.FieldSpec], prefix: str, per_row: int = 3
+) -> tuple[list[Any], list[Any]]:
+    """The form's fields, ``per_row`` to a row, each with its (hidden) warning; keys start with ``prefix``."""
+    fields: list[Any] = []
+    warnings: list[Any] = []
+    for start in range(0, len(specs), per_row):
+        with gr.Row():
+            row = specs[start : start + per_row]
+            for spec in row:
+                with gr.Column(min_width=220):
+                    key = f"{prefix}/{spec.name}"
+                    fields.append(_field_component(spec, key, _field_id(spec.name)))
+                    warnings.append(
+                        gr.Markdown(visible=False, elem_classes=["mb-field-warning"], key=key + "/warn")
+                    )
+            for _ in range(per_row - len(row)):
+                gr.Column(min_width=220)  # keeps the last row's fields as wide as the others
+    return fields, warnings
+
+
+# --- by example and batch ---------------------------------------------------------------------------------
+
+
+def _wire_example(client: ModelberthClient, shell: _Shell, tabs: _Tabs, metrics: UiMetrics | None) -> None:
+    def on_example(current: Session | None, card_json: Any, index: float | None) -> tuple[Any, ...]:
+        view = handlers.predict_example(client, current, _card(card_json), index, metrics)
+        row = gr.skip() if view.prediction.status == "expired" else view.row
+        return (*_relogin_updates(view.prediction.status, view.prediction.session), row,
+                *_prediction_updates(view.prediction))  # fmt: skip
+
+    tabs.example_btn.click(
+        on_example,
+        inputs=[shell.session, shell.card_state, tabs.example_index],
+        outputs=[*shell.relogin, *tabs.example_out],
+        api_visibility="private",
+    )
+
+
+def _wire_batch(
+    client: ModelberthClient,
+    shell: _Shell,
+    tabs: _Tabs,
+    limits: BatchLimits,
+    results_dir: Path,
+    metrics: UiMetrics | None,
+) -> None:
+    def on_batch(current: Session | None, card_json: Any, path: str | None) -> tuple[Any, ...]:
+        view = handlers.predict_batch(client, current, _card(card_json), path, limits, results_dir, metrics)
+        return (*_relogin_updates(view.status, view.session), *_batch_updates(view))
+
+    gr.on(
+        [tabs.upload.upload, tabs.batch_btn.click],
+        on_batch,
+        inputs=[shell.session, shell.card_state, tabs.upload],
+        outputs=[*shell.relogin, *tabs.batch_out],
+        api_visibility="private",
+    )
+
+
+def _batch_updates(view: handlers.BatchView) -> tuple[Any, ...]:
+    """Message, download, rejected rows, distribution and results after a batch."""
+    if view.status == "expired":
+        return tuple(gr.skip() for _ in range(5))
+    message = gr.Markdown(view.message, elem_classes=[] if view.status == "ok" else ["mb-error"])
+    tables = view.tables
+    if tables is None:
+        return (message, gr.DownloadButton(visible=False), gr.Dataframe(visible=False),
+                gr.BarPlot(visible=False), gr.Dataframe(visible=False))  # fmt: skip
+    return (
+        message,
+        gr.DownloadButton(value=str(tables.csv_path), visible=tables.csv_path is not None),
+        gr.Dataframe(value=tables.rejected, visible=not tables.rejected.empty),
+        gr.BarPlot(value=tables.distribution, visible=not tables.distribution.empty),
+        gr.Dataframe(value=tables.results, visible=not tables.results.empty),
+    )
+
+
+# --- the model card ---------------------------------------------------------------------------------------
+
+
+def _model_updates(client: ModelberthClient, current: Session | None, card_json: Any) -> tuple[Any, ...]:
+    view = handlers.model_view(client, current, _card(card_json))
+    if view.status != "ok":
+        message = gr.skip() if view.status == "expired" else view.message
+        return (*_relogin_updates(view.status, view.session), message, *([gr.skip()] * 8))
+    confusion, importance = view.confusion, view.importance
+    return (
+        view.session, gr.skip(), gr.skip(), gr.skip(), view.message, view.overview, view.metrics,
+        gr.Dataframe(value=confusion, visible=confusion is not None and not confusion.empty),
+        view.plots,
+        gr.BarPlot(value=importance, visible=importance is not None and not importance.empty),
+        view.leaderboard, view.fingerprint, view.versions,
+    )  # fmt: skip
+
+
+def _wire_model_tab(client: ModelberthClient, shell: _Shell, tabs: _Tabs) -> None:
+    def on_model_tab(current: Session | None, card_json: Any) -> tuple[Any, ...]:
+        return ("model", *_model_updates(client, current, card_json))
+
+    tabs.model.select(
+        on_model_tab,
+        inputs=[shell.session, shell.card_state],
+        outputs=[shell.current_tab, *shell.relogin, *tabs.model_out],
+        api_visibility="private",
+    )
+
+
+# --- versions (read-only) ---------------------------------------------------------------------------------
+
+
+def _shown_table(value: pd.DataFrame | None) -> Any:
+    return gr.Dataframe(value=value, visible=value is not None and not value.empty)
+
+
+def _card_updates(parts: handlers.CardParts | None) -> tuple[Any, ...]:
+    """The column around :func:`_card_parts` and its outputs for a card, or hidden and cleared."""
+    if parts is None:
+        hidden = gr.Dataframe(value=None, visible=False)
+        return (gr.Column(visible=False), "", hidden, hidden, hidden, "")
+    return (
+        gr.Column(visible=True),
+        parts.overview, _shown_table(parts.metrics), _shown_table(parts.confusion),
+        _shown_table(parts.leaderboard), parts.fingerprint,
+    )  # fmt: skip
+
+
+def _versions_updates(client: ModelberthClient, current: Session | None, card_json: Any) -> tuple[Any, ...]:
+    view = handlers.versions_view(client, current, _card(card_json))
+    if view.status != "ok":
+        message = (
+            gr.skip() if view.status == "expired" else gr.Markdown(view.message, elem_classes=["mb-error"])
+        )
+        return (*_relogin_updates(view.status, view.session), message, *([gr.skip()] * 15))
+    table = view.versions
+    return (
+        view.session, gr.skip(), gr.skip(), gr.skip(), gr.Markdown(view.message, elem_classes=[]),
+        gr.Dataframe(value=table, visible=table is not None), _shown_table(view.history), view.history_note,
+        view.comparison, view.notes, view.gate, _shown_table(view.checks), view.shadow, view.challenger_note,
+        *_card_updates(view.challenger),
+    )  # fmt: skip
+
+
+def _wire_versions_tab(client: ModelberthClient, shell: _Shell, tabs: _Tabs) -> None:
+    def on_versions_tab(current: Session | None, card_json: Any) -> tuple[Any, ...]:
+        return ("versions", *_versions_updates(client, current, card_json))
+
+    tabs.versions.select(
+        on_versions_tab,
+        inputs=[shell.session, shell.card_state],
+        outputs=[shell.current_tab, *shell.relogin, *tabs.versions_out],
+        api_visibility="private",
+    )
 
 
 def _probability_plot(elem_id: str) -> Any:

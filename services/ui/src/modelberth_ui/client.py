@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
 from urllib.parse import quote_plus
@@ -194,6 +195,33 @@ class ModelVersions(BaseModel):
         return sorted(names, key=lambda a: (order.get(a, 3), a))
 
 
+class AliasMove(BaseModel):
+    """One alias move of a model's history (``GET /v1/models/{name}/history``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    alias: str = Field(pattern=ALIAS_PATTERN)
+    from_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    to_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    """None: the move removed the alias (promoting the challenger removes ``challenger``)."""
+    at: datetime
+    actor: str = Field(max_length=256)
+    """The OS user or token subject that moved it."""
+    reason: str = Field(max_length=64)
+    """``publish``, ``gate``, ``promote`` or ``rollback``."""
+    detail: str | None = Field(default=None, max_length=2000)
+
+
+class ModelHistory(BaseModel):
+    """The newest alias moves of a model, newest first, and how many the store holds."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, validation_alias=AliasChoices("name", "model"))
+    total: int = Field(ge=0)
+    events: list[AliasMove]
+
+
 class ExampleRow(BaseModel):
     """A held-out example: its index and feature values."""
 
@@ -215,32 +243,25 @@ def parse_problems(detail: Any) -> list[InputProblem]:
         detail = [detail]
     if not isinstance(detail, list):
         return []
-    problems: list[InputProblem] = []
-    for item in detail:
-        if not isinstance(item, dict):
-            problems.append(InputProblem(row=None, field=None, message=str(item)))
-            continue
-        loc = item.get("loc") or []
-        loc = list(loc) if isinstance(loc, list | tuple) else [loc]
-        row: int | None = None
-        field: str | None = None
-        if isinstance(item.get("instance"), int):
-            row = item["instance"]
-        elif isinstance(item.get("row"), int):
-            row = item["row"]
-        if isinstance(item.get("field"), str):
-            field = item["field"]
-        elif isinstance(item.get("feature"), str):
-            field = item["feature"]
-        start = loc.index("instances") + 1 if "instances" in loc else 0
-        for part in loc[start:]:
-            if isinstance(part, int) and not isinstance(part, bool) and row is None:
-                row = part
-            elif isinstance(part, str) and part not in ("body", "instances") and field is None:
-                field = part
-        message = str(item.get("msg") or item.get("message") or item.get("detail") or "invalid value")
-        problems.append(InputProblem(row=row, field=field, message=message))
-    return problems
+    return [_problem(item) for item in detail]
+
+
+def _problem(item: Any) -> InputProblem:
+    """One entry of a validation body: its row and field from the named keys, else from its location."""
+    if not isinstance(item, dict):
+        return InputProblem(row=None, field=None, message=str(item))
+    loc = item.get("loc") or []
+    loc = list(loc) if isinstance(loc, list | tuple) else [loc]
+    row = next((item[k] for k in ("instance", "row") if isinstance(item.get(k), int)), None)
+    field = next((item[k] for k in ("field", "feature") if isinstance(item.get(k), str)), None)
+    start = loc.index("instances") + 1 if "instances" in loc else 0
+    for part in loc[start:]:
+        if isinstance(part, int) and not isinstance(part, bool) and row is None:
+            row = part
+        elif isinstance(part, str) and part not in ("body", "instances") and field is None:
+            field = part
+    message = str(item.get("msg") or item.get("message") or item.get("detail") or "invalid value")
+    return InputProblem(row=row, field=field, message=message)
 
 
 def _error_message(response: httpx.Response) -> tuple[str, Any]:
@@ -280,10 +301,33 @@ def _model_path(name: str, *rest: str) -> str:
     return "/".join(["/v1/models", name, *rest])
 
 
+def _card_of(body: Any, what: str) -> ModelCard:
+    if isinstance(body, dict) and isinstance(body.get("card"), dict):
+        body = body["card"]
+    if not isinstance(body, dict):
+        raise UnexpectedResponseError("the model card has an unexpected shape")
+    # Tolerate extra top-level fields the service may add (status, loaded_at...); the card is strict.
+    known = {k: v for k, v in body.items() if k in ModelCard.model_fields}
+    try:
+        return ModelCard.model_validate(known)
+    except ValidationError as exc:
+        raise UnexpectedResponseError(f"the card of {what} is not a valid model card") from exc
+
+
 def basic_credentials(client_id: str, client_secret: str) -> str:
     """``Basic base64(id:secret)``, each form-urlencoded first (RFC 6749 §2.3.1)."""
     pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
     return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds the client waits: to connect, for most calls, for a prediction, for a readiness probe."""
+
+    connect: float = 3.0
+    request: float = 10.0
+    predict: float = 30.0
+    readiness: float = 2.0
 
 
 class ModelberthClient:
@@ -299,10 +343,7 @@ class ModelberthClient:
         auth_url: str,
         inference_url: str,
         *,
-        connect_timeout: float = 3.0,
-        request_timeout: float = 10.0,
-        predict_timeout: float = 30.0,
-        readiness_timeout: float = 2.0,
+        timeouts: Timeouts | None = None,
         client_id: str = "modelberth-ui",
         client_secret: SecretStr | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -311,15 +352,17 @@ class ModelberthClient:
         self._client_id = client_id
         self._client_secret = client_secret
         headers = {"user-agent": USER_AGENT, "accept": "application/json"}
-        timeout = httpx.Timeout(request_timeout, connect=connect_timeout)
+        limits = timeouts or Timeouts()
+        connect_timeout = limits.connect
+        timeout = httpx.Timeout(limits.request, connect=connect_timeout)
         self._auth = httpx.Client(
             base_url=auth_url.rstrip("/"), timeout=timeout, headers=headers, transport=transport
         )
         self._inference = httpx.Client(
             base_url=inference_url.rstrip("/"), timeout=timeout, headers=headers, transport=transport
         )
-        self._predict_timeout = httpx.Timeout(predict_timeout, connect=connect_timeout)
-        self._readiness_timeout = httpx.Timeout(readiness_timeout, connect=min(connect_timeout, 2.0))
+        self._predict_timeout = httpx.Timeout(limits.predict, connect=connect_timeout)
+        self._readiness_timeout = httpx.Timeout(limits.readiness, connect=min(connect_timeout, 2.0))
 
     @classmethod
     def from_settings(cls, settings: Settings, transport: httpx.BaseTransport | None = None) -> Self:
@@ -327,10 +370,12 @@ class ModelberthClient:
         return cls(
             settings.auth_url,
             settings.inference_url,
-            connect_timeout=settings.connect_timeout_seconds,
-            request_timeout=settings.request_timeout_seconds,
-            predict_timeout=settings.predict_timeout_seconds,
-            readiness_timeout=settings.readiness_timeout_seconds,
+            timeouts=Timeouts(
+                connect=settings.connect_timeout_seconds,
+                request=settings.request_timeout_seconds,
+                predict=settings.predict_timeout_seconds,
+                readiness=settings.readiness_timeout_seconds,
+            ),
             client_id=settings.client_id,
             client_secret=settings.client_secret,
             transport=transport,
@@ -467,17 +512,7 @@ class ModelberthClient:
 
     def get_card(self, token: str, name: str) -> ModelCard:
         """The model card (``model.json``) of the version inference serves for ``name``."""
-        body = self._json(self._get_inference(token, _model_path(name)))
-        if isinstance(body, dict) and isinstance(body.get("card"), dict):
-            body = body["card"]
-        if not isinstance(body, dict):
-            raise UnexpectedResponseError("the model card has an unexpected shape")
-        # Tolerate extra top-level fields the service may add (status, loaded_at...); the card is strict.
-        known = {k: v for k, v in body.items() if k in ModelCard.model_fields}
-        try:
-            return ModelCard.model_validate(known)
-        except ValidationError as exc:
-            raise UnexpectedResponseError(f"the card of {name} is not a valid model card") from exc
+        return _card_of(self._json(self._get_inference(token, _model_path(name))), name)
 
     def list_versions(self, token: str, name: str) -> ModelVersions:
         """Every version of ``name`` with its primary test score, and the aliases (scope ``models:read``).
@@ -489,6 +524,26 @@ class ModelberthClient:
             return ModelVersions.model_validate(body)
         except ValidationError as exc:
             raise UnexpectedResponseError(f"the versions of {name} have an unexpected shape") from exc
+
+    def get_history(self, token: str, name: str, limit: int = 50) -> ModelHistory:
+        """The ``limit`` newest alias moves of ``name``, newest first (scope ``models:read``).
+
+        A NotFoundError when the model is unknown or the inference serves no history.
+        """
+        path = _model_path(name, "history") + f"?limit={max(1, min(int(limit), 500))}"
+        body = self._json(self._get_inference(token, path))
+        try:
+            return ModelHistory.model_validate(body)
+        except ValidationError as exc:
+            raise UnexpectedResponseError(f"the history of {name} has an unexpected shape") from exc
+
+    def get_version_card(self, token: str, name: str, version: str) -> ModelCard:
+        """The card of one version of ``name``, by id or alias (``challenger``), served or not; reading it
+        loads nothing in the inference. A NotFoundError when there is no such model or version."""
+        if not re.match(VERSION_PATTERN, version) and not re.match(ALIAS_PATTERN, version):
+            raise NotFoundError(f"no version or alias named {version!r}", status_code=404)
+        body = self._json(self._get_inference(token, _model_path(name, "versions", version, "card")))
+        return _card_of(body, f"{name} {version}")
 
     def predict(self, token: str, name: str, instances: list[dict[str, Any]]) -> PredictResponse:
         """Predict ``instances`` (feature name -> value) with the served version of ``name``."""

@@ -27,12 +27,14 @@ from modelberth_ui.client import (
     InvalidCredentialsError,
     InvalidInputError,
     ModelberthClient,
+    ModelHistory,
     ModelSummary,
     ModelVersions,
     NotFoundError,
     PredictResponse,
     RateLimitedError,
     SessionExpiredError,
+    UnexpectedResponseError,
 )
 from modelberth_ui.inputs import as_float, convert_value
 from modelberth_ui.metrics import UiMetrics
@@ -41,6 +43,8 @@ from modelberth_ui.notices import notices_by_row
 log = logging.getLogger("modelberth.ui")
 
 Status = Literal["ok", "invalid", "expired", "error"]
+HISTORY_ROWS = 50
+"""Alias moves the Versions tab shows (the newest)."""
 
 EXPIRED_MESSAGE = "Your session has expired. Log in again to continue: your inputs are kept."
 NOT_LOGGED_IN_MESSAGE = "Please log in first."
@@ -543,8 +547,32 @@ def model_view(client: ModelberthClient, session: Session | None, card: ModelCar
 
 
 @dataclass(frozen=True)
+class CardParts:
+    """A card as the Model tab shows it (:mod:`.card_view`): overview, metrics, confusion, leaderboard,
+    training data."""
+
+    overview: str
+    metrics: pd.DataFrame
+    confusion: pd.DataFrame
+    leaderboard: pd.DataFrame
+    fingerprint: str
+
+    @classmethod
+    def of(cls, card: ModelCard) -> CardParts:
+        """The parts of ``card``."""
+        return cls(
+            card_view.overview(card),
+            card_view.metrics_table(card),
+            card_view.confusion_table(card),
+            card_view.leaderboard_table(card),
+            card_view.fingerprint(card),
+        )
+
+
+@dataclass(frozen=True)
 class VersionsView:
-    """The Versions tab: the version table, champion against challenger, the gate, shadow agreement."""
+    """The Versions tab: the version table, the history of alias moves, champion against challenger (and
+    the challenger's card), the gate, shadow agreement."""
 
     status: Status
     message: str
@@ -556,10 +584,64 @@ class VersionsView:
     gate: str = ""
     checks: pd.DataFrame | None = None
     shadow: str = ""
+    history: pd.DataFrame | None = None
+    """Newest alias moves first; None when the inference serves no history (the table is hidden)."""
+    history_note: str = ""
+    challenger: CardParts | None = None
+    """The challenger's card; None when the model has none (or it cannot be read: ``challenger_note``)."""
+    challenger_note: str = ""
+
+
+@dataclass(frozen=True)
+class _Lifecycle:
+    """What the Versions tab reads besides the champion's card."""
+
+    listing: ModelVersions | None
+    history: ModelHistory | None
+    history_note: str
+    challenger: ModelCard | None
+    challenger_note: str
+
+
+def _read_lifecycle(client: ModelberthClient, token: str, name: str, champion: str) -> _Lifecycle:
+    """The listing, the history and the challenger's card; each may be missing on an older inference
+    (404: said in a note), an expired session or a service error raises."""
+    try:
+        listing: ModelVersions | None = client.list_versions(token, name)
+    except NotFoundError:
+        listing = None
+    history: ModelHistory | None = None
+    try:
+        history = client.get_history(token, name, HISTORY_ROWS)
+        note = (
+            ""
+            if history.total <= len(history.events)
+            else (
+                f"The {len(history.events)} newest of {history.total} moves; `modelberth models history "
+                f"{name}` lists them all."
+            )
+        )
+    except NotFoundError:
+        note = "This inference does not serve the history of alias moves (`modelberth models history`)."
+    if listing is None:
+        return _Lifecycle(listing, history, note, None, "The challenger is not known: no versions listing.")
+    challenger = listing.aliases.get("challenger")
+    if challenger is None or challenger == champion:
+        return _Lifecycle(listing, history, note, None, "This model has no challenger.")
+    try:
+        card = client.get_version_card(token, name, challenger)
+        return _Lifecycle(listing, history, note, card, "")
+    except NotFoundError:
+        return _Lifecycle(
+            listing, history, note, None, f"The card of challenger `{challenger}` cannot be read."
+        )
+    except UnexpectedResponseError as exc:
+        return _Lifecycle(listing, history, note, None, f"The challenger's card is not shown: {exc.message}.")
 
 
 def versions_view(client: ModelberthClient, session: Session | None, card: ModelCard | None) -> VersionsView:
-    """Versions and aliases of the chosen model, its champion against its challenger, and shadow agreement.
+    """Versions and aliases of the chosen model, the history of its alias moves, its champion against its
+    challenger (with the challenger's card), and shadow agreement.
 
     The champion's card is fetched again (an alias may have moved since the model was chosen). An
     inference without ``GET /v1/models/{name}/versions`` (404) still shows the champion, with a note.
@@ -569,24 +651,24 @@ def versions_view(client: ModelberthClient, session: Session | None, card: Model
     try:
         token = _token(session)
         champion = client.get_card(token, card.name)
-        listing: ModelVersions | None
-        try:
-            listing = client.list_versions(token, card.name)
-            message = ""
-        except NotFoundError:
-            listing = None
-            message = "This inference does not list versions: only the version it serves is shown."
+        read = _read_lifecycle(client, token, card.name, champion.version)
     except SessionExpiredError:
         return VersionsView("expired", _expired_text(session), expire(session))
     except ApiError as exc:
         return VersionsView("error", f"The versions of {card.name} cannot be loaded: {exc.message}.", session)
+    listing = read.listing
+    message = (
+        ""
+        if listing is not None
+        else ("This inference does not list versions: only the version it serves is shown.")
+    )
     served = listing.aliases.get("champion") if listing is not None else None
     if served is not None and served != champion.version:
         message = (
             f"The champion is now `{served}`; inference still serves `{champion.version}` "
             "(it switches within seconds)."
         )
-    comparison, notes = lifecycle_view.comparison_table(champion, listing)
+    comparison, notes = lifecycle_view.comparison_table(champion, listing, read.challenger)
     return VersionsView(
         "ok",
         message,
@@ -597,4 +679,8 @@ def versions_view(client: ModelberthClient, session: Session | None, card: Model
         lifecycle_view.gate_summary(champion),
         lifecycle_view.gate_checks(champion),
         lifecycle_view.shadow_line(listing.shadow if listing is not None else None),
+        lifecycle_view.history_table(read.history) if read.history is not None else None,
+        read.history_note,
+        CardParts.of(read.challenger) if read.challenger is not None else None,
+        read.challenger_note,
     )

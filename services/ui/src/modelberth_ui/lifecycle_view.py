@@ -1,7 +1,8 @@
 """The Versions tab: every version of a model, champion against challenger, and shadow agreement.
 
 Read-only: moving aliases stays with ``modelberth models promote/rollback`` and the trainer's gate. Everything
-here comes from the inference API (the served card and ``GET /v1/models/{name}/versions``), never the store.
+here comes from the inference API (the served card, ``GET /v1/models/{name}/versions``, ``.../history`` and
+``.../versions/challenger/card``), never the store.
 Tables are DataFrames (shown as text), so nothing a service sends is rendered as markup.
 """
 
@@ -12,9 +13,10 @@ from typing import Any
 import pandas as pd
 
 from modelberth_core.contract import GateResult, ModelCard
-from modelberth_ui.client import ModelVersions, ShadowStats, VersionInfo
+from modelberth_ui.client import ModelHistory, ModelVersions, ShadowStats, VersionInfo
 
 VERSION_COLUMNS = ["version", "created", "metric", "score", "aliases"]
+HISTORY_COLUMNS = ["time (UTC)", "alias", "from → to", "who", "why"]
 CHECK_COLUMNS = ["check", "kind", "passed", "value", "limit", "margin", "detail"]
 
 
@@ -55,21 +57,45 @@ def _find(listing: ModelVersions | None, alias: str) -> VersionInfo | None:
     return next((v for v in listing.versions if v.version == version), None)
 
 
-def comparison_table(champion: ModelCard, listing: ModelVersions | None) -> tuple[pd.DataFrame, list[str]]:
+def history_table(history: ModelHistory) -> pd.DataFrame:
+    """One row per alias move, newest first: when, which alias, from which version to which, who and why."""
+    return pd.DataFrame(
+        {
+            "time (UTC)": [e.at.strftime("%Y-%m-%d %H:%M:%S") for e in history.events],
+            "alias": [e.alias for e in history.events],
+            "from → to": [
+                f"{e.from_version or '(none)'} → {e.to_version or '(removed)'}" for e in history.events
+            ],
+            "who": [e.actor for e in history.events],
+            "why": [e.reason + (f": {e.detail}" if e.detail else "") for e in history.events],
+        },
+        columns=HISTORY_COLUMNS,
+    )
+
+
+def comparison_table(
+    champion: ModelCard, listing: ModelVersions | None, challenger_card: ModelCard | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """Champion and challenger side by side, primary metric first, and notes on what could not be shown.
 
-    The champion's column is its card (every test metric). The challenger's card is not served over HTTP,
-    so its column holds the primary test score from the versions listing only.
+    The champion's column is its card (every test metric); so is the challenger's when its card could be
+    read (``challenger_card``), else only its primary test score from the versions listing.
     """
     notes: list[str] = []
     primary = champion.metrics.primary
     names = [primary, *(n for n in champion.metrics.test if n != primary)]
+    challenger = _find(listing, "challenger")
+    if (
+        challenger_card is not None
+        and challenger is not None
+        and challenger_card.version == challenger.version
+    ):
+        names += [n for n in challenger_card.metrics.test if n not in names]
     champion_label = f"champion {champion.version}"
     frame: dict[str, list[Any]] = {
         "metric": [n + (" (primary)" if n == primary else "") for n in names],
         champion_label: [_cell(champion.metrics.test.get(n)) for n in names],
     }
-    challenger = _find(listing, "challenger")
     if listing is None:
         notes.append("The challenger is not known: this inference does not list versions.")
     elif challenger is None:
@@ -77,24 +103,47 @@ def comparison_table(champion: ModelCard, listing: ModelVersions | None) -> tupl
     elif challenger.version == champion.version:
         notes.append("The challenger is the champion's version.")
     else:
-        score = challenger.score if challenger.metric in (None, primary) else None
+        _add_challenger(frame, notes, champion, challenger, names, challenger_card)
+    return pd.DataFrame(frame), notes
+
+
+def _add_challenger(
+    frame: dict[str, list[Any]],
+    notes: list[str],
+    champion: ModelCard,
+    challenger: VersionInfo,
+    names: list[str],
+    card: ModelCard | None,
+) -> None:
+    """The challenger's column and its difference to the champion: every test metric of its card, or the
+    primary score of the listing when its card is not available."""
+    primary = champion.metrics.primary
+    if card is not None and card.version == challenger.version:
+        scores = {n: card.metrics.test.get(n) for n in names}
+        if card.metrics.primary != primary:
+            notes.append(
+                f"The challenger's primary metric is {card.metrics.primary}, the champion's {primary}."
+            )
+    else:
+        scores = {primary: challenger.score if challenger.metric in (None, primary) else None}
         if challenger.metric not in (None, primary):
             notes.append(f"The challenger was scored on {challenger.metric}, the champion on {primary}.")
-        label = f"challenger {challenger.version}"
-        # Object columns: a metric the challenger has no score for reads "—", not NaN.
-        frame[label] = [_cell(score) if n == primary else MISSING for n in names]
-        better = _better(champion, score)
-        own = champion.metrics.test.get(primary)
-        delta = score - own if score is not None and own is not None else None
-        frame["challenger − champion"] = [_cell(delta) if n == primary else MISSING for n in names]
-        if better is not None:
-            verdict = "better than" if better else "not better than"
-            notes.append(f"On {primary} the challenger is {verdict} the champion ({_direction(champion)}).")
-        notes.append(
-            "Only the challenger's primary score is served over HTTP; `modelberth models diff "
-            f"{champion.name} {champion.version} {challenger.version}` compares the two cards in full."
-        )
-    return pd.DataFrame(frame), notes
+    # Object columns: a metric the challenger (or champion) has no score for reads "—", not NaN.
+    frame[f"challenger {challenger.version}"] = [_cell(scores.get(n)) for n in names]
+    deltas = []
+    for n in names:
+        own, other = champion.metrics.test.get(n), scores.get(n)
+        deltas.append(_cell(other - own if other is not None and own is not None else None))
+    frame["challenger − champion"] = deltas
+    better = _better(champion, scores.get(primary))
+    if better is not None:
+        verdict = "better than" if better else "not better than"
+        notes.append(f"On {primary} the challenger is {verdict} the champion ({_direction(champion)}).")
+    where = "Its card is below" if card is not None else "Only the challenger's primary score could be read"
+    notes.append(
+        f"{where}; `modelberth models diff {champion.name} {champion.version} {challenger.version}` "
+        "also compares params, schema and data."
+    )
 
 
 def _better(champion: ModelCard, score: float | None) -> bool | None:

@@ -199,14 +199,18 @@ class VersionInfo:
 
 
 class AliasEvent(BaseModel):
-    """One alias move, as appended to the model's history."""
+    """One alias move, as appended to the model's history.
+
+    ``to_version`` is None when the move removed the alias: promoting the challenger clears ``challenger``
+    (recorded with the promotion's reason), so a champion is never its own challenger.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(pattern=NAME_PATTERN)
     alias: str = Field(pattern=ALIAS_PATTERN)
     from_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
-    to_version: str = Field(pattern=VERSION_PATTERN)
+    to_version: str | None = Field(pattern=VERSION_PATTERN)
     actor: str = Field(min_length=1, max_length=256)
     at: datetime
     reason: Reason
@@ -247,7 +251,7 @@ def champion_lineage(events: Iterable[AliasEvent], current: str | None) -> list[
     """
     stack: list[str] = []
     for event in events:
-        if event.alias != CHAMPION:
+        if event.alias != CHAMPION or event.to_version is None:
             continue
         if event.reason == "rollback":
             while stack and stack[-1] != event.to_version:
@@ -326,6 +330,10 @@ class ModelStore(ABC):
         ``expected`` makes the move conditional: it happens only if the alias names that version now
         (None: only if the alias does not exist), else :class:`AliasConflict`. ``latest`` moves only with
         ``reason="publish"``. The actor defaults to :func:`default_actor`.
+
+        Moving ``champion`` to the version ``challenger`` names removes ``challenger`` in the same
+        operation (a second event, ``to_version`` None, same reason and actor): the challenger became the
+        champion, and a model whose challenger is its champion would have nothing to compare.
         """
 
     @abstractmethod

@@ -101,7 +101,33 @@ def _from_helper(helper: str, registry: str) -> Credentials | None:
 
 
 def lookup(registry: str) -> Credentials | None:
-    """Credentials for ``registry`` (``host[:port]``) from the Docker config, or None (anonymous)."""
+    """Credentials for ``registry`` (``host[:port]``) from the Docker config, or None (anonymous).
+
+    Docker's order: a per-registry helper (``credHelpers``), then an ``auths`` entry, then the default
+    helper (``credsStore``).
+    """
+    config = _read_config()
+    if config is None:
+        return None
+    wanted = registry.lower()
+    helper = _helper_for(config.get("credHelpers"), wanted)
+    if helper is not None:
+        return _from_helper(helper, registry)
+    auths = config.get("auths")
+    if isinstance(auths, dict):
+        for key, entry in auths.items():
+            if _server_key(str(key)) == wanted:
+                found = _from_auths(entry, registry, str(config_path()))
+                if found is not None:
+                    return found
+    store = config.get("credsStore")
+    if isinstance(store, str) and store:
+        return _from_helper(store, registry)
+    return None
+
+
+def _read_config() -> dict[str, Any] | None:
+    """Docker's config as a JSON object; None when there is no config file."""
     path = config_path()
     try:
         raw = path.read_bytes()
@@ -115,20 +141,13 @@ def lookup(registry: str) -> Credentials | None:
         raise CredentialsError(f"{path}: not valid JSON (expected Docker's config.json format)") from None
     if not isinstance(config, dict):
         raise CredentialsError(f"{path}: expected a JSON object (Docker's config.json format)")
-    wanted = registry.lower()
-    helpers = config.get("credHelpers")
+    return config
+
+
+def _helper_for(helpers: object, wanted: str) -> str | None:
+    """The helper ``credHelpers`` names for the server ``wanted``, if any."""
     if isinstance(helpers, dict):
         for key, helper in helpers.items():
             if _server_key(str(key)) == wanted and isinstance(helper, str):
-                return _from_helper(helper, registry)
-    auths = config.get("auths")
-    if isinstance(auths, dict):
-        for key, entry in auths.items():
-            if _server_key(str(key)) == wanted:
-                found = _from_auths(entry, registry, str(path))
-                if found is not None:
-                    return found
-    store = config.get("credsStore")
-    if isinstance(store, str) and store:
-        return _from_helper(store, registry)
+                return helper
     return None

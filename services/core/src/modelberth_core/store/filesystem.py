@@ -39,6 +39,7 @@ from modelberth_core import contract
 from modelberth_core.contract import CARD_FILE, VERSION_PATTERN, ModelCard
 from modelberth_core.store.base import (
     ALIAS_PATTERN,
+    CHALLENGER,
     CHAMPION,
     LATEST,
     UNCHECKED,
@@ -83,6 +84,33 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _event(
+    name: str,
+    alias: str,
+    previous: str | None,
+    version: str | None,
+    *,
+    reason: Reason,
+    actor: str | None,
+    detail: str | None = None,
+) -> AliasEvent:
+    try:
+        return AliasEvent(
+            model=name,
+            alias=alias,
+            from_version=previous,
+            to_version=version,
+            actor=actor or default_actor(),
+            at=datetime.now(UTC),
+            reason=reason,
+            detail=detail,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidReference(f"cannot record the move: {where}: {first['msg']}") from None
 
 
 class FilesystemStore(ModelStore):
@@ -372,9 +400,37 @@ class FilesystemStore(ModelStore):
                     f"{name}@{alias} names {current or 'nothing'} now, not {expected or 'nothing'}"
                     " (it moved meanwhile); nothing was moved"
                 )
-            return self._move(
+            event = self._move(
                 base, alias, version, previous=current, reason=reason, actor=actor, detail=detail
             )
+            if alias == CHAMPION:
+                self._clear_challenger(base, version, reason=reason, actor=actor)
+            return event
+
+    def _clear_challenger(self, base: Path, champion: str, *, reason: Reason, actor: str | None) -> None:
+        """Under the lock, after the champion moved to ``champion``: remove a challenger naming it.
+
+        The champion moves first: were this step to fail (a full disk), the model is left as before the
+        fix, a challenger equal to its champion (which shadowing ignores), never without its champion.
+        """
+        try:
+            challenger = self._read_pointer(base, CHALLENGER)
+        except StoreError:  # a damaged challenger is not this move's business
+            return
+        if challenger != champion:
+            return
+        event = _event(
+            base.name,
+            CHALLENGER,
+            challenger,
+            None,
+            reason=reason,
+            actor=actor,
+            detail=f"cleared: {champion} is the champion now",
+        )
+        self._append(base / HISTORY_FILE, event)
+        (base / CHALLENGER).unlink(missing_ok=True)
+        _fsync_dir(base)
 
     def _move(
         self,
@@ -388,21 +444,7 @@ class FilesystemStore(ModelStore):
         detail: str | None = None,
     ) -> AliasEvent:
         """Under the lock: prepare the pointer, append the event, then rename the pointer into place."""
-        try:
-            event = AliasEvent(
-                model=base.name,
-                alias=alias,
-                from_version=previous,
-                to_version=version,
-                actor=actor or default_actor(),
-                at=datetime.now(UTC),
-                reason=reason,
-                detail=detail,
-            )
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InvalidReference(f"cannot record the move: {where}: {first['msg']}") from None
+        event = _event(base.name, alias, previous, version, reason=reason, actor=actor, detail=detail)
         fd, tmp = tempfile.mkstemp(dir=base, prefix=f".{alias}.", suffix=".tmp")
         try:
             try:

@@ -46,6 +46,8 @@ from modelberth_core import contract
 from modelberth_core.contract import CARD_FILE, VERSION_PATTERN, ModelCard
 from modelberth_core.store.base import (
     ALIAS_PATTERN,
+    CHALLENGER,
+    CHAMPION,
     LATEST,
     UNCHECKED,
     AliasConflict,
@@ -176,6 +178,18 @@ def _parse_version(manifest: Manifest, name: str, where: str) -> _Version:
         raise StoreError(f"{where} is not a modelberth version of {name} (no model annotations)") from None
 
 
+def _is_removal(manifest: Manifest) -> bool:
+    """Whether ``manifest`` is the event artifact of an alias removal (an alias tag on it: no alias)."""
+    try:
+        doc = json.loads(manifest.body)
+        if doc.get("artifactType") != EVENT_TYPE:
+            return False
+        event = AliasEvent.model_validate_json(doc["annotations"][EVENT_ANNOTATION])
+    except (ValueError, KeyError, TypeError, AttributeError, ValidationError):
+        return False
+    return event.to_version is None
+
+
 class RegistryStore(ModelStore):
     """Models as images in an OCI registry; see the module docstring for the layout and the ordering."""
 
@@ -191,6 +205,7 @@ class RegistryStore(ModelStore):
         self._by_digest: dict[tuple[str, str], _Version] = {}
         self._version_digests: dict[tuple[str, str], str] = {}
         self._events: dict[tuple[str, str], AliasEvent | None] = {}
+        self._event_digests: set[tuple[str, str]] = set()
 
     def __repr__(self) -> str:
         return f"RegistryStore({self._location!r})"
@@ -233,12 +248,18 @@ class RegistryStore(ModelStore):
             return f"model {name!r} not found in {self.location}"
 
     def _version_at(self, name: str, digest: str) -> _Version | None:
-        """The version manifest ``digest`` of ``name`` (cached: a digest names immutable bytes)."""
+        """The version manifest ``digest`` of ``name`` (cached: a digest names immutable bytes), or None
+        when there is none or it records an alias removal (an alias tag on it is a removed alias)."""
         known = self._by_digest.get((name, digest))
         if known is not None:
             return known
+        if (name, digest) in self._event_digests:
+            return None
         manifest = self.client.manifest(self._repo(name), digest)
         if manifest is None:
+            return None
+        if _is_removal(manifest):
+            self._event_digests.add((name, digest))
             return None
         parsed = _parse_version(manifest, name, f"{self.namespace}/{name}@{digest}")
         self._by_digest[(name, digest)] = parsed
@@ -319,7 +340,7 @@ class RegistryStore(ModelStore):
         assert ref.alias is not None
         found = self._tagged(name, ref.alias)
         if found is None:
-            known = ", ".join(t for t in sorted(self._tags(name)) if re.match(ALIAS_PATTERN, t)) or "none"
+            known = ", ".join(self.aliases(name)) or "none"
             raise AliasNotFound(f"{name} has no alias {ref.alias!r} (aliases: {known})")
         return Resolved(name, found.version, found.manifest.digest)
 
@@ -609,7 +630,38 @@ class RegistryStore(ModelStore):
                 f"{name}@{alias} names {current or 'nothing'} now, not {expected or 'nothing'}"
                 " (it moved meanwhile); nothing was moved"
             )
-        return self._move(name, alias, target, previous=current, reason=reason, actor=actor, detail=detail)
+        event = self._move(name, alias, target, previous=current, reason=reason, actor=actor, detail=detail)
+        if alias == CHAMPION:
+            self._clear_challenger(name, target.version, reason=reason, actor=actor)
+        return event
+
+    def _clear_challenger(self, name: str, champion: str, *, reason: Reason, actor: str | None) -> None:
+        """After the champion moved to ``champion``: remove a challenger naming it.
+
+        The distribution API deletes manifests, not tags (and deleting the version's manifest would take
+        the champion tag with it), so the ``challenger`` tag is put on the removal's own event artifact,
+        which every reader takes for "no such alias". Like any move, it is not atomic with the champion's:
+        a failure here leaves a challenger equal to the champion, which shadowing ignores.
+        """
+        try:
+            found = self._tagged(name, CHALLENGER)
+        except RegistryUnavailable:
+            raise
+        except StoreError:  # a damaged challenger is not this move's business
+            return
+        if found is None or found.version != champion:
+            return
+        event = _new_event(
+            name,
+            CHALLENGER,
+            champion,
+            None,
+            reason=reason,
+            actor=actor,
+            detail=f"cleared: {champion} is the champion now",
+        )
+        body = self._push_event(name, event)
+        self.client.put_manifest(self._repo(name), CHALLENGER, body, OCI_MANIFEST)
 
     def _move(
         self,
@@ -623,23 +675,25 @@ class RegistryStore(ModelStore):
         detail: str | None = None,
     ) -> AliasEvent:
         """Push the event artifact (its own new tag), then put the version's manifest under ``alias``."""
+        event = _new_event(
+            name,
+            alias,
+            previous,
+            target.version,
+            reason=reason,
+            actor=actor,
+            detail=detail,
+            digest=target.manifest.digest,
+        )
+        self._push_event(name, event)
+        self.client.put_manifest(
+            self._repo(name), alias, target.manifest.body, target.manifest.media_type or OCI_MANIFEST
+        )
+        return event
+
+    def _push_event(self, name: str, event: AliasEvent) -> bytes:
+        """Push ``event`` as an artifact under its own new ``ev.`` tag; its manifest bytes."""
         repo = self._repo(name)
-        try:
-            event = AliasEvent(
-                model=name,
-                alias=alias,
-                from_version=previous,
-                to_version=target.version,
-                actor=actor or default_actor(),
-                at=datetime.now(UTC),
-                reason=reason,
-                digest=target.manifest.digest,
-                detail=detail,
-            )
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InvalidReference(f"cannot record the move: {where}: {first['msg']}") from None
         config = empty_config()
         if not self.client.has_blob(repo, config.digest):
             self.client.push_blob(repo, config)
@@ -656,7 +710,33 @@ class RegistryStore(ModelStore):
         tag = f"{EVENT_PREFIX}{event.at:%Y%m%dT%H%M%S.%f}Z.{secrets.token_hex(4)}"
         self.client.put_manifest(repo, tag, body, OCI_MANIFEST)
         self._events[(name, tag)] = event
-        self.client.put_manifest(
-            repo, alias, target.manifest.body, target.manifest.media_type or OCI_MANIFEST
+        return body
+
+
+def _new_event(
+    name: str,
+    alias: str,
+    previous: str | None,
+    version: str | None,
+    *,
+    reason: Reason,
+    actor: str | None,
+    detail: str | None = None,
+    digest: str | None = None,
+) -> AliasEvent:
+    try:
+        return AliasEvent(
+            model=name,
+            alias=alias,
+            from_version=previous,
+            to_version=version,
+            actor=actor or default_actor(),
+            at=datetime.now(UTC),
+            reason=reason,
+            digest=digest,
+            detail=detail,
         )
-        return event
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidReference(f"cannot record the move: {where}: {first['msg']}") from None

@@ -1,24 +1,53 @@
-"""Model metadata: ``GET /v1/models``, ``GET /v1/models/{name}`` (the card), its versions, the report, and
-reload."""
+"""Model metadata: ``GET /v1/models``, ``GET /v1/models/{name}`` (the card), its versions, any version's
+card, the history of its alias moves, the report, and reload."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
 from modelberth_core import contract
-from modelberth_core.contract import ContractError
+from modelberth_core.contract import VERSION_PATTERN, ContractError, ModelCard
 from modelberth_core.errors import ServiceError
-from modelberth_core.store import ModelNotFound, StoreError
+from modelberth_core.store import ALIAS_PATTERN, AliasEvent, ModelNotFound, StoreError
 from modelberth_inference.openapi import BEARER, errors
-from modelberth_inference.rest import AdminPrincipal, PlaneDep, ReadPrincipal, json_response
+from modelberth_inference.rest import AdminPrincipal, PlaneDep, ReadPrincipal, RegistryDep, json_response
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 log = logging.getLogger("modelberth.inference.models")
+
+HISTORY_LIMIT = 50
+"""Events ``GET /v1/models/{name}/history`` answers when the request gives no ``limit``."""
+HISTORY_MAX = 500
+"""The most events one history request answers (a model moved by a nightly job grows without bound)."""
+VERSION_OR_ALIAS = f"^(?:{VERSION_PATTERN[1:-1]}|{ALIAS_PATTERN[1:-1]})$"
+
+
+class History(BaseModel):
+    """The answer of ``GET /v1/models/{name}/history``."""
+
+    model: str
+    total: int = Field(ge=0, description="Events the store holds for the model.")
+    events: list[AliasEvent] = Field(
+        description="The newest events first, at most `limit`. `to_version` null: the alias was removed."
+    )
+
+
+def _known(registry: RegistryDep, name: str) -> None:
+    if name not in registry.models and name not in registry.configured():
+        raise ServiceError(404, f"model {name!r} not found")
+
+
+def _unreadable(name: str, what: str, exc: Exception) -> ServiceError:
+    """503 for a damaged or unreachable store: the log has details (and paths), the answer does not."""
+    log.error(f"cannot read the {what}", extra={"model": name, "error": str(exc)})
+    return ServiceError(503, f"the {what} of model {name!r} cannot be read now")
 
 
 @router.get("", responses=errors(401, 403, 503), openapi_extra=BEARER)
@@ -39,16 +68,62 @@ async def list_versions(name: str, dataplane: PlaneDep, _: ReadPrincipal) -> Res
     """Every version of the model (oldest first) with its primary test score and aliases, which versions are
     in memory, and the shadow traffic (challenger, agreement so far)."""
     registry = dataplane.registry
-    if name not in registry.models and name not in registry.configured():
-        raise ServiceError(404, f"model {name!r} not found")
+    _known(registry, name)
     try:
         listing = await registry.listing(name)
     except ModelNotFound:
         raise ServiceError(404, f"model {name!r} not found") from None
-    except (StoreError, ContractError, OSError) as exc:  # a damaged store: the log has details (and paths)
-        log.error("cannot list the versions", extra={"model": name, "error": str(exc)})
-        raise ServiceError(503, f"the versions of model {name!r} cannot be read now") from None
+    except (StoreError, ContractError, OSError) as exc:
+        raise _unreadable(name, "versions", exc) from None
     return json_response(listing)
+
+
+@router.get(
+    "/{name}/versions/{version}/card",
+    responses={200: {"model": ModelCard}, **errors(401, 403, 404, 422, 503)},
+    openapi_extra=BEARER,
+)
+async def get_version_card(
+    name: str,
+    version: Annotated[str, Path(pattern=VERSION_OR_ALIAS, description="A version id or an alias.")],
+    registry: RegistryDep,
+    _: ReadPrincipal,
+) -> Response:
+    """The model card of one version, named by its id or an alias (``challenger``), read from the store:
+    the version is not loaded."""
+    _known(registry, name)
+    try:
+        card = await registry.card_of(name, version)
+    except ModelNotFound:
+        raise ServiceError(404, f"model {name!r} not found") from None
+    except (StoreError, ContractError, OSError) as exc:
+        raise _unreadable(name, "card", exc) from None
+    return json_response(card.model_dump(mode="json"))
+
+
+@router.get(
+    "/{name}/history",
+    responses={200: {"model": History}, **errors(401, 403, 404, 422, 503)},
+    openapi_extra=BEARER,
+)
+async def get_history(
+    name: str,
+    registry: RegistryDep,
+    _: ReadPrincipal,
+    limit: Annotated[int, Query(ge=1, le=HISTORY_MAX, description="How many events, newest first.")] = (
+        HISTORY_LIMIT
+    ),
+) -> Response:
+    """Every alias move of the model (champion, challenger, latest...), newest first: which alias, from and
+    to which version, when, who (OS user or token subject) and why (publish, gate, promote, rollback)."""
+    _known(registry, name)
+    try:
+        page = await registry.history(name, limit)
+    except ModelNotFound:
+        raise ServiceError(404, f"model {name!r} not found") from None
+    except (StoreError, ContractError, OSError) as exc:
+        raise _unreadable(name, "history", exc) from None
+    return json_response(page)
 
 
 @router.get(

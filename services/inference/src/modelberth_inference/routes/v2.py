@@ -363,7 +363,11 @@ async def repository_load(
 ) -> Response:
     """Serve the model again (the version its alias names now; aliases are never moved): an unloaded model
     stays unloaded, whatever its alias does, until this call."""
-    await _options(request, dataplane.settings.max_body_bytes)
+    options = await _options(request, dataplane.settings.max_body_bytes)
+    parameters = options.get("parameters")
+    if parameters is not None and (type(parameters) is not dict or parameters):
+        # Triton's config and file overrides: a version's card and files come from the model store only.
+        raise BadRequest("load takes no parameters: the model store holds each version's card and files")
     version = await dataplane.load(name, principal)
     return json_response({"name": name, "version": version, "state": "READY"})
 

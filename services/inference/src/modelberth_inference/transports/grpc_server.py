@@ -44,12 +44,20 @@ class GrpcServer:
     """The gRPC server of one app: :meth:`start` in the lifespan's startup, :meth:`stop` in its shutdown."""
 
     def __init__(self, plane: DataPlane, metrics: HttpMetrics) -> None:
-        settings = plane.settings
-        self.settings = settings
+        self.settings = plane.settings
         self.plane = plane
+        self.metrics = metrics
         self.port = 0
-        """The bound port (the configured one, or the one the OS chose for 0 in tests)."""
-        self._server = grpc.aio.server(
+        """The bound port (the configured one, or the one the OS chose for 0)."""
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._health_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Listen on ``settings.host:grpc_port`` (the server is made here, on the running event loop); a port
+        that is taken fails the start, as it does for HTTP."""
+        settings = self.settings
+        server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", settings.max_body_bytes),
                 ("grpc.max_send_message_length", MAX_SEND_BYTES),
@@ -57,26 +65,24 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        self._health = health.aio.HealthServicer()
-        self._health_task: asyncio.Task[None] | None = None
-        self._server.add_generic_rpc_handlers((v2_grpc.handler(plane, metrics),))
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-
-    async def start(self, port: int | None = None) -> None:
-        """Listen on ``settings.host`` and ``port`` (default ``settings.grpc_port``); a port that is taken
-        fails the start, as it does for HTTP."""
-        address = f"{self.settings.host}:{self.settings.grpc_port if port is None else port}"
+        server.add_generic_rpc_handlers((v2_grpc.handler(self.plane, self.metrics),))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        address = f"{settings.host}:{settings.grpc_port}"
         try:
-            self.port = self._server.add_insecure_port(address)
+            self.port = server.add_insecure_port(address)
         except RuntimeError as exc:
             raise RuntimeError(f"gRPC: cannot listen on {address} (INFERENCE_GRPC_PORT): {exc}") from None
-        await self._server.start()
+        await server.start()
+        self._server = server
         await self._set_health(NOT_SERVING)
         self._health_task = asyncio.create_task(self._follow_readiness())
-        log.info("grpc listening", extra={"address": f"{self.settings.host}:{self.port}"})
+        log.info("grpc listening", extra={"address": f"{settings.host}:{self.port}"})
 
     async def stop(self) -> None:
-        """Refuse new RPCs, answer NOT_SERVING, let RPCs in flight finish (up to the request timeout)."""
+        """Refuse new RPCs, answer NOT_SERVING, let RPCs in flight finish (up to the request timeout). Does
+        nothing when :meth:`start` did not get as far as listening."""
+        if self._server is None:
+            return
         if self._health_task is not None:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

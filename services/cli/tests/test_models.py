@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from modelberth_cli.main import main
 from modelberth_core import contract
-from modelberth_core.cli import main
-from modelberth_core.store import CHALLENGER, CHAMPION, LATEST, FilesystemStore, Resolved
+from modelberth_core.store import CHALLENGER, CHAMPION, LATEST, FilesystemStore, Resolved, open_store
+from testkit.registry import Registry
 
 Publish = Callable[..., Resolved]
 
@@ -104,7 +105,17 @@ def test_promote_then_rollback_twice(
 ) -> None:
     s, (a, b, c) = store
     code, out, _ = _run(["promote", "iris", "challenger", "--store", s.location, "--actor", "ci-bot"], capsys)
-    assert (code, out) == (0, f"iris@champion: {a} -> {b} (promote by ci-bot)\n")
+    assert (code, out) == (
+        0,
+        f"iris@champion: {a} -> {b} (promote by ci-bot)\n"
+        f"iris@challenger: removed ({b} is the champion now)\n",
+    )
+    assert "challenger" not in s.aliases("iris")  # the champion is no longer its own challenger
+    cleared = s.history("iris")[-1]
+    assert (cleared.alias, cleared.from_version, cleared.to_version) == ("challenger", b, None)
+    assert (cleared.reason, cleared.actor) == ("promote", "ci-bot")
+    code, out, _ = _run(["history", "iris", "--store", s.location], capsys)
+    assert "(removed)" in out
     code, out, _ = _run(["promote", "iris", c, "--store", s.location, "--json"], capsys)
     event = json.loads(out)
     assert (code, event["from_version"], event["to_version"], event["reason"]) == (0, b, c, "promote")
@@ -222,3 +233,32 @@ def test_a_damaged_card_is_an_error_not_a_crash(
     code, _, err = _run(["diff", "iris", "champion", "latest", "--store", s.location], capsys)
     assert code == 1
     assert "not a valid model card" in err
+
+
+def test_the_models_commands_work_on_a_registry_and_show_digests(
+    oci_registry: Registry,
+    tmp_path: Path,
+    publish_version: Publish,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MODELBERTH_REGISTRY_CACHE", str(tmp_path / "cli-cache"))
+    store = open_store(oci_registry.location("mb"), cache_dir=tmp_path / "cache")
+    v1 = publish_version(store, "iris", 0.9)
+    v2 = publish_version(store, "iris", 0.95)
+    location = oci_registry.location()
+    assert main(["models", "promote", "iris", v1.version, "--store", location]) == 0
+    assert main(["models", "promote", "iris", v2.version, "--store", location]) == 0
+    assert main(["models", "rollback", "iris", "--store", location]) == 0
+    capsys.readouterr()
+    assert main(["models", "history", "iris", "--store", location, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {v["version"]: v["digest"] for v in listed["versions"]} == {
+        v1.version: v1.digest,
+        v2.version: v2.digest,
+    }
+    assert listed["aliases"][CHAMPION] == v1.version
+    assert main(["models", "history", "iris", "--store", location]) == 0
+    assert v2.digest in capsys.readouterr().out
+    assert main(["models", "diff", "iris", v1.version, v2.version, "--store", location]) == 0
+    assert "f1_macro" in capsys.readouterr().out

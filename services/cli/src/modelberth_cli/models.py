@@ -16,7 +16,7 @@ CHAMPION = "champion"
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from modelberth_core.store.commands import run
+    from modelberth_cli.models_commands import run
 
     return run(args)
 

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
+from bench import inference as bench
 
-def _load_bench() -> Any:
-    # bench/ is a script folder, not an installed package, and pytest runs with --import-mode=importlib
-    path = Path(__file__).resolve().parents[3] / "bench" / "inference.py"
-    spec = importlib.util.spec_from_file_location("modelberth_bench_inference", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
 TARGETS, _markdown, summarise = bench.TARGETS, bench._markdown, bench.summarise
 SHADOW_TARGETS = bench.SHADOW_TARGETS
 

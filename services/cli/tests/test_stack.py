@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from modelberth_core import stack
-from modelberth_core.stack import Child, StackConfig, StackError, Supervisor
+from modelberth_cli import stack
+from modelberth_cli.stack import Child, StackConfig, StackError, Supervisor
+from testkit.services import free_port
 
 # --- fakes -----------------------------------------------------------------------------------------------
 
@@ -223,7 +224,7 @@ def test_service_env_wires_the_services_to_each_other(tmp_path: Path) -> None:
 def test_service_command_runs_modelberth_serve(tmp_path: Path) -> None:
     config = _config(tmp_path)
     argv = stack.service_command(config, "inference")
-    assert argv[:3] == [sys.executable, "-m", "modelberth_core.cli"]
+    assert argv[:3] == [sys.executable, "-m", "modelberth_cli"]
     assert argv[3:] == [
         "serve", "inference", "--host", "127.0.0.1", "--port", "18002", "--store", config.store
     ]  # fmt: skip
@@ -424,7 +425,7 @@ def test_prometheus_config_scrapes_every_job_with_a_namespace(tmp_path: Path) ->
 
 
 def test_up_is_a_cli_command() -> None:
-    from modelberth_core.cli import build_parser
+    from modelberth_cli.main import build_parser
 
     args = build_parser().parse_args(
         ["up", "--auth-port", "1234", "--with-prometheus", "--state-dir", "/tmp/x"]
@@ -438,12 +439,6 @@ def test_up_is_a_cli_command() -> None:
 
 
 # --- the real command ---------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class UpProcess:
@@ -503,7 +498,7 @@ def run_up(tmp_path: Path) -> Iterator[Callable[..., tuple[UpProcess, dict[str, 
     started: list[UpProcess] = []
 
     def start(model_dir: Path, *extra: str) -> tuple[UpProcess, dict[str, int], Path]:
-        ports = {"auth": _free_port(), "inference": _free_port(), "ui": _free_port()}
+        ports = {"auth": free_port(), "inference": free_port(), "ui": free_port()}
         state = tmp_path / "up-state"
         argv = [
             *stack.modelberth_command("up"),
@@ -534,7 +529,7 @@ def _alive(pid: int) -> bool:
 def test_up_starts_everything_prints_a_working_curl_and_stops_cleanly(
     run_up: Callable[..., tuple[UpProcess, dict[str, int], Path]], tiny_model_dir: Path
 ) -> None:
-    prometheus_port = _free_port()
+    prometheus_port = free_port()
     up, ports, state = run_up(tiny_model_dir, "--with-prometheus", "--prometheus-port", str(prometheus_port))
     up.wait_for(lambda line: line.startswith("Get a token and make a prediction"), timeout=330)
     login = up.wait_for(lambda line: line.strip().startswith("TOKEN="), timeout=5).strip()
@@ -646,10 +641,18 @@ def test_up_refuses_a_taken_port(
     assert f"port {port} (auth) is in use" in up.output()
 
 
+def test_local_prometheus_loads_the_charts_alert_rules_by_default() -> None:
+    """`modelberth up --with-prometheus` evaluates the same rule file the chart ships (its one copy)."""
+    rules = stack.find_rules_dir()
+    assert rules is not None
+    assert rules.parts[-4:] == ("charts", "modelberth", "files", "alerts")
+    assert (rules / "modelberth.yaml").is_file()
+
+
 def test_the_grpc_port_is_wired_checked_and_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Inference's gRPC listener gets the stack's port (8012 unless told), a taken one stops the start
     before anything runs, and the banner says where it is; 0 turns it off and it is not printed."""
-    from modelberth_core.cli import build_parser
+    from modelberth_cli.main import build_parser
 
     monkeypatch.delenv("INFERENCE_GRPC_PORT")  # the test session turns gRPC off by default
     assert stack.config_from_args(build_parser().parse_args(["up"])).ports[stack.GRPC] == 8012

@@ -5,7 +5,6 @@ runs per service, 20 keep-alive clients; the 20-run, 50-client soak stays in ben
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,29 +15,16 @@ from typing import Any
 import httpx
 import pytest
 
+from bench import sigterm_soak as soak
+
 pytestmark = pytest.mark.integration
 
 CLIENTS = 20
 LOAD_SECONDS = (0.6, 1.1)
 
 
-def _load_soak() -> Any:
-    # bench/ is a script folder, not an installed package, and pytest runs with --import-mode=importlib
-    path = Path(__file__).resolve().parents[3] / "bench" / "sigterm_soak.py"
-    spec = importlib.util.spec_from_file_location("modelberth_bench_sigterm_soak", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-soak = _load_soak()
-
-
 def _credentials(*scopes: str) -> dict[str, str]:
-    argv = [sys.executable, "-m", "modelberth_core.cli", "clients", "add", "soak", "--json"]
+    argv = [sys.executable, "-m", "modelberth_cli", "clients", "add", "soak", "--json"]
     for scope in scopes:
         argv += ["--scope", scope]
     creds: dict[str, str] = json.loads(subprocess.run(argv, capture_output=True, check=True).stdout)

@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from modelberth_core import cli, shutdown
+from modelberth_cli import main as cli
+from modelberth_core import shutdown
 
 
 def test_no_command_prints_help_and_exits_with_usage_code(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,3 +78,28 @@ def test_serve_inference_takes_the_store_from_flag_or_environment(
         monkeypatch.setenv(key, value)
     assert cli.main(["serve", "inference", "--port", "18998", *argv]) == 0
     assert os.environ.get("INFERENCE_STORE") == expected
+
+
+HEAVY = (
+    "sklearn", "pandas", "numpy", "scipy", "matplotlib", "gradio", "fastapi", "starlette", "uvicorn",
+    "pydantic", "httpx", "redis", "cryptography", "joserfc", "argon2", "prometheus_client", "yaml",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["models", "--help"], ["up", "--help"], ["serve", "--help"]])
+def test_help_imports_no_heavy_package(argv: list[str]) -> None:
+    """``modelberth --help`` with every installed package's commands stays a standard-library affair: a
+    command module that imports its implementation at the top makes every invocation slow."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, sys\n"
+        "from modelberth_cli.main import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True)
+    assert "usage: modelberth" in result.stdout
+    assert json.loads(result.stdout.splitlines()[-1]) == []

@@ -254,7 +254,7 @@ class StackConfig:
 
 def modelberth_command(*args: str) -> list[str]:
     """argv running the ``modelberth`` CLI with this interpreter (works without the console script)."""
-    return [sys.executable, "-m", "modelberth_core.cli", *args]
+    return [sys.executable, "-m", "modelberth_cli", *args]
 
 
 def base_env(config: StackConfig, environ: Mapping[str, str]) -> dict[str, str]:
@@ -326,9 +326,10 @@ def prometheus_config(
 
 
 def find_rules_dir() -> Path | None:
-    """``k8s/alerts`` of the source checkout this package runs from, or of the working directory."""
+    """The chart's alert rules (``charts/modelberth/files/alerts``) of the source checkout this package runs
+    from, or of the working directory."""
     for root in (Path(__file__).resolve().parents[4], Path.cwd()):
-        candidate = root / "k8s" / "alerts"
+        candidate = root / "charts" / "modelberth" / "files" / "alerts"
         if candidate.is_dir():
             return candidate
     return None
@@ -672,7 +673,7 @@ def _signals_to(handler: Callable[[int, FrameType | None], None]) -> Iterator[No
 
 
 def start_prometheus(config: StackConfig, supervisor: Supervisor) -> None:
-    """Write a config scraping the three services (rules from ``k8s/alerts``) and start Prometheus."""
+    """Write a config scraping the three services (rules: the chart's ``files/alerts``); start Prometheus."""
     prom_dir = config.state_dir / "prometheus"
     (prom_dir / "data").mkdir(parents=True, exist_ok=True)
     rules_dir = config.rules_dir or find_rules_dir()
@@ -844,7 +845,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=env.get("MODELBERTH_WITH_PROMETHEUS", "").lower() in ("1", "true", "yes"),
         help="also run Prometheus scraping the services, with the alert rules (MODELBERTH_WITH_PROMETHEUS)",
     )
-    up.add_argument("--rules-dir", help="alert rules for Prometheus (default: k8s/alerts of this checkout)")
+    up.add_argument(
+        "--rules-dir",
+        help="alert rules for Prometheus (default: charts/modelberth/files/alerts of this checkout)",
+    )
     up.add_argument(
         "--ready-timeout",
         type=float,

@@ -1,4 +1,4 @@
-"""What ``modelberth models`` does (its parser is :mod:`modelberth_core.store_cli`): each command takes an
+"""What ``modelberth models`` does (its parser is :mod:`modelberth_cli.models`): each command takes an
 open store and the parsed flags and writes text or JSON; :func:`run` maps store errors to exit statuses.
 """
 
@@ -146,7 +146,7 @@ def history(store: ModelStore, args: argparse.Namespace, out: TextIO) -> int:
                 e.at.strftime("%Y-%m-%d %H:%M:%S"),
                 e.alias,
                 e.from_version or "–",
-                e.to_version,
+                e.to_version or "(removed)",
                 e.reason,
                 e.actor,
                 (e.detail or "")[:120],
@@ -181,8 +181,12 @@ def promote(store: ModelStore, args: argparse.Namespace, out: TextIO) -> int:
         else:
             out.write(f"{args.name}@{alias} already names {version}; nothing moved\n")
         return 0
+    challenger = store.aliases(args.name).get(CHALLENGER) if alias == CHAMPION else None
     event = store.move_alias(args.name, alias, version, reason="promote", actor=args.actor, expected=current)
-    return _moved(event, args, out)
+    _moved(event, args, out)
+    if challenger == version and not args.json:
+        out.write(f"{args.name}@{CHALLENGER}: removed ({version} is the champion now)\n")
+    return 0
 
 
 def rollback(store: ModelStore, args: argparse.Namespace, out: TextIO) -> int:

@@ -1,6 +1,6 @@
-"""The ``modelberth`` command. Subcommands come from the installed packages' entry points, so each image
-has exactly the commands of the packages it carries, and ``modelberth --help`` imports none of them
-beyond their small ``cli`` modules.
+"""The ``modelberth`` command (also ``python -m modelberth_cli``). Subcommands come from the installed
+packages' entry points, so each image has exactly the commands of the packages it carries, and
+``modelberth --help`` imports none of them beyond their small ``cli`` modules.
 
 - group ``modelberth.commands``: ``name = "pkg.cli:register"``; ``register(subparsers)`` adds parsers whose
   ``handler`` default takes the parsed namespace and returns an exit code.
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
-from modelberth_core import stack, store_cli
+from modelberth_cli import models, stack
 
 EXIT_USAGE = 2
 """Exit code for bad input (bad flags, unreadable data): nothing was written."""
@@ -82,7 +82,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser: core's own commands plus every installed package's."""
+    """The full parser: this package's commands (serve, up, models) plus every installed package's."""
     parser = argparse.ArgumentParser(
         prog="modelberth", description="Train, serve and operate tabular models."
     )
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         serve.set_defaults(handler=_serve)
     stack.register(sub)
-    store_cli.register(sub)
+    models.register(sub)
     for ep in sorted(entry_points(group="modelberth.commands"), key=lambda e: e.name):
         ep.load()(sub)
     return parser

@@ -1,4 +1,4 @@
-"""Auth-specific Prometheus metrics (core adds the HTTP ones)."""
+"""The auth service's own Prometheus metrics (core's ServiceBuilder adds the HTTP ones)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ MODEL_DIR ?= $(CURDIR)/artifacts/models
 DATASET ?= iris
 PYTEST_ARGS ?=
 
-.PHONY: help install install-system lint format test test-unit test-integration bench soak up train schema \
+.PHONY: help install install-system lint format test test-unit test-integration bench soak up train schema grpc-stubs \
         images model-image test-images kind-up deploy e2e chart-test loadtest check-alerts dashboards clean
 
 help: ## list the targets
@@ -49,9 +49,10 @@ test-integration: install install-system ## real processes on 127.0.0.1 only
 train: install ## train DATASET (default iris) into the store MODEL_DIR (exit 3: the gate kept the champion)
 	$(RUN) modelberth train --dataset $(DATASET) --store $(MODEL_DIR)
 
-bench: install install-system ## trainer, inference, registry vs directory store, auth's shared-state cost, batch scoring; bench/results/ (BENCH_BASELINE=<commit>: that inference code in the same rounds)
+bench: install install-system ## trainer, inference, gRPC vs REST, registry vs directory store, auth's shared-state cost, batch scoring; bench/results/ (BENCH_BASELINE=<commit>: that inference code in the same rounds)
 	$(RUN) python -m bench.trainer
 	$(RUN) python -m bench.inference $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
+	$(RUN) python -m bench.grpc_rest
 	$(RUN) python -m bench.registry
 	$(RUN) python -m bench.score
 	$(RUN) python -m bench.auth_state
@@ -62,6 +63,9 @@ soak: install ## SIGTERM under load: 20 runs x 50 clients on auth and inference;
 schema: install ## regenerate the checked-in JSON Schema of model.json
 	$(RUN) python -c "import json; from modelberth_core import contract; \
 	  open('services/core/model.schema.json','w').write(json.dumps(contract.card_json_schema(), indent=2, sort_keys=True)+'\n')"
+
+grpc-stubs: install ## regenerate the committed gRPC message modules from the OIP grpc_predict_v2.proto
+	$(RUN) python scripts/generate_grpc_stubs.py
 
 up: install ## the whole stack on this machine: train iris if needed, start auth, inference and ui
 	$(RUN) modelberth up --store $(MODEL_DIR)

@@ -36,6 +36,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+GRPC_OFF = "0"
+"""Inference's gRPC listener is on by default on one fixed port (8012): two test apps (or a developer's
+stack) would fight over it. Tests that drive gRPC give their process a free port."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _grpc_off_in_tests() -> Iterator[None]:
+    """``INFERENCE_GRPC_PORT=0`` for module- and session-scoped fixtures too (``_clean_env`` runs later)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INFERENCE_GRPC_PORT", GRPC_OFF)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's settings; local state goes to a per-test folder."""
@@ -43,6 +56,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith(ENV_PREFIXES):
             monkeypatch.delenv(key)
     monkeypatch.setenv("MODELBERTH_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("INFERENCE_GRPC_PORT", GRPC_OFF)
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
@@ -56,6 +70,22 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     launcher = ServiceLauncher(tmp_path)
     yield launcher.start
     launcher.stop_all()
+
+
+@pytest.fixture(scope="module")
+def start_module_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServiceProcess]]:
+    """``start_service`` for a whole module (tests that only read share one process; a start takes seconds),
+    in an environment cleaned as ``_clean_env`` cleans each test's."""
+    directory = tmp_path_factory.mktemp("services")
+    with pytest.MonkeyPatch.context() as patch:
+        for key in list(os.environ):
+            if key.startswith(ENV_PREFIXES):
+                patch.delenv(key)
+        patch.setenv("MODELBERTH_STATE_DIR", str(directory / "state"))
+        patch.setenv("INFERENCE_GRPC_PORT", GRPC_OFF)
+        launcher = ServiceLauncher(directory)
+        yield launcher.start
+        launcher.stop_all()
 
 
 @pytest.fixture

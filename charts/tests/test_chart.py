@@ -125,13 +125,19 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
     for component, port in SERVICES.items():
         pod = deployments[component]["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+        grpc = (
+            [{"name": "grpc", "containerPort": 8012, "protocol": "TCP"}] if component == "inference" else []
+        )
+        assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}, *grpc]
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         # With a shared store, auth's readiness leaves the store out (an outage every pod shares must not
         # empty the Service: JWKS and client credentials keep working); /readyz itself still reports it.
         shared = component == "auth" and any(e["name"] == "AUTH_STATE_URL" for e in container["env"])
         ready = "/readyz?exclude=state" if shared else "/readyz"
-        assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": "http"}
+        if "grpc" in container["readinessProbe"]:  # inference.grpc.readinessProbe: the same answer over gRPC
+            assert container["readinessProbe"]["grpc"] == {"port": 8012, "service": ""}
+        else:
+            assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": "http"}
         sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         # After SIGTERM the server drains (under a second), then uvicorn finishes in-flight requests for up to
         # 20 s (modelberth_core.shutdown, modelberth_cli.main); the grace period must also leave the app
@@ -148,9 +154,10 @@ def test_services_have_probes_graceful_shutdown_and_named_ports(
         s["metadata"]["labels"]["app.kubernetes.io/component"]: s for s in manifests if s["kind"] == "Service"
     }
     for component, port in SERVICES.items():
-        assert services[component]["spec"]["ports"] == [
-            {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
-        ]
+        assert services[component]["spec"]["ports"][0] == {
+            "name": "http", "port": port, "targetPort": "http", "protocol": "TCP"
+        }  # fmt: skip
+        assert len(services[component]["spec"]["ports"]) == (2 if component == "inference" else 1)  # + grpc
         selector = services[component]["spec"]["selector"]
         assert selector == deployments[component]["spec"]["selector"]["matchLabels"]
         assert set(selector) == {
@@ -812,6 +819,16 @@ _INVALID = [
         "minReplicas must not exceed",
     ),
     ({"ui": {"terminationGracePeriodSeconds": 10}}, "ui.terminationGracePeriodSeconds must exceed"),
+    # With gRPC on, its calls in flight get 10 s after uvicorn's shutdown: 36 is not enough for inference.
+    (
+        {"inference": {"terminationGracePeriodSeconds": 36}},
+        "then 10 s for gRPC calls in flight",
+    ),
+    ({"inference": {"grpc": {"port": 8002}}}, "inference.grpc.port must differ from inference.service.port"),
+    (
+        {"inference": {"grpc": {"ingress": {"enabled": True}}}},
+        "inference.grpc.ingress.enabled needs ingress.enabled and ingress.tls.enabled",
+    ),
     # 5 s preStop + under 1 s of drain + 20 s graceful: 26 leaves the app no time to stop.
     ({"auth": {"terminationGracePeriodSeconds": 26}}, "auth.terminationGracePeriodSeconds must exceed"),
     (
@@ -1051,3 +1068,64 @@ def test_scoring_from_a_url_and_a_registry_reaches_only_those_hosts(
     values["networkPolicy"]["egress"]["scoringInput"]["cidrs"] = []
     with pytest.raises(Exception, match="scoringInput"):
         render(values)
+
+
+def test_grpc_port_service_probe_and_ingress_are_wired(
+    render: Callable[[dict[str, Any] | None], list[Manifest]],
+) -> None:
+    """The OIP gRPC listener: a named container port, the Service's grpc port (h2c), the setting the process
+    reads, an optional grpc readiness probe, and an Ingress of its own only when asked (TLS on)."""
+    from modelberth_inference.settings import Settings
+
+    default = render(None)
+    env = {e["name"]: e.get("value") for e in _inference_env(_inference_pod(default))}
+    assert Settings(grpc_port=env["INFERENCE_GRPC_PORT"]).grpc_port == 8012
+    (service,) = [
+        d for d in default if d["kind"] == "Service" and d["metadata"]["name"].endswith("-inference")
+    ]
+    assert service["spec"]["ports"][1] == {
+        "name": "grpc", "port": 8012, "targetPort": "grpc", "protocol": "TCP",
+        "appProtocol": "kubernetes.io/h2c",
+    }  # fmt: skip
+    (container,) = _inference_pod(default)["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert [d for d in default if d["kind"] == "Ingress"] == [
+        d for d in default if d["kind"] == "Ingress" and not d["metadata"]["name"].endswith("-inference-grpc")
+    ]
+
+    probed = _inference_pod(render({"inference": {"grpc": {"readinessProbe": True, "port": 9012}}}))
+    (container,) = probed["containers"]
+    assert container["readinessProbe"]["grpc"] == {"port": 9012, "service": ""}
+    assert "httpGet" not in container["readinessProbe"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+    off = render({"inference": {"grpc": {"enabled": False}}})
+    (container,) = _inference_pod(off)["containers"]
+    assert [p["name"] for p in container["ports"]] == ["http"]
+    env = {e["name"]: e.get("value") for e in _inference_env(_inference_pod(off))}
+    assert Settings(grpc_port=env["INFERENCE_GRPC_PORT"]).grpc_port == 0
+    (service,) = [d for d in off if d["kind"] == "Service" and d["metadata"]["name"].endswith("-inference")]
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
+
+    routed = render(
+        {
+            "ingress": {"tls": {"enabled": True, "secretName": "tls"}},
+            "inference": {"grpc": {"ingress": {"enabled": True, "annotations": {"a": "b"}}}},
+        }
+    )
+    (grpc_ingress,) = [
+        d for d in routed if d["kind"] == "Ingress" and d["metadata"]["name"].endswith("-grpc")
+    ]
+    assert grpc_ingress["metadata"]["annotations"] == {
+        "a": "b", "nginx.ingress.kubernetes.io/backend-protocol": "GRPC"
+    }  # fmt: skip
+    (rule,) = grpc_ingress["spec"]["rules"]
+    assert rule["host"] == "modelberth.local"
+    assert rule["http"]["paths"] == [
+        {
+            "path": "/inference.GRPCInferenceService",
+            "pathType": "Prefix",
+            "backend": {"service": {"name": "rel-modelberth-inference", "port": {"name": "grpc"}}},
+        }
+    ]
+    assert grpc_ingress["spec"]["tls"] == [{"hosts": ["modelberth.local"], "secretName": "tls"}]

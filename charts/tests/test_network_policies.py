@@ -29,21 +29,21 @@ class Pod:
     """Set for endpoints outside the cluster (namespace ""), which only ipBlock peers match."""
 
 
-def _release_pod(component: str, port: int | None) -> Pod:
+def _release_pod(component: str, *ports: int) -> Pod:
     labels = {
         "app.kubernetes.io/name": "modelberth",
         "app.kubernetes.io/instance": "rel",
         "app.kubernetes.io/component": component,
     }
-    return Pod(component, NAMESPACE, labels, ((port, "TCP"),) if port else (), ours=True)
+    return Pod(component, NAMESPACE, labels, tuple((port, "TCP") for port in ports), ours=True)
 
 
 PODS = [
     _release_pod("auth", 8001),
-    _release_pod("inference", 8002),
+    _release_pod("inference", 8002, 8012),  # http and grpc
     _release_pod("ui", 8003),
-    _release_pod("test", None),
-    _release_pod("trainer", None),
+    _release_pod("test"),
+    _release_pod("trainer"),
     Pod(
         "ingress-controller",
         "ingress-nginx",
@@ -146,6 +146,9 @@ DNS = {(src, "coredns", 53, proto) for src in ("inference", "ui", "test") for pr
 EXPECTED = {
     ("ingress-controller", "auth", 8001, "TCP"),
     ("ingress-controller", "inference", 8002, "TCP"),
+    # gRPC has the same callers as HTTP; of them only the controller reaches it (the ui's and the helm test's
+    # egress is HTTP only), and Prometheus scrapes the http port alone.
+    ("ingress-controller", "inference", 8012, "TCP"),
     ("ingress-controller", "ui", 8003, "TCP"),
     ("ui", "auth", 8001, "TCP"),
     ("ui", "inference", 8002, "TCP"),

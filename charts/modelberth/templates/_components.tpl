@@ -27,6 +27,15 @@ spec:
       port: {{ $values.service.port }}
       targetPort: http
       protocol: TCP
+    {{- if and (eq .component "inference") $values.grpc.enabled }}
+    # gRPC is HTTP/2 without TLS: the standard appProtocol tells proxies and meshes (Gateway API, Traefik,
+    # Istio) to speak h2c to it.
+    - name: grpc
+      port: {{ $values.grpc.port }}
+      targetPort: grpc
+      protocol: TCP
+      appProtocol: kubernetes.io/h2c
+    {{- end }}
 {{- end }}
 
 {{- define "modelberth.pdb" -}}

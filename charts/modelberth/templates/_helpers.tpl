@@ -151,9 +151,16 @@ livenessProbe:
     port: http
   {{- toYaml $p.liveness | nindent 2 }}
 readinessProbe:
+  {{- if .grpcPort }}
+  # grpc.health.v1 Check of the whole server (""): SERVING exactly when GET /readyz answers 200.
+  grpc:
+    port: {{ .grpcPort }}
+    service: ""
+  {{- else }}
   httpGet:
     path: {{ $ready }}
     port: http
+  {{- end }}
   {{- toYaml $p.readiness | nindent 2 }}
 {{- if $p.startup.enabled }}
 startupProbe:

@@ -647,3 +647,32 @@ def test_local_prometheus_loads_the_charts_alert_rules_by_default() -> None:
     assert rules is not None
     assert rules.parts[-4:] == ("charts", "modelberth", "files", "alerts")
     assert (rules / "modelberth.yaml").is_file()
+
+
+def test_the_grpc_port_is_wired_checked_and_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inference's gRPC listener gets the stack's port (8012 unless told), a taken one stops the start
+    before anything runs, and the banner says where it is; 0 turns it off and it is not printed."""
+    from modelberth_cli.main import build_parser
+
+    monkeypatch.delenv("INFERENCE_GRPC_PORT")  # the test session turns gRPC off by default
+    assert stack.config_from_args(build_parser().parse_args(["up"])).ports[stack.GRPC] == 8012
+    args = build_parser().parse_args(["up", "--inference-grpc-port", "0"])
+    assert stack.config_from_args(args).ports[stack.GRPC] == 0
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = _config(tmp_path)
+        config = StackConfig(config.store, config.state_dir, ports={**config.ports, stack.GRPC: port})
+        inference = stack.service_env(config, "inference", stack.base_env(config, {}))
+        assert inference["INFERENCE_GRPC_PORT"] == str(port)
+        assert f"port {port} (inference-grpc) is in use; pick another with --inference-grpc-port" in (
+            stack.preflight(config)
+        )
+    credentials = stack.DemoCredentials("demo", "pw", config.state_dir / "c.json", False)
+    client = {"client_id": "c1", "client_secret": "s"}
+    assert f"grpc       127.0.0.1:{port}" in stack.banner(config, credentials, client, "iris", {})
+    off = StackConfig(config.store, config.state_dir, ports={**config.ports, stack.GRPC: 0})
+    assert stack.service_env(off, "inference", {})["INFERENCE_GRPC_PORT"] == "0"
+    assert "grpc " not in stack.banner(off, credentials, client, "iris", {})
+    assert not any("inference-grpc" in problem for problem in stack.preflight(off))

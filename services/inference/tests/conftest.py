@@ -274,7 +274,7 @@ def full_disk(tmp_path: Path) -> Iterator[FullDisk]:
         subprocess.run(["umount", "-l", str(mount_dir)], capture_output=True, check=False)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def jwks_url(signer: Signer) -> Iterator[str]:
     """The signer's public keys served over real HTTP, as auth's ``/.well-known/jwks.json`` would be."""
     import json

@@ -33,8 +33,10 @@ from types import FrameType
 from typing import Any, Protocol, TextIO
 
 SERVICES = ("auth", "inference", "ui")
+GRPC = "inference-grpc"
+"""The port of inference's OIP V2 gRPC listener (``INFERENCE_GRPC_PORT``; 0 turns it off)."""
 """Started in this order, stopped in the reverse one (the UI first, auth last)."""
-DEFAULT_PORTS = {"auth": 8001, "inference": 8002, "ui": 8003, "prometheus": 9090}
+DEFAULT_PORTS = {"auth": 8001, "inference": 8002, "ui": 8003, "prometheus": 9090, GRPC: 8012}
 DEFAULT_DATASET = "iris"
 DEMO_USER = "demo"
 DEMO_SCOPES = ("predict", "models:read")
@@ -279,6 +281,7 @@ def service_env(
         wired["INFERENCE_STORE"] = config.store
         wired["INFERENCE_AUTH_JWKS_URL"] = f"{auth_url}/.well-known/jwks.json"
         wired["INFERENCE_AUTH_ISSUER"] = issuer
+        wired["INFERENCE_GRPC_PORT"] = str(config.ports.get(GRPC, 0))
     elif name == "ui":
         wired["UI_AUTH_URL"] = auth_url
         wired["UI_INFERENCE_URL"] = config.url("inference")
@@ -555,6 +558,8 @@ def preflight(config: StackConfig) -> list[str]:
     if isinstance(supervisor, int) and supervisor != os.getpid() and pid_alive(supervisor):
         problems.append(f"a stack already runs from {config.state_dir} (pid {supervisor}); stop it first")
     names = [*SERVICES, "prometheus"] if config.with_prometheus else list(SERVICES)
+    if config.ports.get(GRPC, 0):
+        names.append(GRPC)
     for name in names:
         if not port_free(config.host, config.ports[name]):
             problems.append(f"port {config.ports[name]} ({name}) is in use; pick another with --{name}-port")
@@ -594,6 +599,10 @@ def banner(
     for name in names:
         extra = "  (API docs: /docs)" if name in ("auth", "inference") else ""
         lines.append(f"  {name:<11}{config.url(name)}{extra}")
+        if name == "inference" and config.ports.get(GRPC, 0):
+            lines.append(
+                f"  {'grpc':<11}{config.host}:{config.ports[GRPC]}  (OIP V2: inference.GRPCInferenceService)"
+            )
     lines.append("")
     if credentials.created:
         password = f"{credentials.password}  (new: shown this once; kept in {credentials.path})"
@@ -777,6 +786,7 @@ def config_from_args(args: argparse.Namespace) -> StackConfig:
             "inference": args.inference_port,
             "ui": args.ui_port,
             "prometheus": args.prometheus_port,
+            GRPC: args.inference_grpc_port,
         },
         dataset=args.dataset,
         model=args.model,
@@ -817,8 +827,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="keys, users, credentials, pids, logs (MODELBERTH_STATE_DIR, default .modelberth)",
     )
     up.add_argument("--host", default=env.get("MODELBERTH_HOST") or "127.0.0.1", help="interface")
-    for name in (*SERVICES, "prometheus"):
-        var = "MODELBERTH_PROMETHEUS_PORT" if name == "prometheus" else f"{name.upper()}_PORT"
+    for name in (*SERVICES, GRPC, "prometheus"):
+        var = (
+            "MODELBERTH_PROMETHEUS_PORT" if name == "prometheus" else f"{name.upper().replace('-', '_')}_PORT"
+        )
         up.add_argument(
             f"--{name}-port",
             type=int,

@@ -128,6 +128,20 @@ def _build(settings: Settings, keys: KeySource | None) -> FastAPI:
     )
     app.state.registry = registry
     app.state.metrics = metrics
-    app.state.dataplane = DataPlane(settings, registry, metrics, verifier, prediction_log)
+    app.state.dataplane = plane = DataPlane(settings, registry, metrics, verifier, prediction_log)
+    if settings.grpc_port:
+        _serve_grpc(service, plane)
     install_openapi(app)
     return app
+
+
+def _serve_grpc(service: ServiceBuilder, plane: DataPlane) -> None:
+    """Start the OIP gRPC listener with the app (before it takes requests) and stop it at shutdown, gracefully
+    (before the prediction log closes: shutdown hooks run last registered first)."""
+    # Imported here: its generated messages claim the proto package ``inference`` in the process, which a
+    # process with gRPC off (or a test that also imports tritonclient.grpc) must not pay for.
+    from modelberth_inference.transports.grpc_server import GrpcServer
+
+    server = GrpcServer(plane, service.http_metrics)
+    service.on_startup(server.start)
+    service.on_shutdown(server.stop)

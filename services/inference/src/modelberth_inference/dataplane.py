@@ -38,6 +38,7 @@ from modelberth_inference.registry import ModelRegistry, Served
 from modelberth_inference.settings import Settings
 from modelberth_inference.tensors import tensor_columns
 from modelberth_inference.types import (
+    OUTPUTS,
     InferRequest,
     InferResponse,
     ModelMetadata,
@@ -52,6 +53,7 @@ from modelberth_inference.validation import (
     Issue,
     invalid_input,
     record_columns,
+    shown_name,
 )
 
 SERVER_NAME = "modelberth-inference"
@@ -60,6 +62,17 @@ EXTENSIONS = ("model_repository",)
 NON_FINITE_OUTPUT = (
     "the model's output for this row is not a finite number (its inputs are outside what it can compute)"
 )
+
+
+def check_outputs(outputs: Sequence[str], served: Served) -> None:
+    """400 for an output the model does not have (every transport asks for outputs by name)."""
+    for name in outputs:
+        if name not in OUTPUTS:
+            shown = shown_name(name)
+            which = f" {shown!r}" if shown is not None else " (name not shown: too long or not printable)"
+            raise BadRequest(f"unknown output{which}; this model has predict and predict_proba")
+        if name == "predict_proba" and not served.model.has_proba:
+            raise BadRequest(f"model {served.model.name} has no predict_proba output")
 
 
 class Deadline:
@@ -162,6 +175,7 @@ class DataPlane:
         """Answer one request; call it within :meth:`deadline` (the transport reads its body inside it)."""
         self.authorise(principal, "predict")
         served = await self.resolve(request.model, request.version)
+        check_outputs(request.outputs, served)
         name = served.model.name
         queued = self._queued.get(name, 0)
         if queued >= self.settings.max_queued:

@@ -147,3 +147,26 @@ def grpc_code(error: ServiceError) -> str:
     if isinstance(error, InferenceError):
         return error.grpc_code
     return GRPC_CODES.get(error.status_code, "UNKNOWN" if error.status_code < 500 else "INTERNAL")
+
+
+def error_text(detail: Any) -> str:
+    """A detail as one line (V1's list of ``{loc, msg}`` joined), for V2's ``{"error": ...}`` and gRPC."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict) and "msg" in item:
+                loc = ".".join(str(p) for p in item.get("loc", ()))
+                parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
+
+
+def one_line(error: ServiceError) -> str:
+    """The error as V2 REST words it (``{"error": ...}``) and gRPC's status message: the same text."""
+    if isinstance(error, InvalidInput) and error.text is not None:
+        return error.text
+    return error_text(error.detail)

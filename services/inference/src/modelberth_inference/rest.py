@@ -23,7 +23,13 @@ from starlette.requests import ClientDisconnect
 from modelberth_core.errors import ServiceError, install_error_handlers, validation_details
 from modelberth_core.security import Principal
 from modelberth_inference.dataplane import DataPlane
-from modelberth_inference.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from modelberth_inference.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    error_text,
+    one_line,
+)
 from modelberth_inference.registry import ModelRegistry
 
 V2_PREFIX = "/v2"
@@ -152,35 +158,18 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
     )
 
 
-def _text(detail: Any) -> str:
-    if isinstance(detail, str):
-        return detail
-    if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, dict) and "msg" in item:
-                loc = ".".join(str(p) for p in item.get("loc", ()))
-                parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
-            else:
-                parts.append(str(item))
-        return "; ".join(parts)
-    return str(detail)
-
-
 def error_response(
     request: Request, status_code: int, detail: Any, headers: dict[str, str] | None = None
 ) -> Response:
     """The error body for this request's protocol."""
     if request.url.path.startswith(V2_PREFIX):
-        return json_response({"error": _text(detail)}, status_code, headers)
+        return json_response({"error": error_text(detail)}, status_code, headers)
     return json_response({"detail": detail}, status_code, headers)
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    detail = exc.detail
-    if isinstance(exc, InvalidInput) and exc.text is not None and request.url.path.startswith(V2_PREFIX):
-        detail = exc.text
+    detail = one_line(exc) if request.url.path.startswith(V2_PREFIX) else exc.detail
     return error_response(request, exc.status_code, detail, exc.headers)
 
 

@@ -18,6 +18,8 @@ class Settings(ServiceSettings):
 
     port: int = Field(default=8002, ge=1, le=65535)
     """TCP port to listen on."""
+    grpc_port: int = Field(default=8012, ge=0, le=65535)
+    """TCP port of the Open Inference Protocol's gRPC service, in the same process (0 turns it off)."""
     store: str = ""
     """Model store location: a directory or ``oci://HOST[:PORT]/NAMESPACE``; empty uses ``model_dir``.
     Versions are read from here only."""

@@ -20,6 +20,8 @@ from modelberth_inference.model import LoadedModel
 Protocol = Literal["v1", "v2", "grpc"]
 """Which transport a request came by (a bounded metrics label)."""
 
+MAX_ID_LENGTH: Final = 256
+"""Longest request ``id``: the protocol returns it in the answer, so it is bounded (REST and gRPC)."""
 OUTPUTS: Final = ("predict", "predict_proba")
 """The outputs a request may ask for: labels (or values) and, for classifiers, class probabilities."""
 NUMERIC_DATATYPES: Final = frozenset(

@@ -1,0 +1,1 @@
+"""Transports: each decodes its wire format for the data plane and encodes the answer back."""

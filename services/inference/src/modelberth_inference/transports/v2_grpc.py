@@ -33,7 +33,7 @@ from modelberth_inference.dataplane import DataPlane
 from modelberth_inference.errors import BadRequest, grpc_code, one_line
 from modelberth_inference.oip import grpc_predict_v2_pb2 as pb
 from modelberth_inference.types import MAX_ID_LENGTH, InferRequest, InferResponse, Tensor
-from modelberth_inference.validation import shown_name
+from modelberth_inference.validation import input_label
 
 log = logging.getLogger("modelberth.inference.grpc")
 
@@ -207,16 +207,6 @@ async def _abort(context: Context, error: ServiceError) -> None:
     await context.abort(grpc.StatusCode[grpc_code(error)], one_line(error), trailers)
 
 
-def _input(name: str) -> str:
-    """How an error names a client's input (REST's wording): ``input 'x'``, unless it must not be repeated."""
-    shown = shown_name(name)
-    return (
-        f"input {shown!r}"
-        if shown is not None
-        else "an input whose name is not shown (too long or not printable)"
-    )
-
-
 # --- ModelInfer: protobuf tensors <-> the data plane's typed request and response ---------------------
 
 RAW_DTYPES: Mapping[str, str] = {
@@ -261,7 +251,7 @@ def decode_infer(message: pb.ModelInferRequest, started: float) -> InferRequest:
     inputs = []
     for i, tensor in enumerate(message.inputs):
         if raw and tensor.HasField("contents"):
-            raise BadRequest(f"{_input(tensor.name)}: contents and raw_input_contents are both set")
+            raise BadRequest(f"{input_label(tensor.name)}: contents and raw_input_contents are both set")
         data = _raw(tensor, raw[i]) if raw else _contents(tensor)
         inputs.append(
             Tensor(tensor.name, tensor.datatype, _shape(tensor), data, _parameters(tensor.parameters))
@@ -283,17 +273,19 @@ def decode_infer(message: pb.ModelInferRequest, started: float) -> InferRequest:
 def _shape(tensor: pb.ModelInferRequest.InferInputTensor) -> tuple[int, ...]:
     shape = tuple(tensor.shape)
     if shape and min(shape) < 0:
-        raise BadRequest(f"{_input(tensor.name)}: shape dimensions must not be negative")
+        raise BadRequest(f"{input_label(tensor.name)}: shape dimensions must not be negative")
     return shape
 
 
 def _contents(tensor: pb.ModelInferRequest.InferInputTensor) -> Any:
     field = CONTENTS.get(tensor.datatype)
     if field is None:
-        raise BadRequest(f"{_input(tensor.name)}: datatype must be {DATATYPE_LIST}")
+        raise BadRequest(f"{input_label(tensor.name)}: datatype must be {DATATYPE_LIST}")
     values = getattr(tensor.contents, field)
     if not values and any(tensor.contents.ListFields()):
-        raise BadRequest(f"{_input(tensor.name)}: a {tensor.datatype} tensor carries its values in {field}")
+        raise BadRequest(
+            f"{input_label(tensor.name)}: a {tensor.datatype} tensor carries its values in {field}"
+        )
     return list(values)  # the data plane reads a list per feature column as is (an array it would convert)
 
 
@@ -303,17 +295,17 @@ def _raw(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes) -> Any:
         return _length_prefixed(tensor.name, raw)
     dtype = RAW_DTYPES.get(datatype)
     if dtype is None:
-        raise BadRequest(f"{_input(tensor.name)}: datatype must be {DATATYPE_LIST}")
+        raise BadRequest(f"{input_label(tensor.name)}: datatype must be {DATATYPE_LIST}")
     size = np.dtype(dtype).itemsize
     if len(raw) % size:
         raise BadRequest(
-            f"{_input(tensor.name)}: raw contents of {len(raw)} bytes are not whole {datatype} elements"
+            f"{input_label(tensor.name)}: raw contents of {len(raw)} bytes are not whole {datatype} elements"
             f" ({size} bytes each)"
         )
     array = np.frombuffer(raw, dtype=dtype)
     if datatype == "BOOL":
         if array.size and array.max() > 1:
-            raise BadRequest(f"{_input(tensor.name)}: BOOL raw contents must be bytes 0 or 1")
+            raise BadRequest(f"{input_label(tensor.name)}: BOOL raw contents must be bytes 0 or 1")
         return array.astype(np.bool_)
     return array
 
@@ -324,11 +316,11 @@ def _length_prefixed(name: str, raw: bytes) -> list[bytes]:
     at, end = 0, len(raw)
     while at < end:
         if at + 4 > end:
-            raise BadRequest(f"{_input(name)}: BYTES raw contents end inside an element's length")
+            raise BadRequest(f"{input_label(name)}: BYTES raw contents end inside an element's length")
         (length,) = struct.unpack_from("<I", raw, at)
         at += 4
         if at + length > end:
-            raise BadRequest(f"{_input(name)}: a BYTES element's length runs past the raw contents")
+            raise BadRequest(f"{input_label(name)}: a BYTES element's length runs past the raw contents")
         out.append(raw[at : at + length])
         at += length
     return out

@@ -12,6 +12,8 @@ import argparse
 import importlib.util
 import sys
 
+from modelberth_core.arguments import add_store_option, column_names
+
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_TOO_MANY_ERRORS = 3
@@ -37,13 +39,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _columns(text: str) -> list[str]:
-    names = [c.strip() for c in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
-    return names
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``modelberth score`` to the CLI."""
     score = subparsers.add_parser(
@@ -65,16 +60,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     score.add_argument(
         "--output", metavar="PATH", help="output file (.csv or .parquet); a directory with --shard"
     )
+    add_store_option(score)
     score.add_argument(
-        "--store",
-        "--model-dir",
-        dest="store",
-        metavar="LOCATION",
-        help="the model store: a directory or oci://HOST[:PORT]/NAMESPACE ($MODELBERTH_STORE, default "
-        "artifacts/models)",
-    )
-    score.add_argument(
-        "--keep", type=_columns, default=[], metavar="A,B", help="input columns copied to the output"
+        "--keep", type=column_names, default=[], metavar="A,B", help="input columns copied to the output"
     )
     score.add_argument(
         "--chunk-rows", type=_positive, default=None, metavar="N", help="rows per chunk (default 100000)"

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import argparse
 
+EXIT_ERROR = 1
+"""Exit status when something failed that is not the input's fault (a full disk, an unreachable store)."""
+
+EXIT_USAGE = 2
+"""Exit status for bad usage or input (bad flags, an unreadable file): nothing was written."""
+
 STORE_HELP = (
     "the model store: a directory or oci://HOST[:PORT]/NAMESPACE ($MODELBERTH_STORE, "
     "default artifacts/models)"

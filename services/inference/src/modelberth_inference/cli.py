@@ -12,11 +12,7 @@ import argparse
 import importlib.util
 import sys
 
-from modelberth_core.arguments import add_store_option, column_names
-
-EXIT_ERROR = 1
-EXIT_BAD_INPUT = 2
-EXIT_TOO_MANY_ERRORS = 3
+from modelberth_core.arguments import EXIT_USAGE, add_store_option, column_names
 
 
 def _rate(text: str) -> float:
@@ -99,7 +95,7 @@ def _handle(args: argparse.Namespace) -> int:
     # pyarrow (~165 MB) is an optional extra so the serving image stays small: one line, not a traceback.
     if importlib.util.find_spec("pyarrow") is None:
         print(MISSING_PYARROW, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_USAGE
     from modelberth_inference.score_command import run
 
     return run(args)

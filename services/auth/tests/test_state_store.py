@@ -334,7 +334,9 @@ def test_concurrent_guesses_cannot_slip_past_the_limit(redis_server: Any) -> Non
     policy = ThrottlePolicy(max_failures=5, address_max_failures=1000)
 
     async def scenario() -> None:
-        async with replicas(redis_server, count=4) as pools:
+        # 40 calls at once on 4 pools of 8 connections: a generous deadline, so a busy machine's slow
+        # scheduling is not mistaken for a store outage (this test is about atomicity, not timeouts)
+        async with replicas(redis_server, count=4, timeout=5.0) as pools:
             throttles = [RedisThrottle(p, policy) for p in pools]
             admitted = await asyncio.gather(
                 *(throttles[i % 4].admit("user:alice", "192.0.2.1") for i in range(40))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from modelberth_core.arguments import column_names
+
 EXIT_ERROR = 1
 """Something failed that is not the input's fault (a full disk, an unreadable store)."""
 EXIT_BAD_INPUT = 2
@@ -41,13 +43,6 @@ _FLAG_FIELDS = (
     "gate_tolerance",
     "expectations",
 )
-
-
-def _columns(text: str) -> list[str]:
-    names = [c.strip() for c in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
-    return names
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,7 +80,9 @@ def _data_flags(train: argparse.ArgumentParser) -> None:
     source.add_argument("--test-data", metavar="PATH", help="your own test file instead of a hold-out split")
     source.add_argument("--dataset", help="bundled dataset: iris (default), wine, breast_cancer, diabetes")
     source.add_argument("--no-header", action="store_true", default=None, help="the file has no header row")
-    source.add_argument("--columns", type=_columns, metavar="A,B,...", help="column names (with --no-header)")
+    source.add_argument(
+        "--columns", type=column_names, metavar="A,B,...", help="column names (with --no-header)"
+    )
     source.add_argument(
         "--target", metavar="COL", help="target column (default: dataset's, or the last column)"
     )

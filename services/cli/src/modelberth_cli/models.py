@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from modelberth_core.arguments import add_store_option
+
 CHAMPION = "champion"
 """The default alias of ``promote`` (``modelberth_core.store.CHAMPION``, not imported here to stay light)."""
 
@@ -24,14 +26,7 @@ def _handle(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``modelberth models ...`` to the CLI."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--store",
-        "--model-dir",
-        dest="store",
-        metavar="LOCATION",
-        help="the model store: a directory or oci://HOST[:PORT]/NAMESPACE ($MODELBERTH_STORE, default "
-        "artifacts/models)",
-    )
+    add_store_option(common)
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
     actor = argparse.ArgumentParser(add_help=False)
     actor.add_argument("--actor", metavar="WHO", help="who to record in the history (default: the OS user)")

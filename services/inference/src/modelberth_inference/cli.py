@@ -12,9 +12,7 @@ import argparse
 import importlib.util
 import sys
 
-EXIT_ERROR = 1
-EXIT_BAD_INPUT = 2
-EXIT_TOO_MANY_ERRORS = 3
+from modelberth_core.arguments import EXIT_USAGE, add_store_option, column_names
 
 
 def _rate(text: str) -> float:
@@ -35,13 +33,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
-
-
-def _columns(text: str) -> list[str]:
-    names = [c.strip() for c in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
-    return names
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,16 +56,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     score.add_argument(
         "--output", metavar="PATH", help="output file (.csv or .parquet); a directory with --shard"
     )
+    add_store_option(score)
     score.add_argument(
-        "--store",
-        "--model-dir",
-        dest="store",
-        metavar="LOCATION",
-        help="the model store: a directory or oci://HOST[:PORT]/NAMESPACE ($MODELBERTH_STORE, default "
-        "artifacts/models)",
-    )
-    score.add_argument(
-        "--keep", type=_columns, default=[], metavar="A,B", help="input columns copied to the output"
+        "--keep", type=column_names, default=[], metavar="A,B", help="input columns copied to the output"
     )
     score.add_argument(
         "--chunk-rows", type=_positive, default=None, metavar="N", help="rows per chunk (default 100000)"
@@ -111,7 +95,7 @@ def _handle(args: argparse.Namespace) -> int:
     # pyarrow (~165 MB) is an optional extra so the serving image stays small: one line, not a traceback.
     if importlib.util.find_spec("pyarrow") is None:
         print(MISSING_PYARROW, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_USAGE
     from modelberth_inference.score_command import run
 
     return run(args)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from modelberth_inference.errors import BadRequest
-from modelberth_inference.validation import shown_name
+from modelberth_inference.validation import input_label
 
 RAW_DTYPES: Mapping[str, str] = {
     "BOOL": "u1",
@@ -31,16 +31,6 @@ RAW_DTYPES: Mapping[str, str] = {
 DATATYPE_LIST = "BOOL, INT8-64, UINT8-64, FP16 (raw only), FP32, FP64 or BYTES"
 
 
-def _input(name: str) -> str:
-    """How an error names a client's input (REST's wording): ``input 'x'``, unless it must not be repeated."""
-    shown = shown_name(name)
-    return (
-        f"input {shown!r}"
-        if shown is not None
-        else "an input whose name is not shown (too long or not printable)"
-    )
-
-
 def raw_data(name: str, datatype: str, raw: bytes) -> Any:
     """One input's raw bytes as its flat values: a NumPy array (numbers, BOOL) or a list of bytes (BYTES);
     400 for bytes that are not whole elements of ``datatype``."""
@@ -48,17 +38,17 @@ def raw_data(name: str, datatype: str, raw: bytes) -> Any:
         return length_prefixed(name, raw)
     dtype = RAW_DTYPES.get(datatype)
     if dtype is None:
-        raise BadRequest(f"{_input(name)}: datatype must be {DATATYPE_LIST}")
+        raise BadRequest(f"{input_label(name)}: datatype must be {DATATYPE_LIST}")
     size = np.dtype(dtype).itemsize
     if len(raw) % size:
         raise BadRequest(
-            f"{_input(name)}: raw contents of {len(raw)} bytes are not whole {datatype} elements"
+            f"{input_label(name)}: raw contents of {len(raw)} bytes are not whole {datatype} elements"
             f" ({size} bytes each)"
         )
     array = np.frombuffer(raw, dtype=dtype)
     if datatype == "BOOL":
         if array.size and array.max() > 1:
-            raise BadRequest(f"{_input(name)}: BOOL raw contents must be bytes 0 or 1")
+            raise BadRequest(f"{input_label(name)}: BOOL raw contents must be bytes 0 or 1")
         return array.astype(np.bool_)
     return array
 
@@ -69,11 +59,11 @@ def length_prefixed(name: str, raw: bytes) -> list[bytes]:
     at, end = 0, len(raw)
     while at < end:
         if at + 4 > end:
-            raise BadRequest(f"{_input(name)}: BYTES raw contents end inside an element's length")
+            raise BadRequest(f"{input_label(name)}: BYTES raw contents end inside an element's length")
         (length,) = struct.unpack_from("<I", raw, at)
         at += 4
         if at + length > end:
-            raise BadRequest(f"{_input(name)}: a BYTES element's length runs past the raw contents")
+            raise BadRequest(f"{input_label(name)}: a BYTES element's length runs past the raw contents")
         out.append(raw[at : at + length])
         at += length
     return out

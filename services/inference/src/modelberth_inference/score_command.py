@@ -11,10 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from modelberth_core.arguments import EXIT_ERROR, EXIT_USAGE
 from modelberth_core.download import DownloadError, download, shown
 from modelberth_core.logging import configure_logging
 from modelberth_core.store import Reference, StoreError, default_location, open_store
-from modelberth_inference.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_TOO_MANY_ERRORS
 from modelberth_inference.model import LoadedModel, LoadError, load_model
 from modelberth_inference.scoring import (
     DEFAULT_CHUNK_ROWS,
@@ -30,11 +30,14 @@ from modelberth_inference.settings import Settings
 
 log = logging.getLogger("modelberth.inference.score")
 
+EXIT_TOO_MANY_ERRORS = 3
+"""Exit status when more rows were invalid than --max-error-rate allows (output not published)."""
+
 MAX_INPUT_BYTES = 1 << 40
 """Largest --input URL download: the pod's temporary volume is the real bound (the chart's sizeLimit)."""
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
     print(f"modelberth score: {message}", file=sys.stderr)
     return code
 

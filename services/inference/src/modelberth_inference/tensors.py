@@ -24,20 +24,16 @@ import numpy.typing as npt
 
 from modelberth_inference.errors import BadRequest, InvalidInput
 from modelberth_inference.types import NUMERIC_DATATYPES, Tensor
-from modelberth_inference.validation import Columns, InputError, Validator, invalid_input, shown_name
+from modelberth_inference.validation import (
+    Columns,
+    InputError,
+    Validator,
+    input_label,
+    invalid_input,
+)
 
 CONTENT_TYPES = ("np", "pd")
 _NUMBERS = frozenset({int, float})
-
-
-def _input(name: str) -> str:
-    """How an error names a client's input: ``input 'x'``, unless the name must not be repeated."""
-    shown = shown_name(name)
-    return (
-        f"input {shown!r}"
-        if shown is not None
-        else "an input whose name is not shown (too long or not printable)"
-    )
 
 
 def content_type(parameters: Mapping[str, Any]) -> str | None:
@@ -93,23 +89,27 @@ def _matrix(validator: Validator, tensor: Tensor, max_instances: int) -> Columns
     shape = tensor.shape
     if not (len(shape) == 2 and shape[1] == k) and not (len(shape) == 1 and k == 1):
         raise BadRequest(
-            f"{_input(tensor.name)}: a single tensor must have shape [n, {k}], its columns the model's"
+            f"{input_label(tensor.name)}: a single tensor must have shape [n, {k}], its columns the model's"
             f" features in order ({', '.join(names)})"
         )
     n = shape[0]
     if len(tensor.data) != n * k:
-        raise BadRequest(f"{_input(tensor.name)}: data has {len(tensor.data)} elements, shape says {n * k}")
+        raise BadRequest(
+            f"{input_label(tensor.name)}: data has {len(tensor.data)} elements, shape says {n * k}"
+        )
     _rows(n, max_instances)
     datatype = tensor.datatype
     if datatype == "BYTES":
         return _bytes_matrix(validator, tensor, n)
     if datatype not in NUMERIC_DATATYPES and datatype != "BOOL":
-        raise BadRequest(f"{_input(tensor.name)}: datatype must be FP64, FP32, INT*, UINT*, BOOL or BYTES")
+        raise BadRequest(
+            f"{input_label(tensor.name)}: datatype must be FP64, FP32, INT*, UINT*, BOOL or BYTES"
+        )
     strings = [f.name for f in validator.features if f.type != "numeric"]
     if strings:
         raise BadRequest(
-            f"{_input(tensor.name)}: features {', '.join(strings)} are strings: send a BYTES tensor, or one"
-            " input per feature"
+            f"{input_label(tensor.name)}: features {', '.join(strings)} are strings: send a BYTES tensor,"
+            " or one input per feature"
         )
     matrix = _numeric_matrix(tensor, n, k)
     if matrix is not None:
@@ -163,7 +163,7 @@ def _text(name: str, value: Any) -> Any:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:
-            raise BadRequest(f"{_input(name)}: BYTES data is not valid UTF-8") from None
+            raise BadRequest(f"{input_label(name)}: BYTES data is not valid UTF-8") from None
     return value
 
 
@@ -194,15 +194,17 @@ def _feature_columns(
         if spec is not None:
             _feature_datatype(tensor, spec.type == "numeric")
         if name in columns:
-            raise BadRequest(f"{_input(name)} given twice")
+            raise BadRequest(f"{input_label(name)} given twice")
         data = tensor.data
         column = data.tolist() if isinstance(data, np.ndarray) else list(data)
         if len(column) != tensor.shape[0]:
-            raise BadRequest(f"{_input(name)}: data has {len(column)} elements, shape says {tensor.shape[0]}")
+            raise BadRequest(
+                f"{input_label(name)}: data has {len(column)} elements, shape says {tensor.shape[0]}"
+            )
         if n is None:
             n = len(column)
         elif len(column) != n:
-            raise BadRequest(f"{_input(name)}: {len(column)} rows, other inputs have {n}")
+            raise BadRequest(f"{input_label(name)}: {len(column)} rows, other inputs have {n}")
         if tensor.datatype == "BYTES":
             column = [_text(name, v) for v in column]
         columns[name] = column
@@ -214,15 +216,19 @@ def _feature_columns(
 def _feature_shape(tensor: Tensor) -> None:
     shape = tensor.shape
     if not 1 <= len(shape) <= 2:
-        raise BadRequest(f"{_input(tensor.name)}: shape must be [n] or [n, 1]")
+        raise BadRequest(f"{input_label(tensor.name)}: shape must be [n] or [n, 1]")
     if len(shape) == 2 and shape[1] != 1:
-        raise BadRequest(f"{_input(tensor.name)}: one column per input; expected shape [n] or [n, 1]")
+        raise BadRequest(f"{input_label(tensor.name)}: one column per input; expected shape [n] or [n, 1]")
 
 
 def _feature_datatype(tensor: Tensor, numeric: bool) -> None:
     datatype = tensor.datatype
     shown = datatype if datatype in NUMERIC_DATATYPES | {"BOOL", "BYTES"} else "(not an OIP datatype)"
     if numeric and datatype not in NUMERIC_DATATYPES:
-        raise BadRequest(f"{_input(tensor.name)}: datatype {shown} is not numeric (use FP64, FP32 or INT64)")
+        raise BadRequest(
+            f"{input_label(tensor.name)}: datatype {shown} is not numeric (use FP64, FP32 or INT64)"
+        )
     if not numeric and datatype != "BYTES":
-        raise BadRequest(f"{_input(tensor.name)}: datatype {shown} is not BYTES (this feature is a string)")
+        raise BadRequest(
+            f"{input_label(tensor.name)}: datatype {shown} is not BYTES (this feature is a string)"
+        )

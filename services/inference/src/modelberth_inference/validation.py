@@ -161,6 +161,17 @@ def shown_name(name: str) -> str | None:
     return name if len(name) <= SHOWN_NAME_MAX and name.isprintable() else None
 
 
+def input_label(name: str) -> str:
+    """How an error names a client's V2 input, on REST and gRPC alike: ``input 'x'``, unless the name must
+    not be repeated (see :func:`shown_name`)."""
+    shown = shown_name(name)
+    return (
+        f"input {shown!r}"
+        if shown is not None
+        else "an input whose name is not shown (too long or not printable)"
+    )
+
+
 def unknown_issue(row: int | None, key: str, what: str) -> Issue:
     """An unknown feature (V1) or input (V2), named when the name can be shown."""
     if shown_name(key) is None:

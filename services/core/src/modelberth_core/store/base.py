@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelberth_core.contract import NAME_PATTERN, VERSION_PATTERN, ModelCard
 
@@ -240,6 +240,37 @@ def default_actor() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # a container user without a passwd entry
         return f"uid:{os.getuid()}"
+
+
+def record_event(
+    name: str,
+    alias: str,
+    previous: str | None,
+    version: str | None,
+    *,
+    reason: Reason,
+    actor: str | None,
+    detail: str | None = None,
+    digest: str | None = None,
+) -> AliasEvent:
+    """The history event of one alias move, stamped now; :class:`InvalidReference` naming the field when a
+    value cannot be recorded (e.g. an actor over 256 characters), before anything moved."""
+    try:
+        return AliasEvent(
+            model=name,
+            alias=alias,
+            from_version=previous,
+            to_version=version,
+            actor=actor or default_actor(),
+            at=datetime.now(UTC),
+            reason=reason,
+            digest=digest,
+            detail=detail,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidReference(f"cannot record the move: {where}: {first['msg']}") from None
 
 
 def champion_lineage(events: Iterable[AliasEvent], current: str | None) -> list[str]:

@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -59,7 +59,7 @@ from modelberth_core.store.base import (
     check_alias,
     check_name,
     check_version,
-    default_actor,
+    record_event,
 )
 
 log = logging.getLogger("modelberth.store")
@@ -84,33 +84,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _event(
-    name: str,
-    alias: str,
-    previous: str | None,
-    version: str | None,
-    *,
-    reason: Reason,
-    actor: str | None,
-    detail: str | None = None,
-) -> AliasEvent:
-    try:
-        return AliasEvent(
-            model=name,
-            alias=alias,
-            from_version=previous,
-            to_version=version,
-            actor=actor or default_actor(),
-            at=datetime.now(UTC),
-            reason=reason,
-            detail=detail,
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidReference(f"cannot record the move: {where}: {first['msg']}") from None
 
 
 class FilesystemStore(ModelStore):
@@ -419,7 +392,7 @@ class FilesystemStore(ModelStore):
             return
         if challenger != champion:
             return
-        event = _event(
+        event = record_event(
             base.name,
             CHALLENGER,
             challenger,
@@ -444,7 +417,7 @@ class FilesystemStore(ModelStore):
         detail: str | None = None,
     ) -> AliasEvent:
         """Under the lock: prepare the pointer, append the event, then rename the pointer into place."""
-        event = _event(base.name, alias, previous, version, reason=reason, actor=actor, detail=detail)
+        event = record_event(base.name, alias, previous, version, reason=reason, actor=actor, detail=detail)
         fd, tmp = tempfile.mkstemp(dir=base, prefix=f".{alias}.", suffix=".tmp")
         try:
             try:

@@ -67,7 +67,7 @@ from modelberth_core.store.base import (
     check_alias,
     check_name,
     check_version,
-    default_actor,
+    record_event,
 )
 from modelberth_core.store.distribution import Manifest, RegistryClient, RegistryUnavailable
 from modelberth_core.store.image import (
@@ -651,7 +651,7 @@ class RegistryStore(ModelStore):
             return
         if found is None or found.version != champion:
             return
-        event = _new_event(
+        event = record_event(
             name,
             CHALLENGER,
             champion,
@@ -675,7 +675,7 @@ class RegistryStore(ModelStore):
         detail: str | None = None,
     ) -> AliasEvent:
         """Push the event artifact (its own new tag), then put the version's manifest under ``alias``."""
-        event = _new_event(
+        event = record_event(
             name,
             alias,
             previous,
@@ -711,32 +711,3 @@ class RegistryStore(ModelStore):
         self.client.put_manifest(repo, tag, body, OCI_MANIFEST)
         self._events[(name, tag)] = event
         return body
-
-
-def _new_event(
-    name: str,
-    alias: str,
-    previous: str | None,
-    version: str | None,
-    *,
-    reason: Reason,
-    actor: str | None,
-    detail: str | None = None,
-    digest: str | None = None,
-) -> AliasEvent:
-    try:
-        return AliasEvent(
-            model=name,
-            alias=alias,
-            from_version=previous,
-            to_version=version,
-            actor=actor or default_actor(),
-            at=datetime.now(UTC),
-            reason=reason,
-            digest=digest,
-            detail=detail,
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidReference(f"cannot record the move: {where}: {first['msg']}") from None

@@ -34,7 +34,7 @@ from modelberth_inference.types import (
     ModelMetadata,
     Tensor,
 )
-from modelberth_inference.validation import parse_body, shown_name
+from modelberth_inference.validation import input_label, parse_body
 
 router = APIRouter(prefix="/v2", tags=["v2"])
 infer_router = APIRouter(prefix="/v2", tags=["v2"], route_class=LeanRoute)
@@ -86,26 +86,16 @@ _REPOSITORY_BODY = {
 # --- the codec: JSON <-> tensors --------------------------------------------------------------------------
 
 
-def _input(name: str) -> str:
-    """How an error names a client's input: ``input 'x'``, unless the name must not be repeated."""
-    shown = shown_name(name)
-    return (
-        f"input {shown!r}"
-        if shown is not None
-        else "an input whose name is not shown (too long or not printable)"
-    )
-
-
 def _flatten(data: Any, shape: tuple[int, ...], name: str) -> list[Any]:
     """``data`` flat in row-major order: flat already, or one nested list per row as wide as ``shape`` says
     (``[[x], [y]]`` for a column)."""
     if type(data) is not list:
-        raise BadRequest(f"{_input(name)}: data must be an array")
+        raise BadRequest(f"{input_label(name)}: data must be an array")
     if not data or type(data[0]) is not list:
         return data
     width = shape[1] if len(shape) == MAX_DIMENSIONS else 1
     if not all(type(row) is list and len(row) == width for row in data):
-        raise BadRequest(f"{_input(name)}: nested data does not match shape")
+        raise BadRequest(f"{input_label(name)}: nested data does not match shape")
     return [value for row in data for value in row]
 
 
@@ -122,7 +112,7 @@ class Binary:
     def take(self, name: str, size: int) -> bytes:
         if self._at + size > len(self._data):
             raise BadRequest(
-                f"{_input(name)}: binary_data_size runs past the binary data after the JSON part"
+                f"{input_label(name)}: binary_data_size runs past the binary data after the JSON part"
             )
         self._at += size
         return self._data[self._at - size : self._at]
@@ -153,7 +143,7 @@ def _shape(item: dict[str, Any], name: str) -> tuple[int, ...]:
         or not all(type(d) is int and 0 <= d <= INT64_MAX for d in shape)
         or not 1 <= len(shape) <= MAX_DIMENSIONS
     ):
-        raise BadRequest(f"{_input(name)}: shape must be [n], [n, 1] or [n, F]")
+        raise BadRequest(f"{input_label(name)}: shape must be [n], [n, 1] or [n, F]")
     return tuple(shape)
 
 
@@ -161,13 +151,13 @@ def _binary_data(item: dict[str, Any], name: str, datatype: str, size: Any, bina
     """The values an input sends in the binary part (``parameters.binary_data_size`` bytes of it)."""
     if binary is None:
         raise BadRequest(
-            f"{_input(name)}: binary_data_size needs the binary tensor data extension"
+            f"{input_label(name)}: binary_data_size needs the binary tensor data extension"
             " (the Inference-Header-Content-Length header and the data after the JSON part)"
         )
     if type(size) is not int or size < 0:
-        raise BadRequest(f"{_input(name)}: binary_data_size must be a non-negative integer")
+        raise BadRequest(f"{input_label(name)}: binary_data_size must be a non-negative integer")
     if "data" in item:
-        raise BadRequest(f"{_input(name)}: data and binary_data_size are both set")
+        raise BadRequest(f"{input_label(name)}: data and binary_data_size are both set")
     return raw_data(name, datatype, binary.take(name, size))
 
 
@@ -177,14 +167,14 @@ def _tensor(item: Any, binary: Binary | None) -> Tensor:
     name = item["name"]
     shape, datatype = _shape(item, name), item.get("datatype")
     if type(datatype) is not str:
-        raise BadRequest(f"{_input(name)}: datatype is required")
+        raise BadRequest(f"{input_label(name)}: datatype is required")
     if datatype not in DATATYPES:
-        raise BadRequest(f"{_input(name)}: datatype is not an Open Inference Protocol datatype")
+        raise BadRequest(f"{input_label(name)}: datatype is not an Open Inference Protocol datatype")
     parameters = item.get("parameters")
     if parameters is None:
         parameters = {}
     elif type(parameters) is not dict:
-        raise BadRequest(f"{_input(name)}: parameters must be an object")
+        raise BadRequest(f"{input_label(name)}: parameters must be an object")
     size = parameters.get("binary_data_size")
     if size is None:
         data = _flatten(item.get("data"), shape, name)

@@ -34,7 +34,7 @@ from modelberth_inference.errors import BadRequest, grpc_code, one_line
 from modelberth_inference.oip import grpc_predict_v2_pb2 as pb
 from modelberth_inference.raw_tensors import DATATYPE_LIST, raw_data
 from modelberth_inference.types import MAX_ID_LENGTH, InferRequest, InferResponse, Tensor
-from modelberth_inference.validation import shown_name
+from modelberth_inference.validation import input_label
 
 log = logging.getLogger("modelberth.inference.grpc")
 
@@ -208,16 +208,6 @@ async def _abort(context: Context, error: ServiceError) -> None:
     await context.abort(grpc.StatusCode[grpc_code(error)], one_line(error), trailers)
 
 
-def _input(name: str) -> str:
-    """How an error names a client's input (REST's wording): ``input 'x'``, unless it must not be repeated."""
-    shown = shown_name(name)
-    return (
-        f"input {shown!r}"
-        if shown is not None
-        else "an input whose name is not shown (too long or not printable)"
-    )
-
-
 # --- ModelInfer: protobuf tensors <-> the data plane's typed request and response ---------------------
 
 CONTENTS: Mapping[str, str] = {
@@ -246,7 +236,7 @@ def decode_infer(message: pb.ModelInferRequest, started: float) -> InferRequest:
     inputs = []
     for i, tensor in enumerate(message.inputs):
         if raw and tensor.HasField("contents"):
-            raise BadRequest(f"{_input(tensor.name)}: contents and raw_input_contents are both set")
+            raise BadRequest(f"{input_label(tensor.name)}: contents and raw_input_contents are both set")
         data = raw_data(tensor.name, tensor.datatype, raw[i]) if raw else _contents(tensor)
         inputs.append(
             Tensor(tensor.name, tensor.datatype, _shape(tensor), data, _parameters(tensor.parameters))
@@ -268,17 +258,19 @@ def decode_infer(message: pb.ModelInferRequest, started: float) -> InferRequest:
 def _shape(tensor: pb.ModelInferRequest.InferInputTensor) -> tuple[int, ...]:
     shape = tuple(tensor.shape)
     if shape and min(shape) < 0:
-        raise BadRequest(f"{_input(tensor.name)}: shape dimensions must not be negative")
+        raise BadRequest(f"{input_label(tensor.name)}: shape dimensions must not be negative")
     return shape
 
 
 def _contents(tensor: pb.ModelInferRequest.InferInputTensor) -> Any:
     field = CONTENTS.get(tensor.datatype)
     if field is None:
-        raise BadRequest(f"{_input(tensor.name)}: datatype must be {DATATYPE_LIST}")
+        raise BadRequest(f"{input_label(tensor.name)}: datatype must be {DATATYPE_LIST}")
     values = getattr(tensor.contents, field)
     if not values and any(tensor.contents.ListFields()):
-        raise BadRequest(f"{_input(tensor.name)}: a {tensor.datatype} tensor carries its values in {field}")
+        raise BadRequest(
+            f"{input_label(tensor.name)}: a {tensor.datatype} tensor carries its values in {field}"
+        )
     return list(values)  # the data plane reads a list per feature column as is (an array it would convert)
 
 

@@ -86,20 +86,12 @@ def test_v2_refuses_a_type_that_is_clearly_not_json(
     assert set(response.json()) == {"error"}
 
 
-def test_v2_takes_octet_stream_and_names_the_binary_extension(shared_client: TestClient, signer: Any) -> None:
+def test_v2_takes_octet_stream(shared_client: TestClient, signer: Any) -> None:
+    """The binary extension's type, here with a JSON-only body (its binary part: test_binary_extension.py)."""
     plain = _post(
         shared_client, "/v2/models/iris/infer", V2_BODY, "application/octet-stream", signer.headers()
     )
     assert plain.status_code == 200, plain.text
-    binary = _post(
-        shared_client,
-        "/v2/models/iris/infer",
-        V2_BODY + b"\x00" * 8,
-        "application/octet-stream",
-        {**signer.headers(), "Inference-Header-Content-Length": str(len(V2_BODY))},
-    )
-    assert binary.status_code == 400
-    assert binary.json()["error"].startswith("the binary tensor data extension is not supported")
 
 
 def test_content_type_is_checked_after_the_token(shared_client: TestClient) -> None:

@@ -176,10 +176,9 @@ def check_bad_bodies_keep_the_connection(url: str, signer: Any) -> None:
 
 
 def check_tritonclient(url: str, signer: Any) -> None:
-    """Triton's own HTTP client (no Content-Type, JSON tensors) is answered; its binary tensor default
-    gets a 400 that says what to change."""
+    """Triton's own HTTP client (no Content-Type) is answered, with JSON tensors and with its default, the
+    binary tensor data extension."""
     import tritonclient.http as triton
-    from tritonclient.utils import InferenceServerException
 
     headers = signer.headers()
     client = triton.InferenceServerClient(url.removeprefix("http://"))
@@ -208,8 +207,9 @@ def check_tritonclient(url: str, signer: Any) -> None:
             tensor = triton.InferInput(name, [1], "FP64")
             tensor.set_data_from_numpy(np.array([value], dtype=np.float64))  # binary_data=True by default
             binary.append(tensor)
-        with pytest.raises(InferenceServerException, match="binary tensor data extension is not supported"):
-            client.infer("iris", binary, headers=headers)
+        answered = client.infer("iris", binary, outputs=outputs, headers=headers)  # the binary extension
+        assert [str(label) for label in answered.as_numpy("predict")] == ["setosa"]
+        np.testing.assert_array_equal(answered.as_numpy("predict_proba"), proba)
     finally:
         client.close()
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 
 from modelberth_inference.errors import BadRequest
 from modelberth_inference.openapi import BEARER, errors
+from modelberth_inference.raw_tensors import raw_data
 from modelberth_inference.rest import (
     AdminPrincipal,
     LeanRoute,
@@ -41,10 +42,10 @@ infer_router = APIRouter(prefix="/v2", tags=["v2"], route_class=LeanRoute)
 
 OCTET_STREAM = frozenset({"application/octet-stream"})
 """Besides JSON, the binary tensor data extension declares this type (its JSON part comes first)."""
-BINARY_UNSUPPORTED = (
-    "the binary tensor data extension is not supported: send the tensors as JSON "
-    "(tritonclient: set_data_from_numpy(..., binary_data=False))"
-)
+BINARY_HEADER = "inference-header-content-length"
+"""The binary tensor data extension's header: the length of the body's JSON part; raw tensor data follows."""
+MAX_HEADER_DIGITS = 19
+"""A JSON part's length has at most this many digits (its body is bounded far below anyway)."""
 INT64_MAX = 2**63 - 1
 """Shapes are int64 in the protocol; a larger number is refused before any message repeats it."""
 MAX_DIMENSIONS = 2
@@ -98,17 +99,73 @@ def _flatten(data: Any, shape: tuple[int, ...], name: str) -> list[Any]:
     return [value for row in data for value in row]
 
 
-def _tensor(item: Any) -> Tensor:
-    if type(item) is not dict or type(item.get("name")) is not str:
-        raise BadRequest("each input needs a name, shape, datatype and data")
-    name = item["name"]
-    shape, datatype = item.get("shape"), item.get("datatype")
+class Binary:
+    """The bytes after a body's JSON part (binary tensor data extension), taken input by input in order:
+    each input with ``parameters.binary_data_size`` takes that many bytes, and none may be left over."""
+
+    __slots__ = ("_at", "_data")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._at = 0
+
+    def take(self, name: str, size: int) -> bytes:
+        if self._at + size > len(self._data):
+            raise BadRequest(
+                f"{input_label(name)}: binary_data_size runs past the binary data after the JSON part"
+            )
+        self._at += size
+        return self._data[self._at - size : self._at]
+
+    def finish(self) -> None:
+        left = len(self._data) - self._at
+        if left:
+            raise BadRequest(f"{left} bytes of binary data after the JSON part belong to no input")
+
+
+def split_binary(body: bytes, header: str) -> tuple[bytes, Binary]:
+    """A binary-extension body as its JSON part and the raw tensor data after it (400 for a length that is
+    not a decimal number within the body)."""
+    number = header.isascii() and header.isdigit() and len(header) <= MAX_HEADER_DIGITS
+    if not number or int(header) > len(body):
+        raise BadRequest(
+            "Inference-Header-Content-Length must be the length in bytes of the body's JSON part"
+            f" (a decimal number, at most the body's {len(body)} bytes)"
+        )
+    json_length = int(header)
+    return body[:json_length], Binary(body[json_length:])
+
+
+def _shape(item: dict[str, Any], name: str) -> tuple[int, ...]:
+    shape = item.get("shape")
     if (
         type(shape) is not list
         or not all(type(d) is int and 0 <= d <= INT64_MAX for d in shape)
         or not 1 <= len(shape) <= MAX_DIMENSIONS
     ):
         raise BadRequest(f"{input_label(name)}: shape must be [n], [n, 1] or [n, F]")
+    return tuple(shape)
+
+
+def _binary_data(item: dict[str, Any], name: str, datatype: str, size: Any, binary: Binary | None) -> Any:
+    """The values an input sends in the binary part (``parameters.binary_data_size`` bytes of it)."""
+    if binary is None:
+        raise BadRequest(
+            f"{input_label(name)}: binary_data_size needs the binary tensor data extension"
+            " (the Inference-Header-Content-Length header and the data after the JSON part)"
+        )
+    if type(size) is not int or size < 0:
+        raise BadRequest(f"{input_label(name)}: binary_data_size must be a non-negative integer")
+    if "data" in item:
+        raise BadRequest(f"{input_label(name)}: data and binary_data_size are both set")
+    return raw_data(name, datatype, binary.take(name, size))
+
+
+def _tensor(item: Any, binary: Binary | None) -> Tensor:
+    if type(item) is not dict or type(item.get("name")) is not str:
+        raise BadRequest("each input needs a name, shape, datatype and data")
+    name = item["name"]
+    shape, datatype = _shape(item, name), item.get("datatype")
     if type(datatype) is not str:
         raise BadRequest(f"{input_label(name)}: datatype is required")
     if datatype not in DATATYPES:
@@ -118,7 +175,12 @@ def _tensor(item: Any) -> Tensor:
         parameters = {}
     elif type(parameters) is not dict:
         raise BadRequest(f"{input_label(name)}: parameters must be an object")
-    return Tensor(name, datatype, tuple(shape), _flatten(item.get("data"), tuple(shape), name), parameters)
+    size = parameters.get("binary_data_size")
+    if size is None:
+        data = _flatten(item.get("data"), shape, name)
+    else:
+        data = _binary_data(item, name, datatype, size, binary)
+    return Tensor(name, datatype, shape, data, parameters)
 
 
 def _request_id(payload: dict[str, Any]) -> str | None:
@@ -149,8 +211,9 @@ def _outputs(payload: dict[str, Any]) -> tuple[str, ...]:
     return tuple(o["name"] for o in outputs)  # which names a model has: the data plane's to say
 
 
-def decode(payload: Any, request: InferRequest) -> None:
-    """Fill ``request`` from a V2 JSON body (400 for anything that is not the protocol's shape)."""
+def decode(payload: Any, request: InferRequest, binary: Binary | None = None) -> None:
+    """Fill ``request`` from a V2 JSON body and, with the binary tensor data extension, the raw data after it
+    (400 for anything that is not the protocol's shape)."""
     if type(payload) is not dict:
         raise BadRequest("expected an inference request object")
     parameters = payload.get("parameters")
@@ -161,7 +224,9 @@ def decode(payload: Any, request: InferRequest) -> None:
     inputs = payload.get("inputs")
     if type(inputs) is not list or not inputs:
         raise BadRequest("inputs must be a non-empty array")
-    request.inputs = [_tensor(item) for item in inputs]
+    request.inputs = [_tensor(item, binary) for item in inputs]
+    if binary is not None:
+        binary.finish()
     request.outputs = _outputs(payload)
     request.id = _request_id(payload)
     request.parameters = parameters
@@ -205,9 +270,13 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         principal = await caller(request)
         dataplane.authorise(principal, "predict")
         require_json(request, also=OCTET_STREAM)
-        if "inference-header-content-length" in request.headers:
-            raise BadRequest(BINARY_UNSUPPORTED)
-        decode(parse_body(await read_body(request, dataplane.settings.max_body_bytes)), infer)
+        body = await read_body(request, dataplane.settings.max_body_bytes)
+        header = request.headers.get(BINARY_HEADER)
+        if header is None:
+            decode(parse_body(body), infer)
+        else:
+            json_part, binary = split_binary(body, header)
+            decode(parse_body(json_part), infer, binary)
         response = await dataplane.infer(infer, principal)
     return json_response(encode(response))
 

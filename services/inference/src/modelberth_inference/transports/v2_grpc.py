@@ -32,6 +32,7 @@ from modelberth_core.security import Principal
 from modelberth_inference.dataplane import DataPlane
 from modelberth_inference.errors import BadRequest, grpc_code, one_line
 from modelberth_inference.oip import grpc_predict_v2_pb2 as pb
+from modelberth_inference.raw_tensors import DATATYPE_LIST, raw_data
 from modelberth_inference.types import MAX_ID_LENGTH, InferRequest, InferResponse, Tensor
 from modelberth_inference.validation import input_label
 
@@ -209,21 +210,6 @@ async def _abort(context: Context, error: ServiceError) -> None:
 
 # --- ModelInfer: protobuf tensors <-> the data plane's typed request and response ---------------------
 
-RAW_DTYPES: Mapping[str, str] = {
-    "BOOL": "u1",
-    "INT8": "<i1",
-    "INT16": "<i2",
-    "INT32": "<i4",
-    "INT64": "<i8",
-    "UINT8": "u1",
-    "UINT16": "<u2",
-    "UINT32": "<u4",
-    "UINT64": "<u8",
-    "FP16": "<f2",
-    "FP32": "<f4",
-    "FP64": "<f8",
-}
-"""A datatype's elements in ``raw_input_contents``: little-endian, no padding (BYTES: length-prefixed)."""
 CONTENTS: Mapping[str, str] = {
     "BOOL": "bool_contents",
     "INT8": "int_contents",
@@ -239,7 +225,6 @@ CONTENTS: Mapping[str, str] = {
     "BYTES": "bytes_contents",
 }
 """The ``InferTensorContents`` field of each datatype (FP16 has none: raw only)."""
-DATATYPE_LIST = "BOOL, INT8-64, UINT8-64, FP16 (raw only), FP32, FP64 or BYTES"
 
 
 def decode_infer(message: pb.ModelInferRequest, started: float) -> InferRequest:
@@ -252,7 +237,7 @@ def decode_infer(message: pb.ModelInferRequest, started: float) -> InferRequest:
     for i, tensor in enumerate(message.inputs):
         if raw and tensor.HasField("contents"):
             raise BadRequest(f"{input_label(tensor.name)}: contents and raw_input_contents are both set")
-        data = _raw(tensor, raw[i]) if raw else _contents(tensor)
+        data = raw_data(tensor.name, tensor.datatype, raw[i]) if raw else _contents(tensor)
         inputs.append(
             Tensor(tensor.name, tensor.datatype, _shape(tensor), data, _parameters(tensor.parameters))
         )
@@ -287,43 +272,6 @@ def _contents(tensor: pb.ModelInferRequest.InferInputTensor) -> Any:
             f"{input_label(tensor.name)}: a {tensor.datatype} tensor carries its values in {field}"
         )
     return list(values)  # the data plane reads a list per feature column as is (an array it would convert)
-
-
-def _raw(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes) -> Any:
-    datatype = tensor.datatype
-    if datatype == "BYTES":
-        return _length_prefixed(tensor.name, raw)
-    dtype = RAW_DTYPES.get(datatype)
-    if dtype is None:
-        raise BadRequest(f"{input_label(tensor.name)}: datatype must be {DATATYPE_LIST}")
-    size = np.dtype(dtype).itemsize
-    if len(raw) % size:
-        raise BadRequest(
-            f"{input_label(tensor.name)}: raw contents of {len(raw)} bytes are not whole {datatype} elements"
-            f" ({size} bytes each)"
-        )
-    array = np.frombuffer(raw, dtype=dtype)
-    if datatype == "BOOL":
-        if array.size and array.max() > 1:
-            raise BadRequest(f"{input_label(tensor.name)}: BOOL raw contents must be bytes 0 or 1")
-        return array.astype(np.bool_)
-    return array
-
-
-def _length_prefixed(name: str, raw: bytes) -> list[bytes]:
-    """BYTES elements in raw form: each a 4-byte little-endian length, then that many bytes."""
-    out: list[bytes] = []
-    at, end = 0, len(raw)
-    while at < end:
-        if at + 4 > end:
-            raise BadRequest(f"{input_label(name)}: BYTES raw contents end inside an element's length")
-        (length,) = struct.unpack_from("<I", raw, at)
-        at += 4
-        if at + length > end:
-            raise BadRequest(f"{input_label(name)}: a BYTES element's length runs past the raw contents")
-        out.append(raw[at : at + length])
-        at += length
-    return out
 
 
 def _parameters(parameters: Mapping[str, pb.InferParameter]) -> dict[str, Any]:

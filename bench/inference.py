@@ -375,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                 "INFERENCE_AUTH_JWKS_URL": f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
                 "INFERENCE_MODEL_DIR": str(model_dir),
                 "MODELBERTH_STATE_DIR": str(work / "state"),
+                "INFERENCE_GRPC_PORT": "0",  # REST only; several processes at once (gRPC: bench.grpc_rest)
             }
             keys = ["off", "on", "quiet", "logged", *(["before"] if args.baseline else [])]
             envs = {

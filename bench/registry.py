@@ -71,6 +71,7 @@ def _publish_seconds(store: Any, source: Path) -> float:
 def _cold_start(location: str, env: dict[str, str], port: int) -> float:
     """Seconds from process start to /readyz 200 for ``serve inference`` on ``location``."""
     full = {**env, "INFERENCE_STORE": location, "INFERENCE_PORT": str(port), "INFERENCE_POLL_SECONDS": "0"}
+    full["INFERENCE_GRPC_PORT"] = "0"  # REST only: 8012 may be taken (a local stack, another bench)
     t0 = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "modelberth_cli", "serve", "inference", "--port", str(port)],

@@ -293,6 +293,7 @@ def run_soak(
             "INFERENCE_MODEL_DIR": str(model_dir),
             "INFERENCE_AUTH_JWKS_URL": auth_url + "/.well-known/jwks.json",
             "MODELBERTH_STATE_DIR": str(work / "inference-state"),
+            "INFERENCE_GRPC_PORT": "0",  # the soak drives REST; 8012 may be taken by a local stack
         }
         for service in services:
             for run in range(runs):

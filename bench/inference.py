@@ -309,12 +309,25 @@ def _v2_tensor_batch(base_url: str, token: str, work: Path, seconds: int, warmup
     return result
 
 
+OLD_SERVE = (
+    "import argparse, sys; from modelberth_core.cli import _serve; "
+    "sys.exit(_serve(argparse.Namespace(service='inference', host=None, port=int(sys.argv[1]), set=None)))"
+)
+"""``serve inference`` of a baseline from before the command had its own package (issue 16): its core held
+the command, whose parser would load today's subcommands (entry points), which need today's core."""
+
+
 @contextlib.contextmanager
 def baseline_source(ref: str, work: Path) -> Iterator[str]:
     """``PYTHONPATH`` running the core and inference code of git ``ref`` (exported, not checked out)."""
     target = work / "baseline"
     target.mkdir()
-    paths = ["services/core/src", "services/inference/src"]
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-tree", "--name-only", ref, "services/"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    # the command itself too, once it has its own package: today's CLI imports today's core
+    paths = [f"{p}/src" for p in ("services/cli", "services/core", "services/inference") if p in listed]
     archive = subprocess.run(
         ["git", "-C", str(REPO), "archive", ref, *paths], capture_output=True, check=True
     ).stdout
@@ -395,9 +408,14 @@ def main(argv: list[str] | None = None) -> int:
                         **env,
                         "PYTHONPATH": stack.enter_context(baseline_source(args.baseline, work)),
                     }
+                old_cli = (
+                    bool(args.baseline) and not Path(work / "baseline" / "services" / "cli" / "src").is_dir()
+                )
                 inference: dict[str, tuple[str, int]] = {}
                 for key in keys:
                     argv_ = [py, "-m", "modelberth_cli", "serve", "inference", "--port", str(ports[key])]
+                    if key == "before" and old_cli:
+                        argv_ = [py, "-c", OLD_SERVE, str(ports[key])]
                     pid = stack.enter_context(
                         server(argv_, envs[key], base[key] + "/readyz", work / f"{key}.log")
                     )

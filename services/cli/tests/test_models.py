@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -262,3 +264,21 @@ def test_the_models_commands_work_on_a_registry_and_show_digests(
     assert v2.digest in capsys.readouterr().out
     assert main(["models", "diff", "iris", v1.version, v2.version, "--store", location]) == 0
     assert "f1_macro" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_a_reader_that_leaves_early_is_no_traceback(
+    store: tuple[FilesystemStore, list[str]], tmp_path: Path
+) -> None:
+    """``modelberth models history iris | head -1``: the pipe closes before the table is written."""
+    root = tmp_path / "models"
+    command = [sys.executable, "-m", "modelberth_cli", "models", "history", "iris", "--store", str(root)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()  # the reader is gone before the command writes its first line
+    with process.stderr:
+        err = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141, err
+    assert "Traceback" not in err
+    assert "BrokenPipe" not in err

@@ -21,6 +21,9 @@ from modelberth_cli import models, stack
 EXIT_USAGE = 2
 """Exit code for bad input (bad flags, unreadable data): nothing was written."""
 
+EXIT_BROKEN_PIPE = 141
+"""Exit code when the output's reader went away: 128 + SIGPIPE, what a shell reports for tools it kills."""
+
 DEFAULT_PORTS = {"auth": 8001, "inference": 8002, "ui": 8003}
 """Local defaults; each service keeps its own port so they can run side by side."""
 
@@ -123,7 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
-    return handler(args)
+    try:
+        return handler(args)
+    except BrokenPipeError:
+        # The reader left (``modelberth models history iris | head``): stop quietly like other command-line
+        # tools. stdout goes to /dev/null so the interpreter's own flush at exit cannot raise again (the
+        # recipe in the signal module's documentation, "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

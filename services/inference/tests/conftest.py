@@ -18,6 +18,7 @@ from joserfc.jwk import ECKey, KeySet
 from modelberth_core.security import StaticKeySource
 from modelberth_inference.app import create_app
 from modelberth_inference.settings import Settings
+from testkit.tmpfs import mount_tmpfs
 
 ISSUER = "http://127.0.0.1:8001"
 AUDIENCE = "modelberth"
@@ -240,38 +241,27 @@ def _fill(fh: Any) -> None:
 def full_disk(tmp_path: Path) -> Iterator[FullDisk]:
     """A real full disk: a 64 KiB tmpfs mounted here and filled until the kernel answers ENOSPC.
 
-    Mounting needs root (CI and these machines run as root). Without it the fallback is still the kernel's
-    own ENOSPC: ``<dir>/predictions.jsonl`` is a symlink to ``/dev/full``, where every write fails so; only
-    the tests that free space again need the tmpfs.
+    Where this machine may not mount (see ``testkit.tmpfs``) the fallback is still the kernel's own ENOSPC:
+    ``<dir>/predictions.jsonl`` is a symlink to ``/dev/full``, where every write fails so; only the tests
+    that free space again need the tmpfs (``filler`` is None then).
     """
     import errno
-    import shutil
-    import subprocess
 
     mount_dir = tmp_path / "full"
     mount_dir.mkdir()
-    mounted = (
-        shutil.which("mount") is not None
-        and subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mount_dir)],
-            capture_output=True,
-            check=False,
-        ).returncode
-        == 0
-    )
-    if not mounted:
+    unmount = mount_tmpfs(mount_dir, "size=64k", "mode=0755")
+    if unmount is None:
         (mount_dir / "predictions.jsonl").symlink_to("/dev/full")
         yield FullDisk(mount_dir, None)
         return
-    filler = mount_dir / "filler"
-    with filler.open("wb", buffering=0) as fh, pytest.raises(OSError, match="No space left") as full:
-        _fill(fh)
-    assert full.value.errno == errno.ENOSPC
     try:
+        filler = mount_dir / "filler"
+        with filler.open("wb", buffering=0) as fh, pytest.raises(OSError, match="No space left") as full:
+            _fill(fh)
+        assert full.value.errno == errno.ENOSPC
         yield FullDisk(mount_dir, filler)
     finally:
-        # Lazy: a process the test started may still hold a file open while it is being stopped.
-        subprocess.run(["umount", "-l", str(mount_dir)], capture_output=True, check=False)
+        unmount()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import stat
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from modelberth_inference.prediction_log import (
 )
 from modelberth_inference.settings import Settings
 from modelberth_inference.validation import Columns
+from testkit.tmpfs import cannot_mount, mount_tmpfs
 
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 V2 = {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in ROW.items()]}
@@ -202,18 +202,14 @@ def test_a_path_that_cannot_work_is_one_clear_error(tmp_path: Path, case: str) -
 def test_a_read_only_file_system_is_a_startup_error(tmp_path: Path) -> None:
     mount_dir = tmp_path / "ro"
     mount_dir.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(mount_dir)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip("mounting a read-only tmpfs needs root")
+    unmount = mount_tmpfs(mount_dir, "size=64k", "ro")
+    if unmount is None:
+        cannot_mount("a read-only file system")
     try:
         with pytest.raises(PredictionLogError, match="Read-only file system"):
             _log(mount_dir / "predictions.jsonl")
     finally:
-        subprocess.run(["umount", "-l", str(mount_dir)], capture_output=True, check=False)
+        unmount()
 
 
 def test_a_second_writer_on_the_same_file_is_refused(tmp_path: Path) -> None:
@@ -277,9 +273,9 @@ def test_writes_resume_when_space_comes_back_and_the_file_holds_whole_lines(
     make_client: Callable[..., Any], tiny_model_dir: Path, full_disk: Any, signer: Any
 ) -> None:
     if full_disk.filler is None:
-        pytest.skip("freeing space needs the tmpfs (root); /dev/full stays full")
+        cannot_mount("freeing space again (/dev/full stays full)")
     path = full_disk.path / "predictions.jsonl"
-    full_disk.filler.unlink()
+    full_disk.free()
     # Leave room for a couple of records only, so one write is cut short mid-line by the kernel.
     with (full_disk.path / "filler").open("wb", buffering=0) as fh:
         fh.write(b"\0" * (64 * 1024 - 2 * 4096))

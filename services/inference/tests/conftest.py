@@ -354,3 +354,16 @@ def publish_variant(
 def variant_factory() -> Callable[..., Path]:
     """``variant_factory(model_dir, base_dir, estimator, alias="challenger", features=None)``."""
     return publish_variant
+
+
+@pytest.fixture
+def store_dir(
+    tmp_path: Path, artifact_factory: Callable[..., Path], variant_factory: Callable[..., Path]
+) -> Path:
+    """A store with iris: a champion (logistic regression) and a challenger that always answers setosa."""
+    from sklearn.dummy import DummyClassifier
+
+    model_dir = tmp_path / "models"
+    champion = artifact_factory(model_dir)
+    variant_factory(model_dir, champion, DummyClassifier(strategy="constant", constant="setosa"))
+    return model_dir

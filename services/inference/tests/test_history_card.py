@@ -11,26 +11,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sklearn.dummy import DummyClassifier
 
 from modelberth_core import contract
 from modelberth_core.store import CHALLENGER, CHAMPION, FilesystemStore, ModelStore, open_store
 from modelberth_inference import versions as versions_module
 from testkit.registry import Registry
 
-SETOSA_ONLY = DummyClassifier(strategy="constant", constant="setosa")
 FIELDS = {"model", "alias", "from_version", "to_version", "actor", "at", "reason", "digest", "detail"}
-
-
-@pytest.fixture
-def store_dir(
-    tmp_path: Path, artifact_factory: Callable[..., Path], variant_factory: Callable[..., Path]
-) -> Path:
-    """iris: a champion and a challenger (always setosa)."""
-    model_dir = tmp_path / "models"
-    champion = artifact_factory(model_dir)
-    variant_factory(model_dir, champion, SETOSA_ONLY)
-    return model_dir
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 from sklearn.dummy import DummyClassifier
 
@@ -46,15 +45,6 @@ def _until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
     return result
-
-
-@pytest.fixture
-def store_dir(
-    tmp_path: Path, artifact_factory: Callable[..., Path], variant_factory: Callable[..., Path]
-) -> Path:
-    model_dir = tmp_path / "models"
-    variant_factory(model_dir, artifact_factory(model_dir), SETOSA_ONLY)
-    return model_dir
 
 
 def test_the_challenger_scores_every_answered_request_and_agreement_is_counted(

@@ -28,17 +28,6 @@ SETOSA_ONLY = DummyClassifier(strategy="constant", constant="setosa")
 
 
 @pytest.fixture
-def store_dir(
-    tmp_path: Path, artifact_factory: Callable[..., Path], variant_factory: Callable[..., Path]
-) -> Path:
-    """iris: a champion (logistic regression) and a challenger that always answers setosa."""
-    model_dir = tmp_path / "models"
-    champion = artifact_factory(model_dir)
-    variant_factory(model_dir, champion, SETOSA_ONLY)
-    return model_dir
-
-
-@pytest.fixture
 def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The versions ``load_model`` is called for (it still loads them: a spy, not a stand-in)."""
     seen: list[str] = []

@@ -218,3 +218,17 @@ def test_configuring_again_stops_the_previous_flusher(monkeypatch: pytest.Monkey
             core_logging._handler.close()
         root.handlers[:], level = saved
         root.setLevel(level)
+
+
+def test_a_forged_request_id_cannot_forge_fields_or_lines() -> None:
+    forged = 'x","level":"error","msg":"admin logged in'  # printable, so the middleware keeps it
+    with installed() as (handler, stream):
+        token = request_id_var.set(forged)
+        try:
+            log_request("GET", "/a", 200, 0.001)
+        finally:
+            request_id_var.reset(token)
+        handler.flush()
+        (line,) = _lines(stream)
+    assert line["request_id"] == forged
+    assert (line["level"], line["msg"]) == ("info", "request")

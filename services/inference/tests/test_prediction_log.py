@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from modelberth_inference.app import create_app
 from modelberth_inference.prediction_log import (
     MAX_PENDING_ROWS,
+    WRITE_EARLY_ROWS,
     PredictionLog,
     PredictionLogError,
     RotatingFile,
@@ -360,6 +361,80 @@ def test_a_stalled_disk_bounds_the_queue_and_counts_what_it_drops() -> None:
     assert plog.flush()
     plog.close()
     assert disk.lines + dropped == submitted
+
+
+class _CountingSink:
+    """A sink that remembers the size of each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[int] = []
+
+    def write_lines(self, lines: list[bytes]) -> int:
+        self.writes.append(len(lines))
+        return len(lines)
+
+    def close(self) -> None:
+        return
+
+
+def _counted(write_seconds: float) -> tuple[PredictionLog, _CountingSink]:
+    sink = _CountingSink()
+    plog = PredictionLog(
+        sink, sample_rate=1.0, redact=frozenset(), registry=CollectorRegistry(), write_seconds=write_seconds
+    )
+    return plog, sink
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_burst_of_records_is_one_write_not_one_wake_up_each() -> None:
+    plog, sink = _counted(write_seconds=60.0)
+    for _ in range(50):
+        _submit(plog)
+    time.sleep(0.1)
+    assert sink.writes == [], "the writer gathers; requests do not wake it one by one"
+    assert plog.flush(timeout=10)
+    assert sink.writes == [50]
+    plog.close()
+
+
+def test_records_are_written_within_the_interval_without_a_flush(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.jsonl"
+    plog = PredictionLog(
+        RotatingFile(path, 0, 1),
+        sample_rate=1.0,
+        redact=frozenset(),
+        registry=CollectorRegistry(),
+        write_seconds=0.05,
+    )
+    _submit(plog, request_id="soon")
+    assert _eventually(lambda: path.stat().st_size > 0)
+    assert [r["request_id"] for r in _records(path)] == ["soon"]
+    plog.close()
+
+
+def test_a_big_queue_wakes_the_writer_before_the_interval() -> None:
+    plog, sink = _counted(write_seconds=60.0)
+    _submit(plog, rows=WRITE_EARLY_ROWS)
+    assert _eventually(lambda: sink.writes == [1])
+    plog.close()
+
+
+def test_close_writes_what_is_gathering_without_waiting_out_the_interval() -> None:
+    plog, sink = _counted(write_seconds=60.0)
+    for _ in range(3):
+        _submit(plog)
+    started = time.monotonic()
+    plog.close(timeout=30)
+    assert time.monotonic() - started < 30
+    assert sum(sink.writes) == 3
 
 
 def test_sampling(tmp_path: Path) -> None:

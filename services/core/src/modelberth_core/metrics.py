@@ -6,7 +6,6 @@ Labels stay bounded: the route *template*, the method and the status class, neve
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Iterable
@@ -26,7 +25,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelberth_core.logging import request_id_var
+from modelberth_core.logging import log_request, request_id_var
 
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 """Kept out of request metrics and access logs: scrapes and probes would drown real traffic."""
@@ -37,8 +36,6 @@ a method (``PROPFIND``, ``get``, ``VERB123``...); each would start new series, s
 ``other``."""
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-access_log = logging.getLogger("modelberth.access")
 
 FASTAPI_TELEMETRY: TelemetryConfig = {"metrics": False, "logs": False}
 """``FastAPI(telemetry=...)`` for every service: OpenTelemetry tracing stays on (spans whenever a tracer
@@ -130,15 +127,7 @@ class RequestContextMiddleware:
             route, method = _route_template(scope), method_label(scope["method"])
             self.metrics.requests.labels(route, method, f"{status // 100}xx").inc()
             self.metrics.duration.labels(route, method).observe(elapsed)
-            access_log.info(
-                "request",
-                extra={
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1e3, 2),
-                },
-            )
+            log_request(method, route, status, elapsed)
             request_id_var.reset(token)
 
 

@@ -26,8 +26,8 @@ import numpy as np
 from google.protobuf.message import DecodeError, Message
 
 from modelberth_core.errors import ServiceError
-from modelberth_core.logging import request_id_var
-from modelberth_core.metrics import HttpMetrics, access_log
+from modelberth_core.logging import log_request, request_id_var
+from modelberth_core.metrics import HttpMetrics
 from modelberth_core.security import Principal
 from modelberth_inference.dataplane import DataPlane
 from modelberth_inference.errors import BadRequest, grpc_code, one_line
@@ -186,15 +186,7 @@ def _rpc(
             else:
                 metrics.requests.labels(route, "POST", f"{status // 100}xx").inc()
             ok_duration.observe(elapsed)
-            access_log.info(
-                "request",
-                extra={
-                    "method": "POST",
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1e3, 2),
-                },
-            )
+            log_request("POST", route, status, elapsed)
             request_id_var.reset(token)
         await _abort(context, failure)
         raise AssertionError("unreachable: abort raises")

@@ -46,8 +46,8 @@ log = logging.getLogger("modelberth.inference.prediction_log")
 MAX_PENDING_ROWS: Final = 100_000
 """Rows queued for the writer at most; past that (a stalled disk) records are dropped and counted."""
 WRITE_SECONDS: Final = 0.2
-"""The writer wakes this long after a record arrives and writes every record queued by then in one write:
-waking it for each record cost a single-row prediction more than the record itself (thread switches)."""
+"""The writer wakes this long after the first record of a batch and writes every record queued by then in
+one write, instead of waking (and taking the GIL from the event loop) for each record."""
 WRITE_EARLY_ROWS: Final = MAX_PENDING_ROWS // 4
 """Queued rows that wake the writer before :data:`WRITE_SECONDS` are up (big batches)."""
 FAILURE_LOG_SECONDS: Final = 60.0
@@ -318,9 +318,8 @@ class PredictionLog:
         )
         self._dropped_write = self.dropped.labels("write_error")
         self._dropped_queue = self.dropped.labels("queue_full")
-        self._lock = (
-            threading.Lock()
-        )  # entered directly on the request path: a Condition's own `with` costs more
+        # The request path enters the lock itself, which costs less than entering the Condition around it.
+        self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._pending: deque[_Entry] = deque()
         self._pending_rows = 0
